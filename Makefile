@@ -1,0 +1,46 @@
+# Synthetic market data over gRPC. `make help` lists the targets.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 50051
+
+PROTO_SRC := protos/marketdata/v1/market_data.proto
+PROTO_OUT := marketdata/v1/market_data_pb2.py marketdata/v1/market_data_pb2.pyi marketdata/v1/market_data_pb2_grpc.py
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install proto run client test lint clean
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(STAMP) $(PROTO_OUT) ## create .venv at the repo root with everything installed
+
+$(PROTO_OUT) &: $(PROTO_SRC) $(STAMP)
+	$(PY) -m grpc_tools.protoc -I protos --python_out=. --pyi_out=. --grpc_python_out=. $(PROTO_SRC)
+
+proto: $(PROTO_OUT) ## generate marketdata/v1/*_pb2*.py from protos/
+
+run: install ## start the server on $(HOST):$(PORT) (Ctrl-C stops it)
+	$(PY) -m server --host $(HOST) --port $(PORT)
+
+client: install ## sample call against a running server (make run in another terminal)
+	$(PY) -m client --target $(HOST):$(PORT) get --periods 100 --start-price 70 --mu 0.05 --sigma 0.3 --delta 1
+
+test: install ## run the test suite
+	$(PY) -m pytest -q
+
+lint: install ## ruff over the hand-written code
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+clean: ## remove the venv, generated code and caches
+	rm -rf $(VENV) $(PROTO_OUT) .pytest_cache .ruff_cache *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

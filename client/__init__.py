@@ -1,0 +1,19 @@
+"""Client side of marketdata.v1: the library a strategy imports, and the sample CLI."""
+
+from client.api import (
+    DEFAULT_TARGET,
+    MarketDataClient,
+    PriceChunk,
+    PricePath,
+    PriceStream,
+    field_violations,
+)
+
+__all__ = [
+    "DEFAULT_TARGET",
+    "MarketDataClient",
+    "PriceChunk",
+    "PricePath",
+    "PriceStream",
+    "field_violations",
+]

@@ -1,0 +1,1 @@
+"""Python modules generated from protos/marketdata (run `make proto`)."""

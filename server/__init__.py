@@ -1,0 +1,1 @@
+"""The market-data gRPC service: generator (pure numpy), servicer (thin), app (wiring)."""

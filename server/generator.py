@@ -1,0 +1,190 @@
+"""Price generators: pure numpy, no gRPC.
+
+Every model is a *stepper*: it holds its state and hands out the next block of
+n prices on request. One-shot paths, chunked streams and a live market all use
+the same stepper, so a path is the same whichever way it is cut into blocks.
+
+Randomness comes only from a ``numpy.random.Generator`` seeded through
+``numpy.random.SeedSequence``; global random state is never touched. With the
+same seed, parameters and numpy version, a path replays bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+DEFAULT_TRADING_DAYS_PER_YEAR = 252.0
+
+# Accepted ranges of the GBM parameters. They are wide enough for any market
+# (a volatility of 10 is 1000% a year) and narrow enough that every derived
+# quantity stays a finite float64.
+START_PRICE_MAX = 1e12
+MU_ABS_MAX = 10.0
+SIGMA_MAX = 10.0
+DELTA_MAX = 10_000.0
+TRADING_DAYS_MIN = 1.0
+TRADING_DAYS_MAX = 1e6
+
+
+class ParameterError(ValueError):
+    """A parameter outside its accepted range; ``field`` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def check_range(
+    field: str,
+    value: float,
+    low: float,
+    high: float,
+    *,
+    low_open: bool = False,
+    unit: str = "",
+) -> None:
+    """Raise ParameterError unless ``value`` is finite and within [low, high] (or (low, high])."""
+    bracket = "(" if low_open else "["
+    accepted = f"{bracket}{low:g}, {high:g}]{(' ' + unit) if unit else ''}"
+    if not math.isfinite(value):
+        raise ParameterError(field, f"{field} must be a finite number in {accepted}, got {value!r}")
+    too_low = value <= low if low_open else value < low
+    if too_low or value > high:
+        raise ParameterError(field, f"{field} must be in {accepted}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class GbmParams:
+    """Geometric Brownian motion with annualised drift and volatility.
+
+    One period lasts ``delta`` trading days, that is
+    ``t = delta / trading_days_per_year`` years; the log-return over a period
+    is normal with mean ``(mu - sigma**2 / 2) * t`` and standard deviation
+    ``sigma * sqrt(t)``.
+    """
+
+    start_price: float
+    mu: float
+    sigma: float
+    delta: float = 1.0
+    trading_days_per_year: float = DEFAULT_TRADING_DAYS_PER_YEAR
+
+    def __post_init__(self) -> None:
+        check_range("start_price", self.start_price, 0.0, START_PRICE_MAX, low_open=True)
+        check_range("mu", self.mu, -MU_ABS_MAX, MU_ABS_MAX, unit="per year")
+        check_range("sigma", self.sigma, 0.0, SIGMA_MAX, unit="per sqrt(year)")
+        check_range("delta", self.delta, 0.0, DELTA_MAX, low_open=True, unit="trading days")
+        check_range(
+            "trading_days_per_year",
+            self.trading_days_per_year,
+            TRADING_DAYS_MIN,
+            TRADING_DAYS_MAX,
+        )
+
+    @property
+    def years_per_period(self) -> float:
+        return self.delta / self.trading_days_per_year
+
+    @property
+    def log_drift(self) -> float:
+        """Mean of the log-return over one period."""
+        return (self.mu - 0.5 * self.sigma**2) * self.years_per_period
+
+    @property
+    def log_volatility(self) -> float:
+        """Standard deviation of the log-return over one period."""
+        return self.sigma * math.sqrt(self.years_per_period)
+
+
+def new_seed() -> int:
+    """A fresh 64-bit seed from the operating system's entropy."""
+    return secrets.randbits(64)
+
+
+def make_rng(seed: int) -> np.random.Generator:
+    """The project's random stream for ``seed``: PCG64 seeded via SeedSequence."""
+    if not 0 <= seed < 2**64:
+        raise ParameterError("seed", f"seed must be in [0, 2^64 - 1], got {seed!r}")
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed)))
+
+
+class PriceStepper(Protocol):
+    """What every model offers: its position and the next block of prices."""
+
+    @property
+    def position(self) -> int:
+        """How many prices have been handed out so far."""
+        ...
+
+    def next_block(self, n: int) -> np.ndarray:
+        """The next ``n`` prices of the path, as a new float64 array."""
+        ...
+
+
+class GbmStepper:
+    """Exact log-space GBM: S_i = S_0 * exp(sum of i normal log-returns).
+
+    The first price handed out is ``start_price`` itself. The running log-return
+    is carried between blocks and accumulated strictly left to right, so any
+    split of the path into blocks gives bit-identical prices.
+    """
+
+    def __init__(self, params: GbmParams, rng: np.random.Generator) -> None:
+        self._params = params
+        self._rng = rng
+        self._drift = params.log_drift
+        self._vol = params.log_volatility
+        self._log_return = 0.0
+        self._position = 0
+
+    @property
+    def position(self) -> int:
+        return self._position
+
+    @property
+    def params(self) -> GbmParams:
+        return self._params
+
+    def next_block(self, n: int) -> np.ndarray:
+        if n < 0:
+            raise ValueError(f"block size must be >= 0, got {n}")
+        if n == 0:
+            return np.empty(0)
+        first = self._position == 0
+        draws = n - 1 if first else n
+        # acc[0] holds the running log-return, acc[1:] the new increments; an
+        # in-place cumulative sum then continues the path exactly where the
+        # previous block stopped.
+        acc = np.empty(draws + 1)
+        acc[0] = self._log_return
+        increments = acc[1:]
+        self._rng.standard_normal(out=increments)
+        increments *= self._vol
+        increments += self._drift
+        np.add.accumulate(acc, out=acc)
+        self._log_return = float(acc[-1])
+        self._position += n
+        logs = acc if first else acc[1:]
+        prices = np.exp(logs, out=logs)
+        prices *= self._params.start_price
+        return prices
+
+
+def gbm_path(params: GbmParams, periods: int, seed: int) -> np.ndarray:
+    """A whole GBM path of ``periods`` prices."""
+    return GbmStepper(params, make_rng(seed)).next_block(periods)
+
+
+def iter_blocks(stepper: PriceStepper, periods: int, block_size: int) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(offset, prices)`` blocks of at most ``block_size`` until ``periods`` prices are out."""
+    if block_size < 1:
+        raise ValueError(f"block size must be >= 1, got {block_size}")
+    while stepper.position < periods:
+        offset = stepper.position
+        yield offset, stepper.next_block(min(block_size, periods - offset))

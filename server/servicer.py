@@ -1,0 +1,157 @@
+"""MarketDataService: translates requests to generator calls and frames replies.
+
+No maths here: the plan comes from server.requests, the prices from
+server.generator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from marketdata.v1 import market_data_pb2, market_data_pb2_grpc
+from server.generator import GbmStepper, ParameterError, make_rng
+from server.requests import GbmPlan, Limits, plan_stream, plan_unary
+
+_LOGGER = logging.getLogger(__name__)
+
+# Blocks at least this large are generated on a worker thread (numpy releases
+# the GIL), so the event loop keeps serving other calls meanwhile.
+OFFLOAD_MIN_PRICES = 8_192
+# Share of the shutdown grace period after which open streams are ended with
+# UNAVAILABLE, before gRPC cancels whatever is still running.
+DRAIN_SHARE = 0.9
+
+
+class StreamTracker:
+    """Counts open streams and generated prices; safe to read from any thread.
+
+    Operators read it in logs; tests use ``wait_idle`` to see that a cancelled
+    stream has really stopped generating.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.active = 0
+        self.started = 0
+        self.prices_generated = 0
+
+    def opened(self) -> None:
+        with self._cond:
+            self.active += 1
+            self.started += 1
+
+    def generated(self, n: int) -> None:
+        with self._cond:
+            self.prices_generated += n
+
+    def closed(self) -> None:
+        with self._cond:
+            self.active -= 1
+            self._cond.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until no stream is open; False if ``timeout`` seconds pass first."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self.active == 0, timeout)
+
+
+def invalid_argument(err: ParameterError) -> grpc.Status:
+    """INVALID_ARGUMENT with the message and a google.rpc.BadRequest naming the field."""
+    violation = error_details_pb2.BadRequest.FieldViolation(field=err.field, description=str(err))
+    detail = any_pb2.Any()
+    detail.Pack(error_details_pb2.BadRequest(field_violations=[violation]))
+    return rpc_status.to_status(
+        status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=str(err), details=[detail])
+    )
+
+
+class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
+    def __init__(self, limits: Limits | None = None, tracker: StreamTracker | None = None) -> None:
+        self.limits = limits or Limits()
+        self.tracker = tracker or StreamTracker()
+        self._drain_at: float | None = None
+        self._draining = asyncio.Event()
+
+    def begin_shutdown(self, grace: float) -> None:
+        """Let open streams run for most of ``grace`` seconds, then end them with UNAVAILABLE."""
+        loop = asyncio.get_running_loop()
+        self._drain_at = loop.time() + grace * DRAIN_SHARE
+        loop.call_at(self._drain_at, self._draining.set)
+
+    async def _plan(
+        self,
+        planner: Callable[[market_data_pb2.GbmRequest, Limits], GbmPlan],
+        request: market_data_pb2.GbmRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> GbmPlan:
+        try:
+            return planner(request, self.limits)
+        except ParameterError as err:
+            _LOGGER.info("rejected %s: %s", planner.__name__, err)
+            await context.abort_with_status(invalid_argument(err))
+            raise AssertionError("abort_with_status returned") from err  # pragma: no cover
+
+    async def GetGbmPrices(
+        self, request: market_data_pb2.GbmRequest, context: grpc.aio.ServicerContext
+    ) -> market_data_pb2.GbmPrices:
+        plan = await self._plan(plan_unary, request, context)
+        stepper = GbmStepper(plan.params, make_rng(plan.seed))
+        prices = await _next_block(stepper, plan.periods)
+        return market_data_pb2.GbmPrices(prices=prices, seed=plan.seed, symbol=plan.symbol)
+
+    async def StreamGbmPrices(
+        self, request: market_data_pb2.GbmRequest, context: grpc.aio.ServicerContext
+    ) -> None:
+        plan = await self._plan(plan_stream, request, context)
+        loop = asyncio.get_running_loop()
+        stepper = GbmStepper(plan.params, make_rng(plan.seed))
+        started = loop.time()
+        self.tracker.opened()
+        try:
+            while stepper.position < plan.periods:
+                offset = stepper.position
+                prices = await _next_block(stepper, min(plan.chunk_size, plan.periods - offset))
+                self.tracker.generated(len(prices))
+                if plan.ticks_per_second is not None:
+                    # The chunk is due when its last tick is; the first tick is at start.
+                    due = started + (offset + len(prices) - 1) / plan.ticks_per_second
+                    await self._sleep_until(due, loop)
+                await self._abort_if_draining(context, offset)
+                await context.write(
+                    market_data_pb2.GbmPriceChunk(
+                        prices=prices, offset=offset, seed=plan.seed, symbol=plan.symbol
+                    )
+                )
+        finally:
+            self.tracker.closed()
+
+    async def _sleep_until(self, due: float, loop: asyncio.AbstractEventLoop) -> None:
+        """Wait until ``due`` on the loop clock, or until draining starts."""
+        delay = due - loop.time()
+        if delay > 0 and not self._draining.is_set():
+            try:
+                await asyncio.wait_for(self._draining.wait(), timeout=delay)
+            except TimeoutError:
+                pass
+
+    async def _abort_if_draining(self, context: grpc.aio.ServicerContext, offset: int) -> None:
+        if self._draining.is_set():
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"server is shutting down; the stream stopped before offset {offset}. "
+                "Send the same request with the returned seed to another server to replay it.",
+            )
+
+
+async def _next_block(stepper: GbmStepper, n: int):
+    if n >= OFFLOAD_MIN_PRICES:
+        return await asyncio.to_thread(stepper.next_block, n)
+    return stepper.next_block(n)

@@ -1,0 +1,91 @@
+"""Shared fixtures: a real server on an ephemeral loopback port, and channels to it.
+
+The server runs on its own event loop in a background thread, so tests talk
+to it over the network with the ordinary synchronous gRPC API, as users do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from client.api import MarketDataClient
+from marketdata.v1 import market_data_pb2_grpc
+from server.app import RunningServer, start_server
+from server.requests import Limits
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ServerThread:
+    """A server started on a private event loop in a daemon thread."""
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="test-server", daemon=True)
+        self._thread.start()
+        self.running: RunningServer = self.call(start_server("127.0.0.1", 0, limits))
+        self.target = f"127.0.0.1:{self.running.port}"
+
+    def call(self, coro, timeout: float = 30.0):
+        """Run a coroutine on the server's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def submit(self, coro):
+        """Start a coroutine on the server's loop without waiting for it."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def stop(self, grace: float = 0.0) -> None:
+        if self.loop.is_running():
+            self.call(self.running.shutdown(grace))
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=10)
+        self.loop.close()
+
+    @property
+    def tracker(self):
+        return self.running.servicer.tracker
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[ServerThread]:
+    """One server for the tests that only make calls."""
+    srv = ServerThread()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def fresh_server() -> Iterator[ServerThread]:
+    """A server of the test's own, for tests that watch its state or stop it."""
+    srv = ServerThread()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def channel(server: ServerThread) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(server.target) as ch:
+        yield ch
+
+
+@pytest.fixture
+def stub(channel: grpc.Channel) -> market_data_pb2_grpc.MarketDataServiceStub:
+    return market_data_pb2_grpc.MarketDataServiceStub(channel)
+
+
+@pytest.fixture
+def md(server: ServerThread) -> Iterator[MarketDataClient]:
+    with MarketDataClient(server.target) as client:
+        yield client
+
+
+@pytest.fixture
+def python() -> str:
+    return sys.executable

@@ -1,0 +1,227 @@
+"""The sample client script, run as users run it: a subprocess against a real server."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pty
+import signal
+import socket
+import struct
+import subprocess
+import termios
+
+import numpy as np
+
+from server.generator import GbmParams, gbm_path
+from tests.conftest import REPO_ROOT
+
+ORIGINAL = GbmParams(70.0, 0.05, 0.3, 1.0)
+
+
+def run_client(python, *args, timeout=60):
+    return subprocess.run(
+        [python, "-m", "client", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_get_prints_json_shaped_like_the_original_endpoint(python, server):
+    done = run_client(
+        python,
+        "--target",
+        server.target,
+        "get",
+        "--periods",
+        "100",
+        "--start-price",
+        "70",
+        "--mu",
+        "0.05",
+        "--sigma",
+        "0.3",
+        "--delta",
+        "1",
+    )
+    assert done.returncode == 0, done.stderr
+    body = json.loads(done.stdout)
+    assert set(body) == {"result", "seed", "symbol"}
+    assert len(body["result"]) == 100
+    assert body["result"][0] == 70.0
+    assert body["result"] == gbm_path(ORIGINAL, 100, body["seed"]).tolist()
+
+
+def test_stream_json_equals_get_json(python, server):
+    args = ["--periods", "1000", "--seed", "99", "--symbol", "ABC"]
+    got = run_client(python, "--target", server.target, "get", *args)
+    streamed = run_client(python, "--target", server.target, "stream", *args, "--chunk-size", "64")
+    assert got.returncode == streamed.returncode == 0, got.stderr + streamed.stderr
+    assert (
+        json.loads(got.stdout)
+        == json.loads(streamed.stdout)
+        == {
+            "result": gbm_path(ORIGINAL, 1000, 99).tolist(),
+            "seed": 99,
+            "symbol": "ABC",
+        }
+    )
+
+
+def test_stream_csv(python, server):
+    done = run_client(
+        python, "--target", server.target, "stream", "--periods", "5", "--seed", "2", "--format", "csv"
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "index,price"
+    expected = gbm_path(ORIGINAL, 5, 2)
+    assert [tuple(line.split(",")) for line in lines[1:]] == [
+        (str(i), repr(p)) for i, p in enumerate(expected.tolist())
+    ]
+
+
+def test_stream_npy_file(python, server, tmp_path):
+    out = tmp_path / "path.npy"
+    done = run_client(
+        python,
+        "--target",
+        server.target,
+        "stream",
+        "--periods",
+        "100000",
+        "--seed",
+        "5",
+        "--chunk-size",
+        "7000",
+        "--format",
+        "npy",
+        "-o",
+        str(out),
+    )
+    assert done.returncode == 0, done.stderr
+    assert np.load(out).tobytes() == gbm_path(ORIGINAL, 100_000, 5).tobytes()
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_connection_refused_exits_nonzero_with_a_readable_message(python):
+    done = run_client(python, "--target", f"127.0.0.1:{_closed_port()}", "--timeout", "5", "get")
+    assert done.returncode == 1
+    assert "cannot reach the server" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_invalid_argument_exits_nonzero_naming_the_field(python, server):
+    done = run_client(python, "--target", server.target, "get", "--sigma", "-1")
+    assert done.returncode == 1
+    assert "invalid argument (sigma)" in done.stderr
+    assert "[0, 10]" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_deadline_exceeded_exits_nonzero(python, server):
+    done = run_client(
+        python,
+        "--target",
+        server.target,
+        "--timeout",
+        "0.5",
+        "stream",
+        "--periods",
+        "100",
+        "--ticks-per-second",
+        "10",
+    )
+    assert done.returncode == 1
+    assert "deadline exceeded" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_bad_command_line_exits_2(python):
+    done = run_client(python, "get", "--periods", "many")
+    assert done.returncode == 2
+    assert "--periods" in done.stderr
+
+
+def test_ctrl_c_stops_a_stream_cleanly(python, server):
+    proc = subprocess.Popen(
+        [
+            python,
+            "-m",
+            "client",
+            "--target",
+            server.target,
+            "stream",
+            "--periods",
+            "1000",
+            "--ticks-per-second",
+            "10",
+            "--chunk-size",
+            "1",
+            "--format",
+            "csv",
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout.readline() == "index,price\n"
+        assert proc.stdout.readline() == "0,70.0\n"  # the stream is live
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=15)
+        assert proc.returncode == 130
+        assert "interrupted" in err
+        assert "Traceback" not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_progress_bar_shows_on_a_terminal_only(python, server, tmp_path):
+    args = [
+        python,
+        "-m",
+        "client",
+        "--target",
+        server.target,
+        "stream",
+        "--periods",
+        "200000",
+        "--format",
+        "npy",
+        "-o",
+        str(tmp_path / "p.npy"),
+    ]
+    controller, terminal = pty.openpty()
+    # A real terminal has a size; tqdm draws nothing on a zero-width one.
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    try:
+        proc = subprocess.Popen(args, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=terminal)
+        os.close(terminal)
+        seen = b""
+        while True:
+            try:
+                data = os.read(controller, 4096)
+            except OSError:  # the terminal closes when the client exits
+                break
+            if not data:
+                break
+            seen += data
+        assert proc.wait(timeout=30) == 0
+    finally:
+        os.close(controller)
+    assert b"200k/200k" in seen
+    piped = run_client(python, *args[3:])
+    assert piped.returncode == 0
+    assert "200k/200k" not in piped.stderr
