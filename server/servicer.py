@@ -22,6 +22,11 @@ from server.requests import GbmPlan, Limits, plan_stream, plan_unary
 
 _LOGGER = logging.getLogger(__name__)
 
+try:  # gRPC exposes no public type for "the call is gone" on a server write.
+    from grpc._cython.cygrpc import ExecuteBatchError as _WRITE_AFTER_PEER_LEFT
+except ImportError:  # pragma: no cover - another gRPC build: let it surface
+    _WRITE_AFTER_PEER_LEFT = ()
+
 # Blocks at least this large are generated on a worker thread (numpy releases
 # the GIL), so the event loop keeps serving other calls meanwhile.
 OFFLOAD_MIN_PRICES = 8_192
@@ -48,19 +53,24 @@ class StreamTracker:
             self.active += 1
             self.started += 1
 
-    def generated(self, n: int) -> None:
-        with self._cond:
-            self.prices_generated += n
-
     def closed(self) -> None:
         with self._cond:
             self.active -= 1
             self._cond.notify_all()
 
+    def generated(self, n: int) -> None:
+        with self._cond:
+            self.prices_generated += n
+            self._cond.notify_all()
+
+    def wait_for(self, predicate: Callable[[StreamTracker], bool], timeout: float) -> bool:
+        """Block until ``predicate(self)`` holds; False if ``timeout`` seconds pass first."""
+        with self._cond:
+            return self._cond.wait_for(lambda: predicate(self), timeout)
+
     def wait_idle(self, timeout: float) -> bool:
         """Block until no stream is open; False if ``timeout`` seconds pass first."""
-        with self._cond:
-            return self._cond.wait_for(lambda: self.active == 0, timeout)
+        return self.wait_for(lambda t: t.active == 0, timeout)
 
 
 def invalid_argument(err: ParameterError) -> grpc.Status:
@@ -88,6 +98,7 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
 
     async def _plan(
         self,
+        rpc: str,
         planner: Callable[[market_data_pb2.GbmRequest, Limits], GbmPlan],
         request: market_data_pb2.GbmRequest,
         context: grpc.aio.ServicerContext,
@@ -95,14 +106,14 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
         try:
             return planner(request, self.limits)
         except ParameterError as err:
-            _LOGGER.info("rejected %s: %s", planner.__name__, err)
+            _LOGGER.info("rejected %s: %s", rpc, err)
             await context.abort_with_status(invalid_argument(err))
             raise AssertionError("abort_with_status returned") from err  # pragma: no cover
 
     async def GetGbmPrices(
         self, request: market_data_pb2.GbmRequest, context: grpc.aio.ServicerContext
     ) -> market_data_pb2.GbmPrices:
-        plan = await self._plan(plan_unary, request, context)
+        plan = await self._plan("GetGbmPrices", plan_unary, request, context)
         stepper = GbmStepper(plan.params, make_rng(plan.seed))
         prices = await _next_block(stepper, plan.periods)
         return market_data_pb2.GbmPrices(prices=prices, seed=plan.seed, symbol=plan.symbol)
@@ -110,7 +121,7 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
     async def StreamGbmPrices(
         self, request: market_data_pb2.GbmRequest, context: grpc.aio.ServicerContext
     ) -> None:
-        plan = await self._plan(plan_stream, request, context)
+        plan = await self._plan("StreamGbmPrices", plan_stream, request, context)
         loop = asyncio.get_running_loop()
         stepper = GbmStepper(plan.params, make_rng(plan.seed))
         started = loop.time()
@@ -125,11 +136,16 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
                     due = started + (offset + len(prices) - 1) / plan.ticks_per_second
                     await self._sleep_until(due, loop)
                 await self._abort_if_draining(context, offset)
-                await context.write(
-                    market_data_pb2.GbmPriceChunk(
-                        prices=prices, offset=offset, seed=plan.seed, symbol=plan.symbol
-                    )
+                chunk = market_data_pb2.GbmPriceChunk(
+                    prices=prices, offset=offset, seed=plan.seed, symbol=plan.symbol
                 )
+                try:
+                    await context.write(chunk)
+                except _WRITE_AFTER_PEER_LEFT:
+                    # gRPC fails a write that races the client's cancel before it
+                    # reports the cancel; the client left, the server is fine.
+                    _LOGGER.debug("stream ended by the client before offset %d", offset)
+                    return
         finally:
             self.tracker.closed()
 
