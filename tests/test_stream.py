@@ -82,4 +82,3 @@ def test_leaving_the_with_block_cancels_the_stream(fresh_server):
             next(iter(s))
     assert fresh_server.tracker.wait_idle(timeout=10)
     assert fresh_server.tracker.started == 1
-
