@@ -6,44 +6,30 @@
             for chunk in stream:
                 ...  # chunk.prices is a numpy array starting at chunk.offset
 
-Errors surface as ``grpc.RpcError`` with the server's status code and message;
+Prices arrive as read-only float64 arrays decoded straight from the message
+bytes (copy one to modify it). Errors surface as ``grpc.RpcError`` with the server's status code and message;
 ``field_violations`` lists the fields an INVALID_ARGUMENT named.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+import ipaddress
+import json
+from collections.abc import Iterator, Sequence
 from types import TracebackType
 
 import grpc
-import numpy as np
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from marketdata.v1 import market_data_pb2, market_data_pb2_grpc
+from client.wire import PriceChunk, PricePath, decode_gbm_price_chunk, decode_gbm_prices
+from marketdata.v1 import market_data_pb2
+
+_SERVICE = market_data_pb2.DESCRIPTOR.services_by_name["MarketDataService"]
+_ROUND_ROBIN = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_UNARY_TIMEOUT = 30.0
-
-
-@dataclass(frozen=True)
-class PricePath:
-    """A whole path: ``prices[0]`` is the start price; ``seed`` replays it."""
-
-    prices: np.ndarray
-    seed: int
-    symbol: str
-
-
-@dataclass(frozen=True)
-class PriceChunk:
-    """A consecutive piece of a streamed path, starting at index ``offset``."""
-
-    prices: np.ndarray
-    offset: int
-    seed: int
-    symbol: str
 
 
 class PriceStream:
@@ -56,13 +42,7 @@ class PriceStream:
         self._call = call
 
     def __iter__(self) -> Iterator[PriceChunk]:
-        for message in self._call:
-            yield PriceChunk(
-                prices=np.array(message.prices, dtype=np.float64),
-                offset=message.offset,
-                seed=message.seed,
-                symbol=message.symbol,
-            )
+        return iter(self._call)
 
     def cancel(self) -> None:
         self._call.cancel()
@@ -107,21 +87,66 @@ def gbm_request(
     return request
 
 
+def channel_target(target: str | Sequence[str]) -> str:
+    """A gRPC target for one address, a DNS name, or a list of IP:port addresses.
+
+    A list becomes gRPC's ``ipv4:a:p,b:p`` (or ``ipv6:``) form, one
+    subchannel per address; a name such as ``dns:///prices.example:50051``
+    resolves to every address the name has.
+    """
+    if isinstance(target, str):
+        return target
+    addresses = list(target)
+    if not addresses:
+        raise ValueError("target: give at least one address")
+    families = set()
+    for address in addresses:
+        host = address.rsplit(":", 1)[0].strip("[]")
+        try:
+            families.add(ipaddress.ip_address(host).version)
+        except ValueError:
+            raise ValueError(
+                f"target: {address!r} is not IP:port; for a DNS name with several "
+                "addresses pass 'dns:///name:port' as a single target"
+            ) from None
+    if len(families) > 1:
+        raise ValueError("target: mix of IPv4 and IPv6 addresses; use one family")
+    return f"ipv{families.pop()}:" + ",".join(addresses)
+
+
 class MarketDataClient:
-    """A channel to one MarketDataService; close it, or use it as a context manager."""
+    """A channel to a MarketDataService; close it, or use it as a context manager.
+
+    ``target`` is ``host:port``, a gRPC name such as ``dns:///name:port``, or a
+    list of ``IP:port`` addresses. Calls are spread over every address the
+    target resolves to with gRPC's own round_robin load balancing (one HTTP/2
+    connection per backend), so several server instances share the load.
+    """
 
     def __init__(
         self,
-        target: str = DEFAULT_TARGET,
+        target: str | Sequence[str] = DEFAULT_TARGET,
         *,
         timeout: float | None = DEFAULT_UNARY_TIMEOUT,
         options: list[tuple[str, object]] | None = None,
     ) -> None:
         """``timeout`` bounds unary calls in seconds; streams have none unless given."""
-        self.target = target
+        self.target = channel_target(target)
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(target, options=options or [])
-        self._stub = market_data_pb2_grpc.MarketDataServiceStub(self._channel)
+        channel_options = [("grpc.service_config", _ROUND_ROBIN), *(options or [])]
+        self._channel = grpc.insecure_channel(self.target, options=channel_options)
+        # The generated stub would build one Python float per price; these
+        # callables decode the price bytes straight into numpy instead.
+        self._get = self._channel.unary_unary(
+            _method_path("GetGbmPrices"),
+            request_serializer=market_data_pb2.GbmRequest.SerializeToString,
+            response_deserializer=decode_gbm_prices,
+        )
+        self._stream = self._channel.unary_stream(
+            _method_path("StreamGbmPrices"),
+            request_serializer=market_data_pb2.GbmRequest.SerializeToString,
+            response_deserializer=decode_gbm_price_chunk,
+        )
 
     def close(self) -> None:
         self._channel.close()
@@ -161,10 +186,7 @@ class MarketDataClient:
             seed=seed,
             symbol=symbol,
         )
-        reply = self._stub.GetGbmPrices(request, timeout=timeout if timeout is not None else self.timeout)
-        return PricePath(
-            prices=np.array(reply.prices, dtype=np.float64), seed=reply.seed, symbol=reply.symbol
-        )
+        return self._get(request, timeout=timeout if timeout is not None else self.timeout)
 
     def stream_gbm_prices(
         self,
@@ -194,7 +216,11 @@ class MarketDataClient:
             ticks_per_second=ticks_per_second,
             symbol=symbol,
         )
-        return PriceStream(self._stub.StreamGbmPrices(request, timeout=timeout))
+        return PriceStream(self._stream(request, timeout=timeout))
+
+
+def _method_path(name: str) -> str:
+    return f"/{_SERVICE.full_name}/{_SERVICE.methods_by_name[name].name}"
 
 
 def field_violations(error: grpc.RpcError) -> list[tuple[str, str]]:

@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import os
 import signal
-from collections.abc import Sequence
+import socket
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from marketdata.v1 import market_data_pb2, market_data_pb2_grpc
+from marketdata.v1 import market_data_pb2
 from server.requests import MAX_PRICES_PER_MESSAGE, Limits
-from server.servicer import MarketDataServicer
+from server.servicer import WIRES, MarketDataServicer, add_to_server
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -50,14 +53,15 @@ async def start_server(
     limits: Limits | None = None,
     *,
     reuse_port: bool = False,
+    wire: str = "fast",
 ) -> RunningServer:
     """Start serving on ``host:port`` (port 0 picks a free one) and report SERVING."""
     # gRPC turns SO_REUSEPORT on by default on Linux, so a second server on a
     # busy port would silently share it; a single server must fail instead.
     options = [("grpc.so_reuseport", 1 if reuse_port else 0)]
     server = grpc.aio.server(options=options)
-    servicer = MarketDataServicer(limits)
-    market_data_pb2_grpc.add_MarketDataServiceServicer_to_server(servicer, server)
+    servicer = MarketDataServicer(limits, wire=wire)
+    add_to_server(servicer, server)
 
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -74,15 +78,70 @@ async def start_server(
     return RunningServer(server=server, port=bound, servicer=servicer, health=health_servicer)
 
 
-async def serve(host: str, port: int, limits: Limits, grace: float) -> None:
+async def serve(
+    host: str, port: int, limits: Limits, grace: float, *, reuse_port: bool = False, wire: str = "fast"
+) -> None:
     """Serve until SIGTERM or SIGINT, then shut down gracefully."""
-    running = await start_server(host, port, limits)
+    running = await start_server(host, port, limits, reuse_port=reuse_port, wire=wire)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     await running.shutdown(grace)
+
+
+@contextlib.contextmanager
+def _reserved_port(host: str, port: int) -> Iterator[int]:
+    """Bind (not listen) ``host:port`` with SO_REUSEPORT, so port 0 becomes one
+    concrete port that every worker then binds too."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        yield sock.getsockname()[1]
+    finally:
+        sock.close()
+
+
+def run_workers(host: str, port: int, workers: int, limits: Limits, grace: float, wire: str) -> int:
+    """Fork ``workers`` server processes sharing one port through SO_REUSEPORT.
+
+    The fork happens before any gRPC object exists, as gRPC requires; the
+    kernel spreads incoming connections over the workers. SIGTERM or SIGINT
+    to this process is passed on, and each worker shuts down gracefully.
+    """
+    with _reserved_port(host, port) as bound:
+        children: list[int] = []
+        for index in range(workers):
+            pid = os.fork()
+            if pid == 0:  # worker
+                code = 1
+                try:
+                    asyncio.run(serve(host, bound, limits, grace, reuse_port=True, wire=wire))
+                    code = 0
+                except BaseException:
+                    _LOGGER.exception("worker %d failed", index)
+                finally:
+                    logging.shutdown()
+                    os._exit(code)
+            children.append(pid)
+        _LOGGER.info("started %d workers on %s:%d", workers, host, bound)
+
+        def forward(signum: int, _frame: object) -> None:
+            for child in children:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child, signum)
+
+        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, forward)
+        failed = 0
+        for child in children:
+            _, status = os.waitpid(child, 0)
+            failed += os.waitstatus_to_exitcode(status) != 0
+    _LOGGER.info("all workers stopped%s", f" ({failed} failed)" if failed else "")
+    return 1 if failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,6 +165,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=DEFAULT_GRACE_SECONDS,
         help="seconds open calls get to finish on SIGTERM/SIGINT (default %(default)s)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes sharing the port through SO_REUSEPORT (default %(default)s)",
+    )
+    parser.add_argument(
+        "--wire",
+        choices=WIRES,
+        default="fast",
+        help="reply encoding: fast (straight from numpy) or protobuf (generated classes, "
+        "same bytes, slower; for comparison) (default %(default)s)",
     )
     parser.add_argument(
         "--max-periods",
@@ -133,6 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be in [0, 65535], got {args.port}")
+    if args.workers < 1:
+        parser.error(f"--workers must be >= 1, got {args.workers}")
     if args.grace < 0:
         parser.error(f"--grace must be >= 0 seconds, got {args.grace}")
     try:
@@ -143,9 +217,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except ValueError as err:
         parser.error(str(err))
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
+    )
+    for noisy in ("asyncio", "grpc._cython.cygrpc"):  # their DEBUG lines drown ours
+        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))
     try:
-        asyncio.run(serve(args.host, args.port, limits, args.grace))
+        if args.workers > 1:
+            return run_workers(args.host, args.port, args.workers, limits, args.grace, args.wire)
+        asyncio.run(serve(args.host, args.port, limits, args.grace, wire=args.wire))
     except OSError as err:
         _LOGGER.error("%s", err)
         return 1

@@ -10,13 +10,16 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable
+from typing import TypeVar
 
 import grpc
+import numpy as np
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from marketdata.v1 import market_data_pb2, market_data_pb2_grpc
+from server import wire
 from server.generator import GbmStepper, ParameterError, make_rng
 from server.requests import GbmPlan, Limits, plan_stream, plan_unary
 
@@ -30,13 +33,15 @@ except ImportError:  # pragma: no cover - another gRPC build: let it surface
 # Blocks at least this large are generated on a worker thread (numpy releases
 # the GIL), so the event loop keeps serving other calls meanwhile.
 OFFLOAD_MIN_PRICES = 8_192
+WIRES = ("fast", "protobuf")
+T = TypeVar("T")
 # Share of the shutdown grace period after which open streams are ended with
 # UNAVAILABLE, before gRPC cancels whatever is still running.
 DRAIN_SHARE = 0.9
 
 
 class StreamTracker:
-    """Counts open streams and generated prices; safe to read from any thread.
+    """Counts calls, open streams and streamed prices; safe to read from any thread.
 
     Operators read it in logs; tests use ``wait_idle`` to see that a cancelled
     stream has really stopped generating.
@@ -46,6 +51,7 @@ class StreamTracker:
         self._cond = threading.Condition()
         self.active = 0
         self.started = 0
+        self.unary_calls = 0
         self.prices_generated = 0
 
     def opened(self) -> None:
@@ -57,6 +63,10 @@ class StreamTracker:
         with self._cond:
             self.active -= 1
             self._cond.notify_all()
+
+    def unary(self) -> None:
+        with self._cond:
+            self.unary_calls += 1
 
     def generated(self, n: int) -> None:
         with self._cond:
@@ -84,9 +94,18 @@ def invalid_argument(err: ParameterError) -> grpc.Status:
 
 
 class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
-    def __init__(self, limits: Limits | None = None, tracker: StreamTracker | None = None) -> None:
+    """Replies are serialized here (see add_to_server): with ``wire="fast"``
+    straight from numpy buffers, with ``wire="protobuf"`` through the generated
+    classes, which gives the same bytes more slowly and is kept for comparison."""
+
+    def __init__(
+        self, limits: Limits | None = None, tracker: StreamTracker | None = None, wire: str = "fast"
+    ) -> None:
+        if wire not in WIRES:
+            raise ValueError(f"wire must be one of {WIRES}, got {wire!r}")
         self.limits = limits or Limits()
         self.tracker = tracker or StreamTracker()
+        self.wire = wire
         self._drain_at: float | None = None
         self._draining = asyncio.Event()
 
@@ -110,43 +129,82 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
             await context.abort_with_status(invalid_argument(err))
             raise AssertionError("abort_with_status returned") from err  # pragma: no cover
 
+    def _encode_path(self, prices: np.ndarray, plan: GbmPlan) -> bytes:
+        if self.wire == "fast":
+            return wire.encode_gbm_prices(prices, plan.seed, plan.symbol)
+        return market_data_pb2.GbmPrices(
+            prices=prices, seed=plan.seed, symbol=plan.symbol
+        ).SerializeToString()
+
+    def _chunk_encoder(self, plan: GbmPlan) -> Callable[[np.ndarray, int], bytes]:
+        if self.wire == "fast":
+            return wire.ChunkEncoder(plan.seed, plan.symbol).encode
+
+        def encode(prices: np.ndarray, offset: int) -> bytes:
+            return market_data_pb2.GbmPriceChunk(
+                prices=prices, offset=offset, seed=plan.seed, symbol=plan.symbol
+            ).SerializeToString()
+
+        return encode
+
     async def GetGbmPrices(
         self, request: market_data_pb2.GbmRequest, context: grpc.aio.ServicerContext
-    ) -> market_data_pb2.GbmPrices:
+    ) -> bytes:
         plan = await self._plan("GetGbmPrices", plan_unary, request, context)
-        stepper = GbmStepper(plan.params, make_rng(plan.seed))
-        prices = await _next_block(stepper, plan.periods)
-        return market_data_pb2.GbmPrices(prices=prices, seed=plan.seed, symbol=plan.symbol)
+        self.tracker.unary()
+        if _LOGGER.isEnabledFor(logging.DEBUG):
+            _LOGGER.debug("GetGbmPrices periods=%d seed=%d", plan.periods, plan.seed)
+
+        def produce() -> bytes:
+            stepper = GbmStepper(plan.params, make_rng(plan.seed))
+            return self._encode_path(stepper.next_block(plan.periods), plan)
+
+        return await _run(produce, offload=plan.periods >= OFFLOAD_MIN_PRICES)
 
     async def StreamGbmPrices(
         self, request: market_data_pb2.GbmRequest, context: grpc.aio.ServicerContext
     ) -> None:
         plan = await self._plan("StreamGbmPrices", plan_stream, request, context)
+        _LOGGER.debug(
+            "StreamGbmPrices periods=%d seed=%d chunk_size=%d", plan.periods, plan.seed, plan.chunk_size
+        )
         loop = asyncio.get_running_loop()
         stepper = GbmStepper(plan.params, make_rng(plan.seed))
+        encode = self._chunk_encoder(plan)
+        offload = plan.chunk_size >= OFFLOAD_MIN_PRICES
+
+        def produce() -> tuple[int, int, bytes]:
+            offset = stepper.position
+            prices = stepper.next_block(min(plan.chunk_size, plan.periods - offset))
+            return offset, len(prices), encode(prices, offset)
+
         started = loop.time()
         self.tracker.opened()
+        # One chunk is always being generated (on a worker thread for large
+        # chunks) while the previous one is being sent, so both cores work.
+        upcoming = asyncio.ensure_future(_run(produce, offload))
         try:
-            while stepper.position < plan.periods:
-                offset = stepper.position
-                prices = await _next_block(stepper, min(plan.chunk_size, plan.periods - offset))
-                self.tracker.generated(len(prices))
+            while upcoming is not None:
+                offset, count, data = await upcoming
+                self.tracker.generated(count)
+                upcoming = (
+                    asyncio.ensure_future(_run(produce, offload)) if stepper.position < plan.periods else None
+                )
                 if plan.ticks_per_second is not None:
                     # The chunk is due when its last tick is; the first tick is at start.
-                    due = started + (offset + len(prices) - 1) / plan.ticks_per_second
+                    due = started + (offset + count - 1) / plan.ticks_per_second
                     await self._sleep_until(due, loop)
                 await self._abort_if_draining(context, offset)
-                chunk = market_data_pb2.GbmPriceChunk(
-                    prices=prices, offset=offset, seed=plan.seed, symbol=plan.symbol
-                )
                 try:
-                    await context.write(chunk)
+                    await context.write(data)
                 except _WRITE_AFTER_PEER_LEFT:
                     # gRPC fails a write that races the client's cancel before it
                     # reports the cancel; the client left, the server is fine.
                     _LOGGER.debug("stream ended by the client before offset %d", offset)
                     return
         finally:
+            if upcoming is not None:
+                upcoming.cancel()
             self.tracker.closed()
 
     async def _sleep_until(self, due: float, loop: asyncio.AbstractEventLoop) -> None:
@@ -167,7 +225,31 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
             )
 
 
-async def _next_block(stepper: GbmStepper, n: int):
-    if n >= OFFLOAD_MIN_PRICES:
-        return await asyncio.to_thread(stepper.next_block, n)
-    return stepper.next_block(n)
+async def _run(produce: Callable[[], T], offload: bool) -> T:
+    """Run ``produce`` on a worker thread (numpy releases the GIL) or, when small, right here."""
+    if offload:
+        return await asyncio.get_running_loop().run_in_executor(None, produce)
+    return produce()
+
+
+def _serialized(data: bytes) -> bytes:
+    return data
+
+
+def add_to_server(servicer: MarketDataServicer, server: grpc.aio.Server) -> None:
+    """Register the servicer; its replies are already serialized protobuf bytes."""
+    service = market_data_pb2.DESCRIPTOR.services_by_name["MarketDataService"]
+    handlers = {
+        "GetGbmPrices": grpc.unary_unary_rpc_method_handler(
+            servicer.GetGbmPrices,
+            request_deserializer=market_data_pb2.GbmRequest.FromString,
+            response_serializer=_serialized,
+        ),
+        "StreamGbmPrices": grpc.unary_stream_rpc_method_handler(
+            servicer.StreamGbmPrices,
+            request_deserializer=market_data_pb2.GbmRequest.FromString,
+            response_serializer=_serialized,
+        ),
+    }
+    assert set(handlers) == set(service.methods_by_name)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))

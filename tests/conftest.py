@@ -26,11 +26,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 class ServerThread:
     """A server started on a private event loop in a daemon thread."""
 
-    def __init__(self, limits: Limits | None = None) -> None:
+    def __init__(self, limits: Limits | None = None, wire: str = "fast") -> None:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="test-server", daemon=True)
         self._thread.start()
-        self.running: RunningServer = self.call(start_server("127.0.0.1", 0, limits))
+        self.running: RunningServer = self.call(start_server("127.0.0.1", 0, limits, wire=wire))
         self.target = f"127.0.0.1:{self.running.port}"
 
     def call(self, coro, timeout: float = 30.0):
