@@ -10,7 +10,7 @@ PROTO_OUT := marketdata/v1/market_data_pb2.py marketdata/v1/market_data_pb2.pyi 
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install proto run client test lint clean
+.PHONY: help install proto run client test lint bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -40,6 +40,15 @@ test: install ## run the test suite
 lint: install ## ruff over the hand-written code
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+
+$(VENV)/.bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[bench]'
+	touch $@
+
+bench: install $(VENV)/.bench ## measure speed: prints a table (not a test; needs h2load, installed via apt if missing)
+	@command -v h2load >/dev/null || (apt-get update -qq && apt-get install -y -qq nghttp2-client) \
+		|| { echo "make bench needs h2load: apt-get install nghttp2-client"; exit 1; }
+	$(PY) -m bench
 
 clean: ## remove the venv, generated code and caches
 	rm -rf $(VENV) $(PROTO_OUT) .pytest_cache .ruff_cache *.egg-info

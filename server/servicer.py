@@ -7,6 +7,8 @@ server.generator.
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
 import logging
 import threading
 from collections.abc import Callable
@@ -34,6 +36,9 @@ except ImportError:  # pragma: no cover - another gRPC build: let it surface
 # the GIL), so the event loop keeps serving other calls meanwhile.
 OFFLOAD_MIN_PRICES = 8_192
 WIRES = ("fast", "protobuf")
+# How many large chunks a stream may have generated before the sender takes them.
+# Two measured best on a 2-core machine (make bench); deeper only costs memory.
+AHEAD_CHUNKS = 2
 T = TypeVar("T")
 # Share of the shutdown grace period after which open streams are ended with
 # UNAVAILABLE, before gRPC cancels whatever is still running.
@@ -180,16 +185,11 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
 
         started = loop.time()
         self.tracker.opened()
-        # One chunk is always being generated (on a worker thread for large
-        # chunks) while the previous one is being sent, so both cores work.
-        upcoming = asyncio.ensure_future(_run(produce, offload))
+        ahead = _Ahead(produce, -(-plan.periods // plan.chunk_size), offload)
         try:
-            while upcoming is not None:
+            while (upcoming := ahead.next()) is not None:
                 offset, count, data = await upcoming
                 self.tracker.generated(count)
-                upcoming = (
-                    asyncio.ensure_future(_run(produce, offload)) if stepper.position < plan.periods else None
-                )
                 if plan.ticks_per_second is not None:
                     # The chunk is due when its last tick is; the first tick is at start.
                     due = started + (offset + count - 1) / plan.ticks_per_second
@@ -203,8 +203,7 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
                     _LOGGER.debug("stream ended by the client before offset %d", offset)
                     return
         finally:
-            if upcoming is not None:
-                upcoming.cancel()
+            ahead.close()
             self.tracker.closed()
 
     async def _sleep_until(self, due: float, loop: asyncio.AbstractEventLoop) -> None:
@@ -230,6 +229,46 @@ async def _run(produce: Callable[[], T], offload: bool) -> T:
     if offload:
         return await asyncio.get_running_loop().run_in_executor(None, produce)
     return produce()
+
+
+class _Ahead:
+    """Produces a stream's chunks in order, up to AHEAD_CHUNKS before the sender needs them.
+
+    Large chunks are made on a thread of the stream's own (numpy releases the
+    GIL), so generation runs on one core while gRPC sends on the other; small
+    ones are made inline, one at a time, as the thread hop would cost more.
+    """
+
+    def __init__(self, produce: Callable[[], T], total: int, offload: bool) -> None:
+        self._produce = produce
+        self._left = total
+        self._pending: collections.deque[asyncio.Future[T]] = collections.deque()
+        self._executor = (
+            concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream")
+            if offload
+            else None
+        )
+        self._depth = AHEAD_CHUNKS if offload else 1
+
+    def _submit(self) -> asyncio.Future[T]:
+        if self._executor is not None:
+            return asyncio.wrap_future(self._executor.submit(self._produce))
+        future = asyncio.get_running_loop().create_future()
+        future.set_result(self._produce())
+        return future
+
+    def next(self) -> asyncio.Future[T] | None:
+        """The next chunk's future (None after the last), keeping the pipeline full."""
+        while self._left and len(self._pending) < self._depth + 1:
+            self._pending.append(self._submit())
+            self._left -= 1
+        return self._pending.popleft() if self._pending else None
+
+    def close(self) -> None:
+        for future in self._pending:
+            future.cancel()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 def _serialized(data: bytes) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from server.generator import (
     gbm_path,
     iter_blocks,
     make_rng,
+    new_seed,
 )
 
 ORIGINAL = GbmParams(start_price=70.0, mu=0.05, sigma=0.3, delta=1.0)
@@ -137,3 +139,17 @@ def test_bad_parameters_raise_naming_the_field_and_range(field, kwargs):
     assert info.value.field == field
     assert str(info.value).startswith(f"{field} must be")
     assert "[" in str(info.value) or "(" in str(info.value)
+
+
+def test_a_forked_worker_draws_other_seeds_than_its_parent():
+    # --workers forks server processes; drawn seeds must not repeat across them.
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: report one seed and leave at once
+        os.write(write_end, str(new_seed()).encode())
+        os._exit(0)
+    os.close(write_end)
+    child_seed = int(os.read(read_end, 64))
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    assert child_seed != new_seed()

@@ -1,0 +1,408 @@
+"""make bench: one table, every row measured in this launch, medians of several runs.
+
+Rows: the in-process generation limit L; streaming 10M prices into one numpy
+array over gRPC (generated classes vs the numpy-native wire path); small
+unary calls against an empty-handler floor and the original Flask endpoint;
+server memory while streaming 100M prices; --workers 2 against 1.
+
+Unary load comes from h2load (nghttp2's load generator, written in C), so
+the Python servers, not a Python load generator, are what is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+from client.api import MarketDataClient
+from marketdata.v1 import market_data_pb2, market_data_pb2_grpc
+from server.generator import GbmParams, GbmStepper, make_rng
+from server.requests import Limits
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PARAMS = dict(start_price=70.0, mu=0.05, sigma=0.3, delta=1.0)
+GET_PATH = "/marketdata.v1.MarketDataService/GetGbmPrices"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+# ---------------------------------------------------------------- processes
+
+
+@dataclass
+class Service:
+    """A server in a child process, and its CPU and memory as the kernel counts them."""
+
+    proc: subprocess.Popen
+    port: int
+    log: list[str]
+
+    def pids(self) -> list[int]:
+        """The process and its children (the workers of --workers N)."""
+        found = [self.proc.pid]
+        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+            found += [int(p) for p in (task / "children").read_text().split()]
+        return found
+
+    def cpu_seconds(self) -> float:
+        total = 0
+        for pid in self.pids():
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / CLOCK_TICKS
+
+    def memory_kib(self, key: str) -> int:
+        """VmRSS (now) or VmHWM (peak) of the main process, in KiB."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+        raise KeyError(key)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def launch(args: Sequence[str], ready: str = r"(?:listening|workers) on 127\.0\.0\.1:(\d+)") -> Service:
+    proc = subprocess.Popen(
+        [sys.executable, *args],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    log: list[str] = []
+    port: list[int] = []
+    found = threading.Event()
+    listening = {"n": 0}
+    workers = 1
+    if "--workers" in args:
+        workers = int(args[list(args).index("--workers") + 1])
+
+    def drain() -> None:
+        for line in proc.stdout:
+            log.append(line)
+            match = re.search(ready, line)
+            if match and not port:
+                port.append(int(match.group(1)))
+            if "listening on" in line:
+                listening["n"] += 1
+            if port and listening["n"] >= workers:
+                found.set()
+
+    threading.Thread(target=drain, daemon=True).start()
+    if not found.wait(timeout=60):
+        proc.kill()
+        raise RuntimeError(f"{' '.join(args)} did not start:\n{''.join(log)}")
+    return Service(proc, port[0], log)
+
+
+# ---------------------------------------------------------------- measurements
+
+
+def median_of(runs: int, measure: Callable[[], float]) -> float:
+    return statistics.median(measure() for _ in range(runs))
+
+
+def generation_rate(n: int, chunk: int) -> float:
+    """Prices per second of the project's stepper, in process, chunk by chunk into one array."""
+    out = np.empty(n)
+    stepper = GbmStepper(GbmParams(**PARAMS), make_rng(1))
+    started = time.perf_counter()
+    while stepper.position < n:
+        offset = stepper.position
+        block = stepper.next_block(min(chunk, n - offset))
+        out[offset : offset + len(block)] = block
+    return n / (time.perf_counter() - started)
+
+
+def stream_rate_fast(target: str, n: int) -> float:
+    out = np.empty(n)
+    started = time.perf_counter()
+    with MarketDataClient(target) as md, md.stream_gbm_prices(periods=n, seed=1, **PARAMS) as stream:
+        for chunk in stream:
+            out[chunk.offset : chunk.offset + len(chunk.prices)] = chunk.prices
+    return n / (time.perf_counter() - started)
+
+
+def stream_rate_generated(target: str, n: int) -> float:
+    out = np.empty(n)
+    request = market_data_pb2.GbmRequest(periods=n, seed=1, **PARAMS)
+    started = time.perf_counter()
+    with grpc.insecure_channel(target) as channel:
+        for chunk in market_data_pb2_grpc.MarketDataServiceStub(channel).StreamGbmPrices(request):
+            out[chunk.offset : chunk.offset + len(chunk.prices)] = chunk.prices
+    return n / (time.perf_counter() - started)
+
+
+def stream_discard(target: str, n: int) -> None:
+    with MarketDataClient(target) as md, md.stream_gbm_prices(periods=n, seed=1, **PARAMS) as stream:
+        for _ in stream:
+            pass
+
+
+@dataclass
+class Load:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    cpu_us: float  # server CPU time per request
+
+
+def grpc_body() -> bytes:
+    message = market_data_pb2.GbmRequest(periods=100, **PARAMS).SerializeToString()
+    return b"\x00" + struct.pack(">I", len(message)) + message
+
+
+def _h2load_once(url: str, concurrency: int, requests: int, body: bytes | None, http1: bool, tmp: Path):
+    log = tmp / "requests.log"
+    cmd = ["h2load", "-c", str(concurrency), "-m", "1", "-n", str(requests), f"--log-file={log}"]
+    if http1:
+        cmd.append("--h1")
+    if body is not None:
+        data = tmp / "body.bin"
+        data.write_bytes(body)
+        cmd += ["-d", str(data), "-H", "content-type: application/grpc", "-H", "te: trailers"]
+    done = subprocess.run([*cmd, url], capture_output=True, text=True, check=True, timeout=300)
+    ok = re.search(r"(\d+) succeeded, (\d+) failed", done.stdout)
+    if not ok or int(ok.group(2)) or int(ok.group(1)) != requests:
+        raise RuntimeError(f"requests failed:\n{done.stdout}")
+    rps = float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", done.stdout).group(1))
+    fields = [line.split("\t") for line in log.read_text().splitlines() if line]
+    latencies_us = np.array([int(f[2]) for f in fields])
+    return rps, latencies_us
+
+
+def h2load(
+    url: str, concurrency: int, seconds: float, service: Service, body: bytes | None, http1: bool = False
+) -> Load:
+    """Drive ``url`` with ``concurrency`` connections, one request in flight each, for about ``seconds``.
+
+    A short first run warms up and sizes the measured run. (Counted runs, as
+    h2load's timed mode never ends against some HTTP/1.1 servers.)
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        warm_rps, _ = _h2load_once(url, concurrency, 50 * concurrency, body, http1, Path(tmp))
+        requests = max(200, int(warm_rps * seconds))
+        cpu_before = service.cpu_seconds()
+        rps, latencies_us = _h2load_once(url, concurrency, requests, body, http1, Path(tmp))
+        cpu_after = service.cpu_seconds()
+    return Load(
+        rps=rps,
+        p50_ms=float(np.percentile(latencies_us, 50)) / 1000,
+        p99_ms=float(np.percentile(latencies_us, 99)) / 1000,
+        cpu_us=(cpu_after - cpu_before) / requests * 1e6,
+    )
+
+
+def median_load(runs: int, measure: Callable[[], Load]) -> Load:
+    results = [measure() for _ in range(runs)]
+    return Load(
+        *(statistics.median(getattr(r, f) for r in results) for f in ("rps", "p50_ms", "p99_ms", "cpu_us"))
+    )
+
+
+def check_replies(service: Service) -> None:
+    """h2load counts HTTP 200s; make sure they are real answers first."""
+    with MarketDataClient(f"127.0.0.1:{service.port}") as md:
+        assert len(md.get_gbm_prices(periods=100, **PARAMS).prices) == 100
+
+
+# ---------------------------------------------------------------- the table
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (
+        f"{os.cpu_count()} cores ({model}), {mem_gib:.0f} GiB, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, grpcio {grpc.__version__}, numpy {np.__version__}"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="runs per row; the median is shown")
+    parser.add_argument("--seconds", type=float, default=2.0, help="duration of each unary load run")
+    parser.add_argument("--stream-prices", type=int, default=10_000_000)
+    parser.add_argument("--rss-prices", type=int, default=100_000_000)
+    parser.add_argument("--rows", default="1,2,3,4,5", help="which rows to measure (default %(default)s)")
+    args = parser.parse_args(argv)
+    wanted = {int(r) for r in args.rows.split(",")}
+    if shutil.which("h2load") is None:
+        print("make bench needs h2load (Debian/Ubuntu: apt-get install nghttp2-client)", file=sys.stderr)
+        return 1
+
+    rows: list[tuple[str, str, str]] = []
+
+    def row(what: str, value: str, note: str = "") -> None:
+        rows.append((what, value, note))
+        print(f"  {what}: {value} {note}", file=sys.stderr, flush=True)
+
+    chunk = Limits().default_chunk_size
+    n = args.stream_prices
+    print(f"measuring on {machine()}", file=sys.stderr)
+
+    # 1. The limit L (the stream rows need it).
+    limit = median_of(args.runs, lambda: generation_rate(n, chunk)) / 1e6
+    row(
+        f"1. in-process generation, {n / 1e6:.0f}M prices (L)",
+        f"{limit:.1f} M prices/s",
+        f"chunks of {chunk}",
+    )
+
+    # 2. Streams.
+    fast = launch(["-m", "server", "--port", "0", "--log-level", "INFO"])
+    slow = launch(["-m", "server", "--port", "0", "--wire", "protobuf", "--log-level", "INFO"])
+    try:
+        if 2 not in wanted:
+            raise _Skip
+        rate = median_of(args.runs, lambda: stream_rate_generated(f"127.0.0.1:{slow.port}", n)) / 1e6
+        row(
+            f"2a. StreamGbmPrices {n / 1e6:.0f}M, generated classes",
+            f"{rate:.1f} M prices/s",
+            f"{rate / limit:.2f} x L",
+        )
+        rate = median_of(args.runs, lambda: stream_rate_fast(f"127.0.0.1:{fast.port}", n)) / 1e6
+        row(
+            f"2b. StreamGbmPrices {n / 1e6:.0f}M, numpy-native wire",
+            f"{rate:.1f} M prices/s",
+            f"{rate / limit:.2f} x L",
+        )
+    except _Skip:
+        pass
+    finally:
+        slow.stop()
+
+    # 3. Small unary calls against the floor and the original endpoint.
+    if 3 not in wanted:
+        fast.stop()
+    else:
+        unary_rows(args, fast, row)
+
+    # 4. Memory while streaming 100M prices.
+    if 4 in wanted:
+        memory_row(args, row)
+
+    # 5. Workers.
+    if 5 in wanted:
+        workers_rows(args, row)
+
+    print(f"\nMachine: {machine()}; medians of {args.runs} runs.\n")
+    print("| measurement | result | notes |")
+    print("|---|---|---|")
+    for what, value, note in rows:
+        print(f"| {what} | {value} | {note} |")
+    return 0
+
+
+class _Skip(Exception):
+    pass
+
+
+def unary_rows(args: argparse.Namespace, fast: Service, row: Callable[..., None]) -> None:
+    empty = launch(["-m", "bench.empty_server"])
+    flask = launch(["-m", "bench.flask_baseline"])
+    flask_port = flask.port
+    try:
+        check_replies(fast)
+        body = grpc_body()
+        flask_url = f"http://127.0.0.1:{flask_port}/gbm?periods=100&startPrice=70&mu=0.05&sigma=0.3&delta=1"
+        for concurrency in (1, 16):
+            results: dict[str, Load] = {}
+            for name, service, url, req, h1 in (
+                ("GetGbmPrices", fast, f"http://127.0.0.1:{fast.port}{GET_PATH}", body, False),
+                (
+                    "empty handler (gRPC floor)",
+                    empty,
+                    f"http://127.0.0.1:{empty.port}{GET_PATH}",
+                    body,
+                    False,
+                ),
+                ("Flask /gbm JSON", flask, flask_url, None, True),
+            ):
+                load = median_load(
+                    args.runs,
+                    lambda s=service, u=url, r=req, h=h1, c=concurrency: h2load(u, c, args.seconds, s, r, h),
+                )
+                results[name] = load
+                row(
+                    f"3. periods=100, concurrency {concurrency}, {name}",
+                    f"{load.rps:,.0f} req/s",
+                    f"p50 {load.p50_ms:.2f} ms, p99 {load.p99_ms:.2f} ms, "
+                    f"server CPU {load.cpu_us:.0f} us/req",
+                )
+            ours, floor, flask_load = (
+                results["GetGbmPrices"],
+                results["empty handler (gRPC floor)"],
+                results["Flask /gbm JSON"],
+            )
+            row(
+                f"3. ratios at concurrency {concurrency}",
+                f"{ours.rps / flask_load.rps:.2f} x Flask, {ours.rps / floor.rps:.2f} x floor",
+                f"CPU/req {ours.cpu_us / flask_load.cpu_us:.2f} x Flask's",
+            )
+    finally:
+        empty.stop()
+        flask.stop()
+        fast.stop()
+
+
+def memory_row(args: argparse.Namespace, row: Callable[..., None]) -> None:
+    fresh = launch(["-m", "server", "--port", "0", "--log-level", "INFO"])
+    try:
+        check_replies(fresh)
+        idle = fresh.memory_kib("VmRSS")
+        stream_discard(f"127.0.0.1:{fresh.port}", args.rss_prices)
+        peak = fresh.memory_kib("VmHWM")
+        row(
+            f"4. server RSS, idle / peak streaming {args.rss_prices / 1e6:.0f}M prices",
+            f"{idle / 1024:.0f} / {peak / 1024:.0f} MiB",
+            f"+{(peak - idle) / 1024:.0f} MiB",
+        )
+    finally:
+        fresh.stop()
+
+
+def workers_rows(args: argparse.Namespace, row: Callable[..., None]) -> None:
+    rates = {}
+    for workers in (1, 2):
+        service = launch(["-m", "server", "--port", "0", "--workers", str(workers), "--log-level", "INFO"])
+        try:
+            check_replies(service)
+            url = f"http://127.0.0.1:{service.port}{GET_PATH}"
+            rates[workers] = median_load(
+                args.runs, lambda s=service, u=url: h2load(u, 16, args.seconds, s, grpc_body())
+            )
+            row(f"5. periods=100, concurrency 16, --workers {workers}", f"{rates[workers].rps:,.0f} req/s")
+        finally:
+            service.stop()
+    row("5. --workers 2 / --workers 1", f"{rates[2].rps / rates[1].rps:.2f} x")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
