@@ -15,7 +15,7 @@ import math
 import os
 import random
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -195,3 +195,86 @@ def iter_blocks(stepper: PriceStepper, periods: int, block_size: int) -> Iterato
     while stepper.position < periods:
         offset = stepper.position
         yield offset, stepper.next_block(min(block_size, periods - offset))
+
+
+def check_correlation(matrix: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """Validate a correlation matrix; return a factor A with A @ A.T == matrix.
+
+    It must be square over ``names``, finite, symmetric, with a unit diagonal
+    and entries in [-1, 1], and positive semi-definite. A singular matrix (two
+    instruments perfectly correlated) is accepted: the factor comes from an
+    eigendecomposition, not a Cholesky one.
+    """
+    k = len(names)
+    matrix = np.asarray(matrix, dtype=np.float64)
+    if matrix.shape != (k, k):
+        raise ParameterError(
+            "correlation", f"correlation must be {k}x{k} (one row per symbol), got shape {matrix.shape}"
+        )
+    if not np.isfinite(matrix).all():
+        raise ParameterError("correlation", "correlation entries must be finite numbers in [-1, 1]")
+    if not np.allclose(matrix, matrix.T, rtol=0, atol=1e-12):
+        i, j = np.unravel_index(np.argmax(np.abs(matrix - matrix.T)), matrix.shape)
+        raise ParameterError(
+            "correlation",
+            f"correlation must be symmetric: [{names[i]}][{names[j]}] != [{names[j]}][{names[i]}]",
+        )
+    if not np.allclose(np.diag(matrix), 1.0, rtol=0, atol=1e-12):
+        i = int(np.argmax(np.abs(np.diag(matrix) - 1.0)))
+        raise ParameterError(
+            "correlation", f"correlation diagonal must be 1: [{names[i]}][{names[i]}] = {matrix[i, i]}"
+        )
+    if np.abs(matrix).max() > 1.0:
+        raise ParameterError("correlation", "correlation entries must be in [-1, 1]")
+    eigenvalues, eigenvectors = np.linalg.eigh(matrix)
+    if eigenvalues.min() < -1e-10:
+        raise ParameterError(
+            "correlation",
+            f"correlation must be positive semi-definite; its smallest eigenvalue is {eigenvalues.min():.3g}",
+        )
+    return eigenvectors * np.sqrt(np.clip(eigenvalues, 0.0, None))
+
+
+class CorrelatedGbmStepper:
+    """Several GBM instruments stepped together, their log-returns correlated.
+
+    ``next_block(n)`` gives an (n, k) array: row i holds every instrument's
+    price at step i, row 0 of the first block the start prices. As for
+    GbmStepper, any split into blocks gives bit-identical prices.
+    """
+
+    def __init__(
+        self, params: Sequence[GbmParams], factor: np.ndarray | None, rng: np.random.Generator
+    ) -> None:
+        k = len(params)
+        self._start = np.array([p.start_price for p in params])
+        self._drift = np.array([p.log_drift for p in params])
+        self._vol = np.array([p.log_volatility for p in params])
+        self._factor_t = None if factor is None else np.ascontiguousarray(np.asarray(factor).T)
+        self._rng = rng
+        self._log_return = np.zeros(k)
+        self._position = 0
+
+    @property
+    def position(self) -> int:
+        return self._position
+
+    def next_block(self, n: int) -> np.ndarray:
+        if n < 0:
+            raise ValueError(f"block size must be >= 0, got {n}")
+        k = len(self._start)
+        if n == 0:
+            return np.empty((0, k))
+        first = self._position == 0
+        draws = n - 1 if first else n
+        acc = np.empty((draws + 1, k))
+        acc[0] = self._log_return
+        shocks = self._rng.standard_normal((draws, k))
+        if self._factor_t is not None:
+            shocks = shocks @ self._factor_t
+        acc[1:] = self._drift + self._vol * shocks
+        np.add.accumulate(acc, axis=0, out=acc)
+        self._log_return = acc[-1].copy()
+        self._position += n
+        logs = acc if first else acc[1:]
+        return np.exp(logs) * self._start
