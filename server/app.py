@@ -18,6 +18,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from marketdata.v1 import market_data_pb2
+from server.feed import MarketFeed
+from server.market import DEFAULT_MARKET, MarketConfig, load_market
 from server.requests import MAX_PRICES_PER_MESSAGE, Limits
 from server.servicer import WIRES, MarketDataServicer, add_to_server
 
@@ -44,6 +46,7 @@ class RunningServer:
         await self.health.enter_graceful_shutdown()
         self.servicer.begin_shutdown(grace)
         await self.server.stop(grace)
+        await self.servicer.feed.stop()
         _LOGGER.info("stopped")
 
 
@@ -54,13 +57,20 @@ async def start_server(
     *,
     reuse_port: bool = False,
     wire: str = "fast",
+    market: MarketConfig | None = None,
+    market_clock: bool = True,
 ) -> RunningServer:
-    """Start serving on ``host:port`` (port 0 picks a free one) and report SERVING."""
+    """Start serving on ``host:port`` (port 0 picks a free one) and report SERVING.
+
+    The live market ticks on its own clock unless ``market_clock`` is False
+    (tests then advance ``servicer.feed`` themselves).
+    """
     # gRPC turns SO_REUSEPORT on by default on Linux, so a second server on a
     # busy port would silently share it; a single server must fail instead.
     options = [("grpc.so_reuseport", 1 if reuse_port else 0)]
     server = grpc.aio.server(options=options)
-    servicer = MarketDataServicer(limits, wire=wire)
+    feed = MarketFeed(market or DEFAULT_MARKET)
+    servicer = MarketDataServicer(limits, wire=wire, feed=feed)
     add_to_server(servicer, server)
 
     health_servicer = health.aio.HealthServicer()
@@ -74,15 +84,24 @@ async def start_server(
     await server.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    if market_clock:
+        feed.start()
     _LOGGER.info("listening on %s:%d", host, bound)
     return RunningServer(server=server, port=bound, servicer=servicer, health=health_servicer)
 
 
 async def serve(
-    host: str, port: int, limits: Limits, grace: float, *, reuse_port: bool = False, wire: str = "fast"
+    host: str,
+    port: int,
+    limits: Limits,
+    grace: float,
+    *,
+    reuse_port: bool = False,
+    wire: str = "fast",
+    market: MarketConfig | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT, then shut down gracefully."""
-    running = await start_server(host, port, limits, reuse_port=reuse_port, wire=wire)
+    running = await start_server(host, port, limits, reuse_port=reuse_port, wire=wire, market=market)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -105,7 +124,9 @@ def _reserved_port(host: str, port: int) -> Iterator[int]:
         sock.close()
 
 
-def run_workers(host: str, port: int, workers: int, limits: Limits, grace: float, wire: str) -> int:
+def run_workers(
+    host: str, port: int, workers: int, limits: Limits, grace: float, wire: str, market: MarketConfig | None
+) -> int:
     """Fork ``workers`` server processes sharing one port through SO_REUSEPORT.
 
     The fork happens before any gRPC object exists, as gRPC requires; the
@@ -119,7 +140,7 @@ def run_workers(host: str, port: int, workers: int, limits: Limits, grace: float
             if pid == 0:  # worker
                 code = 1
                 try:
-                    asyncio.run(serve(host, bound, limits, grace, reuse_port=True, wire=wire))
+                    asyncio.run(serve(host, bound, limits, grace, reuse_port=True, wire=wire, market=market))
                     code = 0
                 except BaseException:
                     _LOGGER.exception("worker %d failed", index)
@@ -180,6 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
         "same bytes, slower; for comparison) (default %(default)s)",
     )
     parser.add_argument(
+        "--market",
+        metavar="FILE",
+        help="TOML file of the live market's instruments, correlation and clock "
+        "(default: a built-in market of four symbols)",
+    )
+    parser.add_argument(
         "--max-periods",
         type=int,
         default=defaults.max_periods,
@@ -215,7 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_chunk_size=args.max_chunk_size,
             default_chunk_size=args.default_chunk_size,
         )
-    except ValueError as err:
+        market = load_market(args.market) if args.market else None
+    except (ValueError, OSError) as err:
         parser.error(str(err))
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
@@ -224,8 +252,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))
     try:
         if args.workers > 1:
-            return run_workers(args.host, args.port, args.workers, limits, args.grace, args.wire)
-        asyncio.run(serve(args.host, args.port, limits, args.grace, wire=args.wire))
+            return run_workers(args.host, args.port, args.workers, limits, args.grace, args.wire, market)
+        asyncio.run(serve(args.host, args.port, limits, args.grace, wire=args.wire, market=market))
     except OSError as err:
         _LOGGER.error("%s", err)
         return 1

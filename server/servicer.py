@@ -22,7 +22,9 @@ from grpc_status import rpc_status
 
 from marketdata.v1 import market_data_pb2, market_data_pb2_grpc
 from server import wire
+from server.feed import MarketFeed
 from server.generator import GbmStepper, ParameterError, make_rng
+from server.market import DEFAULT_MARKET
 from server.requests import GbmPlan, Limits, plan_stream, plan_unary
 
 _LOGGER = logging.getLogger(__name__)
@@ -104,13 +106,18 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
     classes, which gives the same bytes more slowly and is kept for comparison."""
 
     def __init__(
-        self, limits: Limits | None = None, tracker: StreamTracker | None = None, wire: str = "fast"
+        self,
+        limits: Limits | None = None,
+        tracker: StreamTracker | None = None,
+        wire: str = "fast",
+        feed: MarketFeed | None = None,
     ) -> None:
         if wire not in WIRES:
             raise ValueError(f"wire must be one of {WIRES}, got {wire!r}")
         self.limits = limits or Limits()
         self.tracker = tracker or StreamTracker()
         self.wire = wire
+        self.feed = feed or MarketFeed(DEFAULT_MARKET)
         self._drain_at: float | None = None
         self._draining = asyncio.Event()
 
@@ -206,6 +213,41 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
             ahead.close()
             self.tracker.closed()
 
+    async def ListInstruments(
+        self, request: market_data_pb2.ListInstrumentsRequest, context: grpc.aio.ServicerContext
+    ) -> market_data_pb2.ListInstrumentsResponse:
+        config = self.feed.config
+        return market_data_pb2.ListInstrumentsResponse(
+            instruments=[
+                market_data_pb2.InstrumentInfo(
+                    symbol=i.symbol, start_price=i.start_price, mu=i.mu, sigma=i.sigma, tick_size=i.tick_size
+                )
+                for i in config.instruments
+            ],
+            wall_seconds_per_tick=config.wall_interval,
+            simulated_seconds_per_tick=config.simulated_seconds_per_tick,
+            seed=self.feed.market.seed,
+        )
+
+    async def GetLastPrices(
+        self, request: market_data_pb2.GetLastPricesRequest, context: grpc.aio.ServicerContext
+    ) -> market_data_pb2.LastPrices:
+        symbols = list(request.symbols) or list(self.feed.config.symbols)
+        try:
+            positions = self.feed.market.index_of(symbols)
+        except ParameterError as err:
+            await context.abort_with_status(invalid_argument(err))
+        tick = self.feed.last
+        reply = market_data_pb2.LastPrices(
+            sequence=tick.sequence,
+            prices=[
+                market_data_pb2.SymbolPrice(symbol=s, price=float(tick.prices[n]))
+                for s, n in zip(symbols, positions, strict=True)
+            ],
+        )
+        reply.exchange_time.FromNanoseconds(round(self.feed.exchange_time * 1e9))
+        return reply
+
     async def _sleep_until(self, due: float, loop: asyncio.AbstractEventLoop) -> None:
         """Wait until ``due`` on the loop clock, or until draining starts."""
         delay = due - loop.time()
@@ -290,5 +332,17 @@ def add_to_server(servicer: MarketDataServicer, server: grpc.aio.Server) -> None
             response_serializer=_serialized,
         ),
     }
+    for name, messages in (
+        (
+            "ListInstruments",
+            (market_data_pb2.ListInstrumentsRequest, market_data_pb2.ListInstrumentsResponse),
+        ),
+        ("GetLastPrices", (market_data_pb2.GetLastPricesRequest, market_data_pb2.LastPrices)),
+    ):
+        handlers[name] = grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, name),
+            request_deserializer=messages[0].FromString,
+            response_serializer=messages[1].SerializeToString,
+        )
     assert set(handlers) == set(service.methods_by_name)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))

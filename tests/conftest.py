@@ -18,6 +18,7 @@ import pytest
 from client.api import MarketDataClient
 from marketdata.v1 import market_data_pb2_grpc
 from server.app import RunningServer, start_server
+from server.market import MarketConfig
 from server.requests import Limits
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -26,11 +27,20 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 class ServerThread:
     """A server started on a private event loop in a daemon thread."""
 
-    def __init__(self, limits: Limits | None = None, wire: str = "fast") -> None:
+    def __init__(
+        self,
+        limits: Limits | None = None,
+        wire: str = "fast",
+        market: MarketConfig | None = None,
+        market_clock: bool = False,
+    ) -> None:
+        """The market clock is off unless asked for: tests advance it with ``advance_market``."""
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="test-server", daemon=True)
         self._thread.start()
-        self.running: RunningServer = self.call(start_server("127.0.0.1", 0, limits, wire=wire))
+        self.running: RunningServer = self.call(
+            start_server("127.0.0.1", 0, limits, wire=wire, market=market, market_clock=market_clock)
+        )
         self.target = f"127.0.0.1:{self.running.port}"
 
     def call(self, coro, timeout: float = 30.0):
@@ -47,6 +57,15 @@ class ServerThread:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout=10)
         self.loop.close()
+
+    def advance_market(self, ticks: int = 1) -> None:
+        """Tick the live market ``ticks`` times, on the server's own loop."""
+
+        async def advance() -> None:
+            for _ in range(ticks):
+                self.running.servicer.feed.advance()
+
+        self.call(advance())
 
     @property
     def tracker(self):
