@@ -6,6 +6,7 @@ from client.api import (
     PriceChunk,
     PricePath,
     PriceStream,
+    Subscription,
     field_violations,
 )
 
@@ -15,5 +16,6 @@ __all__ = [
     "PriceChunk",
     "PricePath",
     "PriceStream",
+    "Subscription",
     "field_violations",
 ]

@@ -23,7 +23,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from client.wire import PriceChunk, PricePath, decode_gbm_price_chunk, decode_gbm_prices
-from marketdata.v1 import market_data_pb2
+from marketdata.v1 import market_data_pb2, market_data_pb2_grpc
 
 _SERVICE = market_data_pb2.DESCRIPTOR.services_by_name["MarketDataService"]
 _ROUND_ROBIN = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
@@ -147,6 +147,10 @@ class MarketDataClient:
             request_serializer=market_data_pb2.GbmRequest.SerializeToString,
             response_deserializer=decode_gbm_price_chunk,
         )
+        stub = market_data_pb2_grpc.MarketDataServiceStub(self._channel)
+        self._list_instruments = stub.ListInstruments
+        self._last_prices = stub.GetLastPrices
+        self._subscribe = stub.Subscribe
 
     def close(self) -> None:
         self._channel.close()
@@ -217,6 +221,70 @@ class MarketDataClient:
             symbol=symbol,
         )
         return PriceStream(self._stream(request, timeout=timeout))
+
+    def list_instruments(self, timeout: float | None = None) -> market_data_pb2.ListInstrumentsResponse:
+        """The live market's instruments, clock and seed."""
+        return self._list_instruments(
+            market_data_pb2.ListInstrumentsRequest(), timeout=timeout if timeout is not None else self.timeout
+        )
+
+    def get_last_prices(
+        self, symbols: Sequence[str] = (), timeout: float | None = None
+    ) -> market_data_pb2.LastPrices:
+        """The last price of ``symbols`` (every instrument when empty), all at one tick."""
+        return self._last_prices(
+            market_data_pb2.GetLastPricesRequest(symbols=list(symbols)),
+            timeout=timeout if timeout is not None else self.timeout,
+        )
+
+    def subscribe(
+        self,
+        symbols: Sequence[str] = (),
+        *,
+        heartbeat_seconds: float | None = None,
+        timeout: float | None = None,
+    ) -> Subscription:
+        """Live prices of ``symbols`` (every instrument when empty): a snapshot, then an update per tick."""
+        request = market_data_pb2.SubscribeRequest(symbols=list(symbols))
+        if heartbeat_seconds is not None:
+            request.heartbeat_seconds = heartbeat_seconds
+        return Subscription(self._subscribe(request, timeout=timeout))
+
+
+class Subscription:
+    """Iterates the MarketEvent messages of one Subscribe call.
+
+    Counts ``gaps``: ticks the server skipped for this subscriber (a slow
+    reader under the conflate policy), from the sequence numbers of updates.
+    ``cancel()``, or leaving a ``with`` block, ends it on the server at once.
+    """
+
+    def __init__(self, call: grpc.Call) -> None:
+        self._call = call
+        self.last_sequence: int | None = None
+        self.gaps = 0
+
+    def __iter__(self) -> Iterator[market_data_pb2.MarketEvent]:
+        for event in self._call:
+            if event.HasField("update") and self.last_sequence is not None:
+                self.gaps += max(0, event.sequence - self.last_sequence - 1)
+            if not event.HasField("heartbeat"):
+                self.last_sequence = event.sequence
+            yield event
+
+    def cancel(self) -> None:
+        self._call.cancel()
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.cancel()
 
 
 def _method_path(name: str) -> str:

@@ -2,6 +2,7 @@
 
     marketdata-client get --periods 100 --start-price 70 --mu 0.05 --sigma 0.3 --delta 1
     marketdata-client stream --periods 10000000 --seed 7 --format npy --output path.npy
+    marketdata-client subscribe ACME GLOBEX
 
 JSON output keeps the original endpoint's shape, ``{"result": [...]}``, plus
 the seed that replays the path. Exit codes: 0 success, 1 RPC error (with a
@@ -116,6 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--ticks-per-second", type=float, help="pace the stream (default: as fast as possible)"
     )
     stream.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
+    sub_live = sub.add_parser("subscribe", help="live market prices, one JSON object per line (Subscribe)")
+    sub_live.add_argument("symbols", nargs="*", help="symbols to follow (default: every instrument)")
+    sub_live.add_argument(
+        "--heartbeat", type=float, help="seconds of quiet before a heartbeat (server default 1)"
+    )
+    sub_live.add_argument(
+        "--count", type=int, help="stop after this many price updates (default: run until Ctrl-C)"
+    )
     return parser
 
 
@@ -185,28 +194,54 @@ def _run_stream(md: MarketDataClient, args: argparse.Namespace, out: IO[str] | N
     writer.finish(seed, symbol)
 
 
+def _run_subscribe(md: MarketDataClient, args: argparse.Namespace, out: IO[str]) -> None:
+    updates = 0
+    with md.subscribe(args.symbols, heartbeat_seconds=args.heartbeat, timeout=args.timeout) as subscription:
+        for event in subscription:
+            kind = event.WhichOneof("event")
+            line: dict = {
+                "kind": kind,
+                "sequence": event.sequence,
+                "exchange_time": event.exchange_time.ToJsonString(),
+            }
+            if kind != "heartbeat":
+                body = event.snapshot if kind == "snapshot" else event.update
+                line["prices"] = {p.symbol: p.price for p in body.prices}
+                line["gaps"] = subscription.gaps
+            out.write(json.dumps(line) + "\n")
+            out.flush()
+            updates += kind == "update"
+            if args.count is not None and updates >= args.count:
+                return
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.format == "npy" and not args.output:
+    if getattr(args, "format", None) == "npy" and not args.output:
         parser.error("--format npy needs --output FILE")
     if args.timeout is None and args.command == "get":
         args.timeout = 30.0
 
     out: IO[str] | None = None
     try:
-        if args.format != "npy":
+        if args.command == "subscribe":
+            out = sys.stdout
+        elif args.format != "npy":
             out = open(args.output, "w") if args.output else sys.stdout
         with MarketDataClient(args.target) as md:
             if args.command == "get":
                 _run_get(md, args, out)
-            else:
+            elif args.command == "stream":
                 _run_stream(md, args, out)
+            else:
+                _run_subscribe(md, args, out)
     except grpc.RpcError as error:
         print(describe_error(error, args.target, args.timeout), file=sys.stderr)
         return EXIT_RPC_ERROR
     except KeyboardInterrupt:
-        print("\ninterrupted: the call was cancelled and the output is incomplete", file=sys.stderr)
+        what = "subscription ended" if args.command == "subscribe" else "the output is incomplete"
+        print(f"\ninterrupted: the call was cancelled and {what}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader (e.g. `| head`) went away: stop quietly, as Unix tools do.

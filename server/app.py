@@ -18,7 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from marketdata.v1 import market_data_pb2
-from server.feed import MarketFeed
+from server.feed import SLOW_POLICIES, FeedLimits, MarketFeed
 from server.market import DEFAULT_MARKET, MarketConfig, load_market
 from server.requests import MAX_PRICES_PER_MESSAGE, Limits
 from server.servicer import WIRES, MarketDataServicer, add_to_server
@@ -59,6 +59,7 @@ async def start_server(
     wire: str = "fast",
     market: MarketConfig | None = None,
     market_clock: bool = True,
+    feed_limits: FeedLimits | None = None,
 ) -> RunningServer:
     """Start serving on ``host:port`` (port 0 picks a free one) and report SERVING.
 
@@ -69,7 +70,7 @@ async def start_server(
     # busy port would silently share it; a single server must fail instead.
     options = [("grpc.so_reuseport", 1 if reuse_port else 0)]
     server = grpc.aio.server(options=options)
-    feed = MarketFeed(market or DEFAULT_MARKET)
+    feed = MarketFeed(market or DEFAULT_MARKET, limits=feed_limits)
     servicer = MarketDataServicer(limits, wire=wire, feed=feed)
     add_to_server(servicer, server)
 
@@ -99,9 +100,12 @@ async def serve(
     reuse_port: bool = False,
     wire: str = "fast",
     market: MarketConfig | None = None,
+    feed_limits: FeedLimits | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT, then shut down gracefully."""
-    running = await start_server(host, port, limits, reuse_port=reuse_port, wire=wire, market=market)
+    running = await start_server(
+        host, port, limits, reuse_port=reuse_port, wire=wire, market=market, feed_limits=feed_limits
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -125,7 +129,14 @@ def _reserved_port(host: str, port: int) -> Iterator[int]:
 
 
 def run_workers(
-    host: str, port: int, workers: int, limits: Limits, grace: float, wire: str, market: MarketConfig | None
+    host: str,
+    port: int,
+    workers: int,
+    limits: Limits,
+    grace: float,
+    wire: str,
+    market: MarketConfig | None,
+    feed_limits: FeedLimits | None,
 ) -> int:
     """Fork ``workers`` server processes sharing one port through SO_REUSEPORT.
 
@@ -140,7 +151,18 @@ def run_workers(
             if pid == 0:  # worker
                 code = 1
                 try:
-                    asyncio.run(serve(host, bound, limits, grace, reuse_port=True, wire=wire, market=market))
+                    asyncio.run(
+                        serve(
+                            host,
+                            bound,
+                            limits,
+                            grace,
+                            reuse_port=True,
+                            wire=wire,
+                            market=market,
+                            feed_limits=feed_limits,
+                        )
+                    )
                     code = 0
                 except BaseException:
                     _LOGGER.exception("worker %d failed", index)
@@ -206,6 +228,38 @@ def build_parser() -> argparse.ArgumentParser:
         help="TOML file of the live market's instruments, correlation and clock "
         "(default: a built-in market of four symbols)",
     )
+    feed = FeedLimits()
+    parser.add_argument(
+        "--max-subscribers",
+        type=int,
+        default=feed.max_subscribers,
+        help="live subscriptions held at once (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-symbols",
+        type=int,
+        default=feed.max_symbols,
+        help="symbols in one subscription (default %(default)s)",
+    )
+    parser.add_argument(
+        "--subscriber-buffer",
+        type=int,
+        default=feed.buffer_ticks,
+        help="updates queued for one subscriber before --slow-subscriber applies (default %(default)s)",
+    )
+    parser.add_argument(
+        "--slow-subscriber",
+        choices=SLOW_POLICIES,
+        default=feed.slow_policy,
+        help="when a subscriber's buffer is full: conflate (skip to the latest prices; sequence numbers "
+        "show the gap) or disconnect (end it with RESOURCE_EXHAUSTED) (default %(default)s)",
+    )
+    parser.add_argument(
+        "--heartbeat",
+        type=float,
+        default=feed.heartbeat_seconds,
+        help="seconds of silence before a subscription gets a heartbeat (default %(default)s)",
+    )
     parser.add_argument(
         "--max-periods",
         type=int,
@@ -243,6 +297,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             default_chunk_size=args.default_chunk_size,
         )
         market = load_market(args.market) if args.market else None
+        feed_limits = FeedLimits(
+            max_subscribers=args.max_subscribers,
+            max_symbols=args.max_symbols,
+            buffer_ticks=args.subscriber_buffer,
+            heartbeat_seconds=args.heartbeat,
+            slow_policy=args.slow_subscriber,
+        )
     except (ValueError, OSError) as err:
         parser.error(str(err))
     logging.basicConfig(
@@ -252,8 +313,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))
     try:
         if args.workers > 1:
-            return run_workers(args.host, args.port, args.workers, limits, args.grace, args.wire, market)
-        asyncio.run(serve(args.host, args.port, limits, args.grace, wire=args.wire, market=market))
+            return run_workers(
+                args.host, args.port, args.workers, limits, args.grace, args.wire, market, feed_limits
+            )
+        asyncio.run(
+            serve(
+                args.host,
+                args.port,
+                limits,
+                args.grace,
+                wire=args.wire,
+                market=market,
+                feed_limits=feed_limits,
+            )
+        )
     except OSError as err:
         _LOGGER.error("%s", err)
         return 1

@@ -7,10 +7,16 @@ the clock off and call ``advance()`` themselves.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
+from google.protobuf import timestamp_pb2
+
+from server import wire
 from server.market import Market, MarketConfig, MarketTick
 
 _LOGGER = logging.getLogger(__name__)
@@ -20,12 +26,58 @@ class MarketFeed:
     """A Market, the wall time of its last tick, and the task that ticks it."""
 
     def __init__(
-        self, config: MarketConfig, seed: int | None = None, wall_clock: Callable[[], float] = time.time
+        self,
+        config: MarketConfig,
+        seed: int | None = None,
+        wall_clock: Callable[[], float] = time.time,
+        limits: FeedLimits | None = None,
     ) -> None:
         self.market = Market(config, seed)
+        self.limits = limits or FeedLimits()
         self._wall_clock = wall_clock
         self.exchange_time = wall_clock()  # of the last tick (the opening prices at first)
         self._task: asyncio.Task[None] | None = None
+        self._subscribers: set[Subscriber] = set()
+        self._changed = threading.Condition()  # for tests and operators on other threads
+        self.encoding = TickEncoding(self.market.last, config.symbols, self.exchange_time)
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+    def wait_subscribers(self, predicate: Callable[[int], bool], timeout: float) -> bool:
+        """Block (from another thread) until ``predicate(subscriber_count)`` holds."""
+        with self._changed:
+            return self._changed.wait_for(lambda: predicate(len(self._subscribers)), timeout)
+
+    def subscribe(self, symbols: Sequence[str]) -> Subscriber:
+        """Register a subscriber; ParameterError for unknown symbols, LimitExceeded for limits."""
+        symbols = tuple(symbols) or self.config.symbols
+        if len(symbols) > self.limits.max_symbols:
+            raise LimitExceeded(
+                f"a subscription may name at most {self.limits.max_symbols} symbols, got {len(symbols)}"
+            )
+        positions = tuple(self.market.index_of(symbols))
+        if len(self._subscribers) >= self.limits.max_subscribers:
+            raise LimitExceeded(
+                f"the server already holds its limit of {self.limits.max_subscribers} subscribers; "
+                "retry later"
+            )
+        subscriber = Subscriber(positions, symbols, self.limits)
+        with self._changed:
+            self._subscribers.add(subscriber)
+            self._changed.notify_all()
+        return subscriber
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        with self._changed:
+            self._subscribers.discard(subscriber)
+            self._changed.notify_all()
+
+    def close_subscriptions(self) -> None:
+        """Ask every subscription to end (server shutdown)."""
+        for subscriber in list(self._subscribers):
+            subscriber.close()
 
     @property
     def config(self) -> MarketConfig:
@@ -39,6 +91,9 @@ class MarketFeed:
         """One tick of the market clock, stamped with the current wall time."""
         tick = self.market.tick()
         self.exchange_time = self._wall_clock()
+        self.encoding = TickEncoding(tick, self.config.symbols, self.exchange_time)
+        for subscriber in self._subscribers:
+            subscriber.offer(self.encoding.event(subscriber.positions))
         return tick
 
     def start(self) -> None:
@@ -67,3 +122,100 @@ class MarketFeed:
                 # Far behind (a stalled process): skip ahead rather than burst.
                 _LOGGER.warning("market clock fell behind; resuming from now")
                 due = loop.time()
+
+
+SLOW_POLICIES = ("conflate", "disconnect")
+
+
+@dataclass(frozen=True)
+class FeedLimits:
+    """Caps and policies of live subscriptions, set by server flags."""
+
+    max_subscribers: int = 10_000
+    max_symbols: int = 1_000  # per subscription
+    buffer_ticks: int = 16  # updates queued for one subscriber before the slow policy applies
+    heartbeat_seconds: float = 1.0
+    slow_policy: str = "conflate"
+
+    def __post_init__(self) -> None:
+        if self.slow_policy not in SLOW_POLICIES:
+            raise ValueError(f"slow policy must be one of {SLOW_POLICIES}, got {self.slow_policy!r}")
+        for name in ("max_subscribers", "max_symbols", "buffer_ticks"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not HEARTBEAT_MIN <= self.heartbeat_seconds <= HEARTBEAT_MAX:
+            raise ValueError(f"heartbeat must be in [{HEARTBEAT_MIN}, {HEARTBEAT_MAX}] s")
+
+
+HEARTBEAT_MIN = 0.05
+HEARTBEAT_MAX = 3600.0
+
+
+class LimitExceeded(Exception):
+    """Too many subscribers, or too many symbols in one subscription."""
+
+
+class Subscriber:
+    """One subscription's bounded queue of encoded updates."""
+
+    def __init__(self, positions: tuple[int, ...], symbols: tuple[str, ...], limits: FeedLimits) -> None:
+        self.positions = positions
+        self.symbols = symbols
+        self._limits = limits
+        self._queue: collections.deque[bytes] = collections.deque()
+        self._wake = asyncio.Event()
+        self.overflowed = False  # the disconnect policy ended it
+        self.closing = False  # the server is shutting down
+        self.skipped = 0  # updates dropped by conflation
+
+    def offer(self, update: bytes) -> None:
+        """Queue an update without ever blocking the market."""
+        if len(self._queue) >= self._limits.buffer_ticks:
+            if self._limits.slow_policy == "disconnect":
+                self.overflowed = True
+            else:
+                # Every update carries all of the subscriber's symbols, so the
+                # newest one holds the latest price of each: keep only it.
+                self.skipped += len(self._queue)
+                self._queue.clear()
+        if not self.overflowed:
+            self._queue.append(update)
+        self._wake.set()
+
+    def close(self) -> None:
+        self.closing = True
+        self._wake.set()
+
+    async def next(self, timeout: float) -> bytes | None:
+        """The next queued update, or None after ``timeout`` seconds of quiet."""
+        if not self._queue and not (self.overflowed or self.closing):
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                return None
+        return self._queue.popleft() if self._queue else None
+
+
+class TickEncoding:
+    """One tick serialized once: each symbol's price entry, and each distinct
+    subscription's whole message, shared by every subscriber asking for it."""
+
+    def __init__(self, tick: MarketTick, symbols: tuple[str, ...], exchange_time: float) -> None:
+        self.sequence = tick.sequence
+        stamp = timestamp_pb2.Timestamp()
+        stamp.FromNanoseconds(round(exchange_time * 1e9))
+        self.time = stamp.SerializeToString()
+        self._entries = [wire.price_entry(s, float(p)) for s, p in zip(symbols, tick.prices, strict=True)]
+        self._messages: dict[tuple[tuple[int, ...], int], bytes] = {}
+
+    def event(self, positions: tuple[int, ...], kind: int = wire.EVENT_UPDATE) -> bytes:
+        key = (positions, kind)
+        message = self._messages.get(key)
+        if message is None:
+            entries = b"".join(self._entries[p] for p in positions)
+            message = self._messages[key] = wire.market_event(self.sequence, self.time, kind, entries)
+        return message
+
+    def heartbeat(self) -> bytes:
+        return wire.market_event(self.sequence, self.time, wire.EVENT_HEARTBEAT, b"")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -200,12 +201,18 @@ class Market:
         self.seed = seed if seed is not None else (config.seed if config.seed is not None else new_seed())
         self._stepper = CorrelatedGbmStepper(config.gbm_params(), config.factor, make_rng(self.seed))
         self._tick_sizes = np.array([i.tick_size for i in config.instruments])
+        # Prices are published as (whole ticks x tick in integer units) / 10^decimals:
+        # an exact integer divided once, so 250.1 reads 250.1, not 250.10000000000002.
+        decimals = [max(0, -Decimal(repr(i.tick_size)).as_tuple().exponent) for i in config.instruments]
+        self._scale = np.array([10.0**d for d in decimals])
+        self._tick_units = np.round(self._tick_sizes * self._scale)
         self._index = {s: n for n, s in enumerate(config.symbols)}
         self.last = MarketTick(0, 0.0, self._round(self._stepper.next_block(1)[0]))
 
     def _round(self, prices: np.ndarray) -> np.ndarray:
         # Published prices sit on each instrument's grid, and never below one tick.
-        return np.maximum(np.round(prices / self._tick_sizes), 1.0) * self._tick_sizes
+        ticks = np.maximum(np.round(prices / self._tick_sizes), 1.0)
+        return ticks * self._tick_units / self._scale
 
     def tick(self) -> MarketTick:
         """Advance every instrument by one step; all subscribers see this same tick."""

@@ -22,8 +22,8 @@ from grpc_status import rpc_status
 
 from marketdata.v1 import market_data_pb2, market_data_pb2_grpc
 from server import wire
-from server.feed import MarketFeed
-from server.generator import GbmStepper, ParameterError, make_rng
+from server.feed import HEARTBEAT_MAX, HEARTBEAT_MIN, LimitExceeded, MarketFeed
+from server.generator import GbmStepper, ParameterError, check_range, make_rng
 from server.market import DEFAULT_MARKET
 from server.requests import GbmPlan, Limits, plan_stream, plan_unary
 
@@ -126,6 +126,8 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
         loop = asyncio.get_running_loop()
         self._drain_at = loop.time() + grace * DRAIN_SHARE
         loop.call_at(self._drain_at, self._draining.set)
+        # Subscriptions never end by themselves: end them now, with a clear status.
+        self.feed.close_subscriptions()
 
     async def _plan(
         self,
@@ -248,6 +250,46 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
         reply.exchange_time.FromNanoseconds(round(self.feed.exchange_time * 1e9))
         return reply
 
+    async def Subscribe(
+        self, request: market_data_pb2.SubscribeRequest, context: grpc.aio.ServicerContext
+    ) -> None:
+        feed = self.feed
+        heartbeat = feed.limits.heartbeat_seconds
+        try:
+            if request.HasField("heartbeat_seconds"):
+                check_range(
+                    "heartbeat_seconds", request.heartbeat_seconds, HEARTBEAT_MIN, HEARTBEAT_MAX, unit="s"
+                )
+                heartbeat = request.heartbeat_seconds
+            subscriber = feed.subscribe(list(request.symbols))
+        except ParameterError as err:
+            await context.abort_with_status(invalid_argument(err))
+        except LimitExceeded as err:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
+        if self._draining.is_set():
+            subscriber.close()
+        try:
+            await context.write(feed.encoding.event(subscriber.positions, wire.EVENT_SNAPSHOT))
+            while True:
+                event = await subscriber.next(heartbeat)
+                if subscriber.closing:
+                    await context.abort(
+                        grpc.StatusCode.UNAVAILABLE,
+                        "server is shutting down; subscribe again to another server",
+                    )
+                if subscriber.overflowed:
+                    await context.abort(
+                        grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"subscriber fell more than {feed.limits.buffer_ticks} ticks behind the market and "
+                        "was disconnected (server policy --slow-subscriber disconnect); "
+                        "read faster or subscribe to fewer symbols",
+                    )
+                await context.write(event if event is not None else feed.encoding.heartbeat())
+        except _WRITE_AFTER_PEER_LEFT:
+            _LOGGER.debug("subscriber left")
+        finally:
+            feed.unsubscribe(subscriber)
+
     async def _sleep_until(self, due: float, loop: asyncio.AbstractEventLoop) -> None:
         """Wait until ``due`` on the loop clock, or until draining starts."""
         delay = due - loop.time()
@@ -344,5 +386,10 @@ def add_to_server(servicer: MarketDataServicer, server: grpc.aio.Server) -> None
             request_deserializer=messages[0].FromString,
             response_serializer=messages[1].SerializeToString,
         )
+    handlers["Subscribe"] = grpc.unary_stream_rpc_method_handler(
+        servicer.Subscribe,
+        request_deserializer=market_data_pb2.SubscribeRequest.FromString,
+        response_serializer=_serialized,
+    )
     assert set(handlers) == set(service.methods_by_name)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))

@@ -11,6 +11,9 @@ parses them.
 
 from __future__ import annotations
 
+import math
+import struct
+
 import numpy as np
 
 from marketdata.v1 import market_data_pb2
@@ -90,3 +93,46 @@ class ChunkEncoder:
         return b"".join(
             [*packed_doubles(_CHUNK_PRICES, prices), uint_field(_CHUNK_OFFSET, offset), self._tail]
         )
+
+
+_I64 = 1
+
+
+def double_field(field_number: int, value: float) -> bytes:
+    # proto3 leaves a 0.0 out; -0.0 is kept, as the protobuf library does.
+    if value == 0.0 and math.copysign(1.0, value) > 0:
+        return b""
+    return _key(field_number, _I64) + struct.pack("<d", value)
+
+
+def message_field(field_number: int, payload: bytes) -> bytes:
+    """A nested message (or any length-delimited value) as field ``field_number``."""
+    return _key(field_number, _LENGTH_DELIMITED) + varint(len(payload)) + payload
+
+
+_SP_SYMBOL = _number_of(market_data_pb2.SymbolPrice, "symbol")
+_SP_PRICE = _number_of(market_data_pb2.SymbolPrice, "price")
+_LIST_PRICES = _number_of(market_data_pb2.PriceUpdate, "prices")
+assert _LIST_PRICES == _number_of(market_data_pb2.PriceSnapshot, "prices")
+_EV_SEQUENCE = _number_of(market_data_pb2.MarketEvent, "sequence")
+_EV_TIME = _number_of(market_data_pb2.MarketEvent, "exchange_time")
+EVENT_SNAPSHOT = _number_of(market_data_pb2.MarketEvent, "snapshot")
+EVENT_UPDATE = _number_of(market_data_pb2.MarketEvent, "update")
+EVENT_HEARTBEAT = _number_of(market_data_pb2.MarketEvent, "heartbeat")
+
+
+def price_entry(symbol: str, price: float) -> bytes:
+    """One ``repeated SymbolPrice prices`` entry; entries concatenate into a list."""
+    return message_field(_LIST_PRICES, string_field(_SP_SYMBOL, symbol) + double_field(_SP_PRICE, price))
+
+
+def market_event(sequence: int, exchange_time: bytes, kind: int, entries: bytes) -> bytes:
+    """A serialized MarketEvent; ``exchange_time`` is a serialized Timestamp and
+    ``entries`` the concatenated price entries of a snapshot or update (empty for a heartbeat)."""
+    return b"".join(
+        [
+            uint_field(_EV_SEQUENCE, sequence),
+            message_field(_EV_TIME, exchange_time),
+            message_field(kind, entries),
+        ]
+    )

@@ -15,7 +15,8 @@ import termios
 import numpy as np
 
 from server.generator import GbmParams, gbm_path
-from tests.conftest import REPO_ROOT
+from server.market import DEFAULT_MARKET, MarketConfig
+from tests.conftest import REPO_ROOT, ServerThread
 
 ORIGINAL = GbmParams(70.0, 0.05, 0.3, 1.0)
 
@@ -225,3 +226,23 @@ def test_progress_bar_shows_on_a_terminal_only(python, server, tmp_path):
     piped = run_client(python, *args[3:])
     assert piped.returncode == 0
     assert "200k/200k" not in piped.stderr
+
+
+def test_subscribe_prints_json_lines(python):
+    fast = MarketConfig(instruments=DEFAULT_MARKET.instruments, seed=3, wall_seconds_per_tick=0.01)
+    srv = ServerThread(market=fast, market_clock=True)
+    try:
+        done = run_client(python, "--target", srv.target, "subscribe", "GLOBEX", "ACME", "--count", "3")
+        assert done.returncode == 0, done.stderr
+        lines = [json.loads(line) for line in done.stdout.splitlines()]
+        assert lines[0]["kind"] == "snapshot"
+        updates = [line for line in lines if line["kind"] == "update"]
+        assert len(updates) == 3
+        assert list(updates[0]["prices"]) == ["GLOBEX", "ACME"]
+        sequences = [u["sequence"] for u in updates]
+        assert sequences == sorted(sequences)
+        bad = run_client(python, "--target", srv.target, "subscribe", "NOPE")
+        assert bad.returncode == 1
+        assert "unknown symbols: NOPE" in bad.stderr
+    finally:
+        srv.stop()

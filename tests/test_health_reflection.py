@@ -24,6 +24,12 @@ def test_reflection_lists_and_describes_the_service(channel):
     assert {SERVICE, "grpc.health.v1.Health"} <= services
     service = DescriptorPool(database).FindServiceByName(SERVICE)
     methods = {m.name: m for m in service.methods}
-    assert set(methods) == {"GetGbmPrices", "StreamGbmPrices", "ListInstruments", "GetLastPrices"}
+    assert set(methods) == {
+        "GetGbmPrices",
+        "StreamGbmPrices",
+        "ListInstruments",
+        "GetLastPrices",
+        "Subscribe",
+    }
     assert methods["StreamGbmPrices"].output_type.full_name == "marketdata.v1.GbmPriceChunk"
     assert "seed" in methods["GetGbmPrices"].input_type.fields_by_name

@@ -161,3 +161,11 @@ def test_the_default_market_is_valid_and_correlated():
     assert len(DEFAULT_MARKET.symbols) >= 3
     assert DEFAULT_MARKET.factor is not None
     assert MarketConfig(instruments=DEFAULT_MARKET.instruments).factor is None
+
+
+def test_published_prices_print_as_decimals_on_the_grid():
+    market = Market(DEFAULT_MARKET, seed=2)
+    for _ in range(2000):
+        for price, instrument in zip(market.tick().prices.tolist(), DEFAULT_MARKET.instruments, strict=True):
+            decimals = len(repr(instrument.tick_size).split(".")[1])
+            assert len(repr(price).split(".")[1]) <= decimals, (price, instrument)

@@ -150,3 +150,31 @@ def test_malformed_bytes_are_rejected_as_the_generated_parser_does(data):
         decode_gbm_price_chunk(data)
     with pytest.raises(Exception):  # noqa: B017 - the generated parser's own error type
         Chunk.FromString(data)
+
+
+def test_market_events_equal_the_generated_serializer_and_are_encoded_once():
+    from google.protobuf import timestamp_pb2
+
+    from server.feed import TickEncoding
+    from server.market import MarketTick
+
+    tick = MarketTick(sequence=12, simulated_seconds=12.0, prices=np.array([101.25, 0.05, 7.0]))
+    encoding = TickEncoding(tick, ("AAA", "BB€", "C"), exchange_time=1_700_000_000.123456789)
+    update = encoding.event((2, 0))
+    assert encoding.event((2, 0)) is update  # shared by every subscriber of these symbols
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromNanoseconds(round(1_700_000_000.123456789 * 1e9))
+    expected = market_data_pb2.MarketEvent(
+        sequence=12,
+        exchange_time=stamp,
+        update=market_data_pb2.PriceUpdate(
+            prices=[
+                market_data_pb2.SymbolPrice(symbol="C", price=7.0),
+                market_data_pb2.SymbolPrice(symbol="AAA", price=101.25),
+            ]
+        ),
+    )
+    assert update == expected.SerializeToString()
+    heartbeat = market_data_pb2.MarketEvent.FromString(encoding.heartbeat())
+    assert heartbeat.WhichOneof("event") == "heartbeat"
+    assert heartbeat.sequence == 12
