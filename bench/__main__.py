@@ -12,6 +12,7 @@ the Python servers, not a Python load generator, are what is measured.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -250,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=2.0, help="duration of each unary load run")
     parser.add_argument("--stream-prices", type=int, default=10_000_000)
     parser.add_argument("--rss-prices", type=int, default=100_000_000)
-    parser.add_argument("--rows", default="1,2,3,4,5", help="which rows to measure (default %(default)s)")
+    parser.add_argument("--rows", default="1,2,3,4,5,6", help="which rows to measure (default %(default)s)")
     args = parser.parse_args(argv)
     wanted = {int(r) for r in args.rows.split(",")}
     if shutil.which("h2load") is None:
@@ -312,12 +313,65 @@ def main(argv: Sequence[str] | None = None) -> int:
     if 5 in wanted:
         workers_rows(args, row)
 
+    # 6. Live subscribers.
+    if 6 in wanted:
+        subscriber_rows(row)
+
     print(f"\nMachine: {machine()}; medians of {args.runs} runs.\n")
     print("| measurement | result | notes |")
     print("|---|---|---|")
     for what, value, note in rows:
         print(f"| {what} | {value} | {note} |")
     return 0
+
+
+def subscriber_rows(row: Callable[..., None]) -> None:
+    """How many all-symbol subscribers of a 100-instrument, 10-tick/s market keep p99 lag under 50 ms."""
+    with tempfile.TemporaryDirectory() as tmp:
+        market = Path(tmp) / "market.toml"
+        lines = ["[market]", "wall_seconds_per_tick = 0.1", "seed = 1", ""]
+        for n in range(100):
+            lines += ["[[instrument]]", f'symbol = "SYM{n:03d}"', "start_price = 100.0", "sigma = 0.3", ""]
+        market.write_text("\n".join(lines))
+        service = launch(
+            ["-m", "server", "--port", "0", "--market", str(market), "--max-subscribers", "100000"]
+        )
+        try:
+            best = 0
+            for count in (100, 250, 500, 750, 1000, 1500, 2000, 3000):
+                cpu_before, started = service.cpu_seconds(), time.perf_counter()
+                done = subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "bench.subscribers",
+                        "--target",
+                        f"127.0.0.1:{service.port}",
+                        "--subscribers",
+                        str(count),
+                        "--seconds",
+                        "5",
+                    ],
+                    cwd=REPO_ROOT,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    timeout=600,
+                )
+                cpu = (service.cpu_seconds() - cpu_before) / (time.perf_counter() - started)
+                result = json.loads(done.stdout)
+                row(
+                    f"6. live feed, 100 symbols x 10 ticks/s, {count} subscribers",
+                    f"p99 lag {result['p99_ms']:.1f} ms",
+                    f"p50 {result['p50_ms']:.1f} ms, {result['updates']:,} updates, "
+                    f"server CPU {cpu:.0%} of a core",
+                )
+                if result["ended_early"] or result["p99_ms"] >= 50:
+                    break
+                best = count
+            row("6. subscribers held with p99 lag < 50 ms", f"{best:,}", "largest step that passed")
+        finally:
+            service.stop()
 
 
 class _Skip(Exception):

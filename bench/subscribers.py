@@ -1,0 +1,85 @@
+"""Load for the live feed: N subscribers of every symbol, measuring lag.
+
+Lag is client receipt time minus the event's exchange timestamp (both read
+from this machine's clock). Run as a separate process by `make bench`:
+
+    python -m bench.subscribers --target 127.0.0.1:50051 --subscribers 1000 --seconds 5
+
+prints one JSON object: subscribers connected, updates received, p50/p99 lag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+
+import grpc
+import numpy as np
+
+from marketdata.v1 import market_data_pb2, market_data_pb2_grpc
+
+SUBSCRIBERS_PER_CHANNEL = 100
+
+
+async def _subscriber(stub, ready: asyncio.Event, measuring: asyncio.Event, lags: list[float]) -> None:
+    call = stub.Subscribe(market_data_pb2.SubscribeRequest())
+    try:
+        async for event in call:
+            if event.HasField("snapshot"):
+                ready.set()
+            elif event.HasField("update") and measuring.is_set():
+                lags.append(time.time() - event.exchange_time.ToNanoseconds() / 1e9)
+    except asyncio.CancelledError:
+        call.cancel()
+        raise
+
+
+async def measure(target: str, subscribers: int, seconds: float) -> dict:
+    channels = [
+        grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+        for _ in range(-(-subscribers // SUBSCRIBERS_PER_CHANNEL))
+    ]
+    stubs = [market_data_pb2_grpc.MarketDataServiceStub(c) for c in channels]
+    measuring = asyncio.Event()
+    lags: list[float] = []
+    readies = [asyncio.Event() for _ in range(subscribers)]
+    tasks = [
+        asyncio.create_task(_subscriber(stubs[n // SUBSCRIBERS_PER_CHANNEL], readies[n], measuring, lags))
+        for n in range(subscribers)
+    ]
+    try:
+        await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), timeout=120)
+        await asyncio.sleep(1.0)  # settle after the subscription burst
+        measuring.set()
+        await asyncio.sleep(seconds)
+        measuring.clear()
+        failed = sum(t.done() for t in tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for channel in channels:
+            await channel.close()
+    lag_ms = np.array(lags) * 1000
+    return {
+        "subscribers": subscribers,
+        "ended_early": failed,
+        "updates": len(lags),
+        "p50_ms": float(np.percentile(lag_ms, 50)) if len(lags) else None,
+        "p99_ms": float(np.percentile(lag_ms, 99)) if len(lags) else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--target", required=True)
+    parser.add_argument("--subscribers", type=int, required=True)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(measure(args.target, args.subscribers, args.seconds))))
+
+
+if __name__ == "__main__":
+    main()
