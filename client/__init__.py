@@ -2,6 +2,7 @@
 
 from client.api import (
     DEFAULT_TARGET,
+    ManagedSubscription,
     MarketDataClient,
     PriceChunk,
     PricePath,
@@ -12,6 +13,7 @@ from client.api import (
 
 __all__ = [
     "DEFAULT_TARGET",
+    "ManagedSubscription",
     "MarketDataClient",
     "PriceChunk",
     "PricePath",

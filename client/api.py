@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Iterator, Sequence
+import queue
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 
 import grpc
@@ -151,6 +152,7 @@ class MarketDataClient:
         self._list_instruments = stub.ListInstruments
         self._last_prices = stub.GetLastPrices
         self._subscribe = stub.Subscribe
+        self._manage = stub.ManageSubscription
 
     def close(self) -> None:
         self._channel.close()
@@ -250,6 +252,10 @@ class MarketDataClient:
             request.heartbeat_seconds = heartbeat_seconds
         return Subscription(self._subscribe(request, timeout=timeout))
 
+    def manage_subscription(self, *, timeout: float | None = None) -> ManagedSubscription:
+        """A subscription whose symbols change while it runs; it starts with none."""
+        return ManagedSubscription(lambda requests: self._manage(requests, timeout=timeout))
+
 
 class Subscription:
     """Iterates the MarketEvent messages of one Subscribe call.
@@ -285,6 +291,36 @@ class Subscription:
         tb: TracebackType | None,
     ) -> None:
         self.cancel()
+
+
+class ManagedSubscription(Subscription):
+    """A ManageSubscription call: change symbols with ``subscribe``/``unsubscribe``
+    while iterating its events (status answers, snapshots, updates, heartbeats)."""
+
+    _DONE = object()
+
+    def __init__(self, start: Callable[[Iterator[market_data_pb2.SubscriptionRequest]], grpc.Call]) -> None:
+        self._requests: queue.Queue = queue.Queue()
+        super().__init__(start(self._request_iterator()))
+
+    def _request_iterator(self) -> Iterator[market_data_pb2.SubscriptionRequest]:
+        while (request := self._requests.get()) is not self._DONE:
+            yield request
+
+    def subscribe(self, symbols: Sequence[str], *, heartbeat_seconds: float | None = None) -> None:
+        request = market_data_pb2.SubscriptionRequest(subscribe=market_data_pb2.SymbolList(symbols=symbols))
+        if heartbeat_seconds is not None:
+            request.heartbeat_seconds = heartbeat_seconds
+        self._requests.put(request)
+
+    def unsubscribe(self, symbols: Sequence[str]) -> None:
+        self._requests.put(
+            market_data_pb2.SubscriptionRequest(unsubscribe=market_data_pb2.SymbolList(symbols=symbols))
+        )
+
+    def cancel(self) -> None:
+        self._requests.put(self._DONE)
+        super().cancel()
 
 
 def _method_path(name: str) -> str:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from google.protobuf import timestamp_pb2
 
+from marketdata.v1 import market_data_pb2
 from server import wire
 from server.market import Market, MarketConfig, MarketTick
 
@@ -69,6 +70,65 @@ class MarketFeed:
             self._changed.notify_all()
         return subscriber
 
+    def open_managed(self) -> Subscriber:
+        """A subscriber with no symbols yet (ManageSubscription); LimitExceeded when full."""
+        if len(self._subscribers) >= self.limits.max_subscribers:
+            raise LimitExceeded(
+                f"the server already holds its limit of {self.limits.max_subscribers} subscribers; "
+                "retry later"
+            )
+        subscriber = Subscriber((), (), self.limits)
+        with self._changed:
+            self._subscribers.add(subscriber)
+            self._changed.notify_all()
+        return subscriber
+
+    def change(
+        self, subscriber: Subscriber, add: Sequence[str], remove: Sequence[str]
+    ) -> tuple[list[tuple[str, int, str]], tuple[int, ...]]:
+        """Apply one change; per-symbol (symbol, SymbolStatus code, message), and the positions added."""
+        codes = market_data_pb2.SymbolStatus
+        current = list(subscriber.symbols)
+        outcome: list[tuple[str, int, str]] = []
+        added: list[int] = []
+        for symbol in add:
+            if symbol in current:
+                outcome.append((symbol, codes.ALREADY_SUBSCRIBED, ""))
+            elif symbol not in self.config.symbols:
+                outcome.append((symbol, codes.UNKNOWN_SYMBOL, f"no instrument {symbol!r} in this market"))
+            elif len(current) >= self.limits.max_symbols:
+                outcome.append(
+                    (
+                        symbol,
+                        codes.LIMIT_EXCEEDED,
+                        f"at most {self.limits.max_symbols} symbols per subscription",
+                    )
+                )
+            else:
+                current.append(symbol)
+                added.append(self.market.index_of([symbol])[0])
+                outcome.append((symbol, codes.SUBSCRIBED, ""))
+        for symbol in remove:
+            if symbol in current:
+                current.remove(symbol)
+                outcome.append((symbol, codes.UNSUBSCRIBED, ""))
+            else:
+                outcome.append((symbol, codes.NOT_SUBSCRIBED, ""))
+        subscriber.symbols = tuple(current)
+        subscriber.positions = tuple(self.market.index_of(current))
+        return outcome, tuple(added)
+
+    def status_event(self, outcome: list[tuple[str, int, str]]) -> bytes:
+        """A MarketEvent carrying a SubscriptionStatus, stamped with the last tick."""
+        event = market_data_pb2.MarketEvent(
+            sequence=self.last.sequence,
+            status=market_data_pb2.SubscriptionStatus(
+                symbols=[market_data_pb2.SymbolStatus(symbol=s, code=c, message=m) for s, c, m in outcome]
+            ),
+        )
+        event.exchange_time.FromNanoseconds(round(self.exchange_time * 1e9))
+        return event.SerializeToString()
+
     def unsubscribe(self, subscriber: Subscriber) -> None:
         with self._changed:
             self._subscribers.discard(subscriber)
@@ -93,7 +153,8 @@ class MarketFeed:
         self.exchange_time = self._wall_clock()
         self.encoding = TickEncoding(tick, self.config.symbols, self.exchange_time)
         for subscriber in self._subscribers:
-            subscriber.offer(self.encoding.event(subscriber.positions))
+            if subscriber.positions:
+                subscriber.offer(self.encoding.event(subscriber.positions))
         return tick
 
     def start(self) -> None:
@@ -163,7 +224,9 @@ class Subscriber:
         self.symbols = symbols
         self._limits = limits
         self._queue: collections.deque[bytes] = collections.deque()
+        self._control: collections.deque[bytes] = collections.deque()  # never conflated
         self._wake = asyncio.Event()
+        self.problem: Exception | None = None  # set by a request reader to end the stream
         self.overflowed = False  # the disconnect policy ended it
         self.closing = False  # the server is shutting down
         self.skipped = 0  # updates dropped by conflation
@@ -182,18 +245,29 @@ class Subscriber:
             self._queue.append(update)
         self._wake.set()
 
+    def send(self, message: bytes) -> None:
+        """Queue a control message (a status or snapshot): sent before updates, never dropped."""
+        self._control.append(message)
+        self._wake.set()
+
+    def fail(self, problem: Exception) -> None:
+        self.problem = problem
+        self._wake.set()
+
     def close(self) -> None:
         self.closing = True
         self._wake.set()
 
     async def next(self, timeout: float) -> bytes | None:
-        """The next queued update, or None after ``timeout`` seconds of quiet."""
-        if not self._queue and not (self.overflowed or self.closing):
+        """The next message to send, or None after ``timeout`` seconds of quiet."""
+        if not (self._control or self._queue or self.overflowed or self.closing or self.problem):
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except TimeoutError:
                 return None
+        if self._control:
+            return self._control.popleft()
         return self._queue.popleft() if self._queue else None
 
 

@@ -11,7 +11,7 @@ import collections
 import concurrent.futures
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
 import grpc
@@ -22,7 +22,7 @@ from grpc_status import rpc_status
 
 from marketdata.v1 import market_data_pb2, market_data_pb2_grpc
 from server import wire
-from server.feed import HEARTBEAT_MAX, HEARTBEAT_MIN, LimitExceeded, MarketFeed
+from server.feed import HEARTBEAT_MAX, HEARTBEAT_MIN, LimitExceeded, MarketFeed, Subscriber
 from server.generator import GbmStepper, ParameterError, check_range, make_rng
 from server.market import DEFAULT_MARKET
 from server.requests import GbmPlan, Limits, plan_stream, plan_unary
@@ -266,12 +266,61 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
             await context.abort_with_status(invalid_argument(err))
         except LimitExceeded as err:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
+        subscriber.send(feed.encoding.event(subscriber.positions, wire.EVENT_SNAPSHOT))
+        await self._pump(subscriber, context, lambda: heartbeat)
+
+    async def ManageSubscription(
+        self,
+        requests: AsyncIterator[market_data_pb2.SubscriptionRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> None:
+        feed = self.feed
+        heartbeat = [feed.limits.heartbeat_seconds]
+        try:
+            subscriber = feed.open_managed()
+        except LimitExceeded as err:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
+
+        async def apply_requests() -> None:
+            try:
+                async for request in requests:
+                    if request.HasField("heartbeat_seconds"):
+                        check_range(
+                            "heartbeat_seconds",
+                            request.heartbeat_seconds,
+                            HEARTBEAT_MIN,
+                            HEARTBEAT_MAX,
+                            unit="s",
+                        )
+                        heartbeat[0] = request.heartbeat_seconds
+                    add = request.subscribe.symbols if request.HasField("subscribe") else ()
+                    remove = request.unsubscribe.symbols if request.HasField("unsubscribe") else ()
+                    outcome, added = feed.change(subscriber, list(add), list(remove))
+                    if outcome:
+                        subscriber.send(feed.status_event(outcome))
+                    if added:
+                        subscriber.send(feed.encoding.event(added, wire.EVENT_SNAPSHOT))
+            except ParameterError as err:
+                subscriber.fail(err)
+
+        reader = asyncio.create_task(apply_requests())
+        try:
+            await self._pump(subscriber, context, lambda: heartbeat[0])
+        finally:
+            reader.cancel()
+
+    async def _pump(
+        self, subscriber: Subscriber, context: grpc.aio.ServicerContext, heartbeat: Callable[[], float]
+    ) -> None:
+        """Send a subscriber's messages until it ends; always unregisters it."""
+        feed = self.feed
         if self._draining.is_set():
             subscriber.close()
         try:
-            await context.write(feed.encoding.event(subscriber.positions, wire.EVENT_SNAPSHOT))
             while True:
-                event = await subscriber.next(heartbeat)
+                event = await subscriber.next(heartbeat())
+                if isinstance(subscriber.problem, ParameterError):
+                    await context.abort_with_status(invalid_argument(subscriber.problem))
                 if subscriber.closing:
                     await context.abort(
                         grpc.StatusCode.UNAVAILABLE,
@@ -386,6 +435,11 @@ def add_to_server(servicer: MarketDataServicer, server: grpc.aio.Server) -> None
             request_deserializer=messages[0].FromString,
             response_serializer=messages[1].SerializeToString,
         )
+    handlers["ManageSubscription"] = grpc.stream_stream_rpc_method_handler(
+        servicer.ManageSubscription,
+        request_deserializer=market_data_pb2.SubscriptionRequest.FromString,
+        response_serializer=_serialized,
+    )
     handlers["Subscribe"] = grpc.unary_stream_rpc_method_handler(
         servicer.Subscribe,
         request_deserializer=market_data_pb2.SubscribeRequest.FromString,

@@ -213,3 +213,70 @@ def test_shutdown_ends_subscriptions_with_a_clear_status():
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "shutting down" in info.value.details()
     srv.stop()
+
+
+def _status(event) -> list[tuple[str, str]]:
+    assert event.WhichOneof("event") == "status", event
+    codes = market_data_pb2.SymbolStatus.Code
+    return [(s.symbol, codes.Name(s.code)) for s in event.status.symbols]
+
+
+def test_managed_subscription_changes_symbols_without_reconnecting(live):
+    reference = Market(SMALL)
+    with MarketDataClient(live.target) as md, md.manage_subscription(timeout=30) as sub:
+        events = iter(sub)
+        sub.subscribe(["BBB", "NOPE", "BBB"])
+        assert _status(next(events)) == [
+            ("BBB", "SUBSCRIBED"),
+            ("NOPE", "UNKNOWN_SYMBOL"),
+            ("BBB", "ALREADY_SUBSCRIBED"),
+        ]
+        snapshot = next(events)
+        assert _prices(snapshot) == [("BBB", 20.0)]
+        live.advance_market(1)
+        tick = reference.tick()
+        assert _prices(next(events)) == [("BBB", tick.prices[1])]
+
+        sub.subscribe(["AAA"])
+        assert _status(next(events)) == [("AAA", "SUBSCRIBED")]
+        assert _prices(next(events)) == [("AAA", tick.prices[0])]  # snapshot of the newcomer
+        live.advance_market(1)
+        tick = reference.tick()
+        update = next(events)
+        assert update.sequence == 2
+        assert _prices(update) == [("BBB", tick.prices[1]), ("AAA", tick.prices[0])]
+
+        sub.unsubscribe(["BBB", "CCC"])
+        assert _status(next(events)) == [("BBB", "UNSUBSCRIBED"), ("CCC", "NOT_SUBSCRIBED")]
+        live.advance_market(1)
+        tick = reference.tick()
+        assert _prices(next(events)) == [("AAA", tick.prices[0])]
+        assert live.running.servicer.feed.subscriber_count == 1
+    assert live.running.servicer.feed.wait_subscribers(lambda n: n == 0, timeout=10)
+
+
+def test_managed_subscription_symbol_limit_is_per_symbol():
+    srv = _server(max_symbols=2)
+    try:
+        with MarketDataClient(srv.target) as md, md.manage_subscription(timeout=30) as sub:
+            events = iter(sub)
+            sub.subscribe(["AAA", "BBB", "CCC"])
+            status = next(events).status.symbols
+            assert [market_data_pb2.SymbolStatus.Code.Name(s.code) for s in status] == [
+                "SUBSCRIBED",
+                "SUBSCRIBED",
+                "LIMIT_EXCEEDED",
+            ]
+            assert "at most 2 symbols" in status[2].message
+    finally:
+        srv.stop()
+
+
+def test_managed_subscription_rejects_a_bad_heartbeat(live):
+    with MarketDataClient(live.target) as md, md.manage_subscription(timeout=30) as sub:
+        sub.subscribe(["AAA"], heartbeat_seconds=-1)
+        with pytest.raises(grpc.RpcError) as info:
+            for _ in sub:
+                pass
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "heartbeat_seconds" in info.value.details()
