@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import queue
+import time
 from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 
@@ -27,7 +28,7 @@ from client.wire import PriceChunk, PricePath, decode_gbm_price_chunk, decode_gb
 from marketdata.v1 import market_data_pb2, market_data_pb2_grpc
 
 _SERVICE = market_data_pb2.DESCRIPTOR.services_by_name["MarketDataService"]
-_ROUND_ROBIN = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
+ROUND_ROBIN_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_UNARY_TIMEOUT = 30.0
@@ -134,7 +135,7 @@ class MarketDataClient:
         """``timeout`` bounds unary calls in seconds; streams have none unless given."""
         self.target = channel_target(target)
         self.timeout = timeout
-        channel_options = [("grpc.service_config", _ROUND_ROBIN), *(options or [])]
+        channel_options = [("grpc.service_config", ROUND_ROBIN_CONFIG), *(options or [])]
         self._channel = grpc.insecure_channel(self.target, options=channel_options)
         # The generated stub would build one Python float per price; these
         # callables decode the price bytes straight into numpy instead.
@@ -245,12 +246,16 @@ class MarketDataClient:
         *,
         heartbeat_seconds: float | None = None,
         timeout: float | None = None,
+        resubscribe: bool = False,
     ) -> Subscription:
-        """Live prices of ``symbols`` (every instrument when empty): a snapshot, then an update per tick."""
+        """Live prices of ``symbols`` (every instrument when empty): a snapshot, then an update per tick.
+
+        ``resubscribe=True`` subscribes again when the server goes away (see Subscription).
+        """
         request = market_data_pb2.SubscribeRequest(symbols=list(symbols))
         if heartbeat_seconds is not None:
             request.heartbeat_seconds = heartbeat_seconds
-        return Subscription(self._subscribe(request, timeout=timeout))
+        return Subscription(lambda: self._subscribe(request, timeout=timeout), resubscribe=resubscribe)
 
     def manage_subscription(self, *, timeout: float | None = None) -> ManagedSubscription:
         """A subscription whose symbols change while it runs; it starts with none."""
@@ -262,23 +267,60 @@ class Subscription:
 
     Counts ``gaps``: ticks the server skipped for this subscriber (a slow
     reader under the conflate policy), from the sequence numbers of updates.
-    ``cancel()``, or leaving a ``with`` block, ends it on the server at once.
+    With ``resubscribe``, a subscription the server ends with UNAVAILABLE
+    (shutdown, restart, lost connection) is made again, after a backoff, up
+    to ``max_reconnects`` times in a row; each new one starts with a fresh
+    snapshot. ``cancel()``, or leaving a ``with`` block, ends it at once.
     """
 
-    def __init__(self, call: grpc.Call) -> None:
-        self._call = call
+    def __init__(
+        self,
+        start: Callable[[], grpc.Call],
+        *,
+        resubscribe: bool = False,
+        max_reconnects: int = 10,
+        backoff_seconds: float = 0.1,
+    ) -> None:
+        self._start = start
+        self._call = start()
+        self._resubscribe = resubscribe
+        self._max_reconnects = max_reconnects
+        self._backoff = backoff_seconds
+        self._cancelled = False
         self.last_sequence: int | None = None
         self.gaps = 0
+        self.reconnects = 0
 
     def __iter__(self) -> Iterator[market_data_pb2.MarketEvent]:
-        for event in self._call:
-            if event.HasField("update") and self.last_sequence is not None:
+        failures = 0
+        while True:
+            try:
+                for event in self._call:
+                    failures = 0
+                    yield self._count(event)
+                return
+            except grpc.RpcError as error:
+                retry = (
+                    self._resubscribe and not self._cancelled and error.code() == grpc.StatusCode.UNAVAILABLE
+                )
+                if not retry or failures >= self._max_reconnects:
+                    raise
+                time.sleep(min(5.0, self._backoff * 2**failures))
+                failures += 1
+                self.reconnects += 1
+                self._call = self._start()
+
+    def _count(self, event: market_data_pb2.MarketEvent) -> market_data_pb2.MarketEvent:
+        if event.HasField("snapshot"):
+            self.last_sequence = event.sequence  # a new (re)subscription restarts the count
+        elif event.HasField("update"):
+            if self.last_sequence is not None:
                 self.gaps += max(0, event.sequence - self.last_sequence - 1)
-            if not event.HasField("heartbeat"):
-                self.last_sequence = event.sequence
-            yield event
+            self.last_sequence = event.sequence
+        return event
 
     def cancel(self) -> None:
+        self._cancelled = True
         self._call.cancel()
 
     def __enter__(self) -> Subscription:
@@ -301,7 +343,7 @@ class ManagedSubscription(Subscription):
 
     def __init__(self, start: Callable[[Iterator[market_data_pb2.SubscriptionRequest]], grpc.Call]) -> None:
         self._requests: queue.Queue = queue.Queue()
-        super().__init__(start(self._request_iterator()))
+        super().__init__(lambda: start(self._request_iterator()))
 
     def _request_iterator(self) -> Iterator[market_data_pb2.SubscriptionRequest]:
         while (request := self._requests.get()) is not self._DONE:

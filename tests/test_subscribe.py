@@ -280,3 +280,58 @@ def test_managed_subscription_rejects_a_bad_heartbeat(live):
                 pass
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "heartbeat_seconds" in info.value.details()
+
+
+def test_resubscribe_moves_to_another_server_when_one_shuts_down():
+    servers = [_server(buffer_ticks=1_000), _server(buffer_ticks=1_000)]
+    try:
+        with MarketDataClient([s.target for s in servers]) as md:
+            sub = md.subscribe(["AAA"], resubscribe=True, timeout=60)
+            events = iter(sub)
+            assert next(events).HasField("snapshot")
+            serving = next(s for s in servers if s.running.servicer.feed.subscriber_count == 1)
+            other = servers[1 - servers.index(serving)]
+            serving.call(serving.running.shutdown(grace=1))
+            # The next event is the other server's snapshot: no error reached us.
+            event = next(events)
+            assert event.HasField("snapshot")
+            assert sub.reconnects >= 1
+            assert other.running.servicer.feed.subscriber_count == 1
+            other.advance_market(1)
+            assert next(events).HasField("update")
+            sub.cancel()
+    finally:
+        for s in servers:
+            s.stop()
+
+
+def test_without_resubscribe_a_shutdown_reaches_the_caller(live):
+    with MarketDataClient(live.target) as md:
+        sub = md.subscribe(timeout=30)
+        events = iter(sub)
+        next(events)
+        live.call(live.running.shutdown(grace=1))
+        with pytest.raises(grpc.RpcError) as info:
+            next(events)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_async_client_iterates_events(live):
+    from client.aio import AsyncMarketDataClient
+
+    async def scenario():
+        async with AsyncMarketDataClient(live.target) as md:
+            last = await md.get_last_prices(["CCC"])
+            subscription = md.subscribe(["CCC"], timeout=30)
+            events = subscription.__aiter__()
+            snapshot = await events.__anext__()
+            await asyncio.get_running_loop().run_in_executor(None, live.advance_market, 3)
+            updates = [await events.__anext__() for _ in range(3)]
+            subscription.cancel()
+            return last, snapshot, updates, subscription.gaps
+
+    last, snapshot, updates, gaps = asyncio.run(scenario())
+    assert last.prices[0].price == 5.0
+    assert _prices(snapshot) == [("CCC", 5.0)]
+    assert [u.sequence for u in updates] == [1, 2, 3]
+    assert gaps == 0
