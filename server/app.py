@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 
 from marketdata.v1 import market_data_pb2
 from server.feed import SLOW_POLICIES, FeedLimits, MarketFeed
+from server.generator import new_seed
 from server.market import DEFAULT_MARKET, MarketConfig, load_market
 from server.requests import MAX_PRICES_PER_MESSAGE, Limits
 from server.servicer import WIRES, MarketDataServicer, add_to_server
@@ -60,6 +62,8 @@ async def start_server(
     market: MarketConfig | None = None,
     market_clock: bool = True,
     feed_limits: FeedLimits | None = None,
+    market_seed: int | None = None,
+    market_epoch: float | None = None,
 ) -> RunningServer:
     """Start serving on ``host:port`` (port 0 picks a free one) and report SERVING.
 
@@ -70,7 +74,7 @@ async def start_server(
     # busy port would silently share it; a single server must fail instead.
     options = [("grpc.so_reuseport", 1 if reuse_port else 0)]
     server = grpc.aio.server(options=options)
-    feed = MarketFeed(market or DEFAULT_MARKET, limits=feed_limits)
+    feed = MarketFeed(market or DEFAULT_MARKET, seed=market_seed, limits=feed_limits, epoch=market_epoch)
     servicer = MarketDataServicer(limits, wire=wire, feed=feed)
     add_to_server(servicer, server)
 
@@ -101,10 +105,20 @@ async def serve(
     wire: str = "fast",
     market: MarketConfig | None = None,
     feed_limits: FeedLimits | None = None,
+    market_seed: int | None = None,
+    market_epoch: float | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT, then shut down gracefully."""
     running = await start_server(
-        host, port, limits, reuse_port=reuse_port, wire=wire, market=market, feed_limits=feed_limits
+        host,
+        port,
+        limits,
+        reuse_port=reuse_port,
+        wire=wire,
+        market=market,
+        feed_limits=feed_limits,
+        market_seed=market_seed,
+        market_epoch=market_epoch,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -144,6 +158,10 @@ def run_workers(
     kernel spreads incoming connections over the workers. SIGTERM or SIGINT
     to this process is passed on, and each worker shuts down gracefully.
     """
+    # Every worker runs the same market: one seed and one clock epoch, chosen here.
+    market_config = market or DEFAULT_MARKET
+    market_seed = market_config.seed if market_config.seed is not None else new_seed()
+    market_epoch = time.time()
     with _reserved_port(host, port) as bound:
         children: list[int] = []
         for index in range(workers):
@@ -161,6 +179,8 @@ def run_workers(
                             wire=wire,
                             market=market,
                             feed_limits=feed_limits,
+                            market_seed=market_seed,
+                            market_epoch=market_epoch,
                         )
                     )
                     code = 0

@@ -32,11 +32,16 @@ class MarketFeed:
         seed: int | None = None,
         wall_clock: Callable[[], float] = time.time,
         limits: FeedLimits | None = None,
+        epoch: float | None = None,
     ) -> None:
+        """``epoch`` is the wall time of tick 0; tick n is due at epoch + n x wall_interval.
+        Feeds given the same seed and epoch (the workers of --workers N) publish the
+        same prices at the same sequence numbers and exchange times."""
         self.market = Market(config, seed)
         self.limits = limits or FeedLimits()
         self._wall_clock = wall_clock
-        self.exchange_time = wall_clock()  # of the last tick (the opening prices at first)
+        self.epoch = wall_clock() if epoch is None else epoch
+        self.exchange_time = self.epoch  # of the last tick (the opening prices at first)
         self._task: asyncio.Task[None] | None = None
         self._subscribers: set[Subscriber] = set()
         self._changed = threading.Condition()  # for tests and operators on other threads
@@ -147,10 +152,11 @@ class MarketFeed:
     def last(self) -> MarketTick:
         return self.market.last
 
-    def advance(self) -> MarketTick:
-        """One tick of the market clock, stamped with the current wall time."""
+    def advance(self, exchange_time: float | None = None) -> MarketTick:
+        """One tick of the market, published to every subscriber, stamped
+        ``exchange_time`` (default: now)."""
         tick = self.market.tick()
-        self.exchange_time = self._wall_clock()
+        self.exchange_time = self._wall_clock() if exchange_time is None else exchange_time
         self.encoding = TickEncoding(tick, self.config.symbols, self.exchange_time)
         for subscriber in self._subscribers:
             if subscriber.positions:
@@ -171,18 +177,28 @@ class MarketFeed:
                 pass
             self._task = None
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
+    def catch_up(self, now: float) -> int:
+        """Publish the tick due at wall time ``now``, first computing any missed
+        ones silently (so every feed of the same seed and epoch agrees); returns
+        how many were skipped."""
         interval = self.config.wall_interval
-        due = loop.time()
+        due = int((now - self.epoch) / interval + 1e-9)
+        skipped = 0
+        while self.last.sequence < due - 1:
+            self.market.tick()
+            skipped += 1
+        if self.last.sequence < due:
+            self.advance(self.epoch + due * interval)
+        return skipped
+
+    async def _run(self) -> None:
+        interval = self.config.wall_interval
         while True:
-            due += interval
-            await asyncio.sleep(max(0.0, due - loop.time()))
-            self.advance()
-            if loop.time() - due > interval:
-                # Far behind (a stalled process): skip ahead rather than burst.
-                _LOGGER.warning("market clock fell behind; resuming from now")
-                due = loop.time()
+            next_due = self.epoch + (self.last.sequence + 1) * interval
+            await asyncio.sleep(max(0.0, next_due - self._wall_clock()))
+            skipped = self.catch_up(self._wall_clock())
+            if skipped:
+                _LOGGER.warning("market clock fell %d ticks behind; subscribers see the gap", skipped)
 
 
 SLOW_POLICIES = ("conflate", "disconnect")

@@ -104,3 +104,20 @@ def test_server_refuses_a_bad_market_file_at_start(python, tmp_path):
     assert done.returncode == 2
     assert str(bad) in done.stderr
     assert "sigma must be in [0, 10]" in done.stderr
+
+
+def test_feeds_with_one_seed_and_epoch_publish_the_same_ticks_whenever_they_start():
+    # What --workers relies on: each worker's feed computes the same market.
+    from server.feed import MarketFeed
+
+    early = MarketFeed(SMALL, seed=9, epoch=1000.0)
+    late = MarketFeed(SMALL, seed=9, epoch=1000.0)
+    interval = SMALL.wall_interval
+    for n in range(1, 8):
+        early.catch_up(1000.0 + n * interval)
+    assert late.catch_up(1000.0 + 7.5 * interval) == 6  # started late: six ticks computed silently
+    assert early.last.sequence == late.last.sequence == 7
+    assert early.last.prices.tobytes() == late.last.prices.tobytes()
+    assert early.exchange_time == late.exchange_time == 1000.0 + 7 * interval
+    assert late.catch_up(1000.0 + 7.9 * interval) == 0
+    assert late.last.sequence == 7  # nothing new is due yet
