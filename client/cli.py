@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub_live.add_argument(
         "--count", type=int, help="stop after this many price updates (default: run until Ctrl-C)"
     )
+    sub_live.add_argument(
+        "--json", action="store_true", help="JSON lines even on a terminal (default there: a live table)"
+    )
     return parser
 
 
@@ -194,11 +197,45 @@ def _run_stream(md: MarketDataClient, args: argparse.Namespace, out: IO[str] | N
     writer.finish(seed, symbol)
 
 
+class LiveTable:
+    """Redraws the subscribed symbols' prices in place on a terminal."""
+
+    CLEAR = "\x1b[H\x1b[2J"
+
+    def __init__(self, out: IO[str]) -> None:
+        self.out = out
+        self.opening: dict[str, float] = {}
+
+    def draw(self, event, gaps: int) -> None:
+        body = event.snapshot if event.HasField("snapshot") else event.update
+        if event.HasField("snapshot"):
+            self.opening = {p.symbol: p.price for p in body.prices}
+        lines = [
+            f"sequence {event.sequence}  {event.exchange_time.ToJsonString()}  gaps {gaps}  (Ctrl-C quits)",
+            "",
+            f"{'symbol':<12}{'price':>14}{'change':>10}",
+        ]
+        for p in body.prices:
+            start = self.opening.get(p.symbol, p.price)
+            change = (p.price / start - 1) * 100 if start else 0.0
+            lines.append(f"{p.symbol:<12}{p.price:>14.4f}{change:>+9.2f}%")
+        self.out.write(self.CLEAR + "\n".join(lines) + "\n")
+        self.out.flush()
+
+
 def _run_subscribe(md: MarketDataClient, args: argparse.Namespace, out: IO[str]) -> None:
     updates = 0
+    table = LiveTable(out) if out.isatty() and not args.json else None
     with md.subscribe(args.symbols, heartbeat_seconds=args.heartbeat, timeout=args.timeout) as subscription:
         for event in subscription:
             kind = event.WhichOneof("event")
+            if table is not None:
+                if kind != "heartbeat":
+                    table.draw(event, subscription.gaps)
+                updates += kind == "update"
+                if args.count is not None and updates >= args.count:
+                    return
+                continue
             line: dict = {
                 "kind": kind,
                 "sequence": event.sequence,

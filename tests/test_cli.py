@@ -246,3 +246,34 @@ def test_subscribe_prints_json_lines(python):
         assert "unknown symbols: NOPE" in bad.stderr
     finally:
         srv.stop()
+
+
+def test_subscribe_draws_a_live_table_on_a_terminal(python):
+    fast = MarketConfig(instruments=DEFAULT_MARKET.instruments, seed=3, wall_seconds_per_tick=0.01)
+    srv = ServerThread(market=fast, market_clock=True)
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    try:
+        proc = subprocess.Popen(
+            [python, "-m", "client", "--target", srv.target, "subscribe", "ACME", "--count", "2"],
+            cwd=REPO_ROOT,
+            stdout=terminal,
+            stderr=subprocess.PIPE,
+        )
+        os.close(terminal)
+        seen = b""
+        while True:
+            try:
+                data = os.read(controller, 4096)
+            except OSError:
+                break
+            if not data:
+                break
+            seen += data
+        assert proc.wait(timeout=30) == 0, proc.stderr.read()
+    finally:
+        os.close(controller)
+        srv.stop()
+    assert b"\x1b[2J" in seen  # redrawn in place
+    assert b"ACME" in seen and b"change" in seen
+    assert b'"kind"' not in seen
