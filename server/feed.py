@@ -279,7 +279,8 @@ class Subscriber:
         if not (self._control or self._queue or self.overflowed or self.closing or self.problem):
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):  # cheaper than wait_for: no extra task
+                    await self._wake.wait()
             except TimeoutError:
                 return None
         if self._control:
