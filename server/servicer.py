@@ -39,7 +39,7 @@ except ImportError:  # pragma: no cover - another gRPC build: let it surface
 OFFLOAD_MIN_PRICES = 8_192
 WIRES = ("fast", "protobuf")
 # How many large chunks a stream may have generated before the sender takes them.
-# Two measured best on a 2-core machine (make bench); deeper only costs memory.
+# One to three ran alike on a 2-core machine, six no better; deeper only costs memory.
 AHEAD_CHUNKS = 2
 T = TypeVar("T")
 # Share of the shutdown grace period after which open streams are ended with
@@ -50,8 +50,8 @@ DRAIN_SHARE = 0.9
 class StreamTracker:
     """Counts calls, open streams and streamed prices; safe to read from any thread.
 
-    Operators read it in logs; tests use ``wait_idle`` to see that a cancelled
-    stream has really stopped generating.
+    Tests use ``wait_idle`` and ``wait_for`` to see that a cancelled stream has
+    really stopped generating, without sleeping.
     """
 
     def __init__(self) -> None:
