@@ -277,3 +277,26 @@ def test_subscribe_draws_a_live_table_on_a_terminal(python):
     assert b"\x1b[2J" in seen  # redrawn in place
     assert b"ACME" in seen and b"change" in seen
     assert b'"kind"' not in seen
+
+
+def test_ctrl_c_ends_a_subscription_cleanly(python, server):
+    # The session server's market clock is off: the subscription waits on
+    # heartbeats when Ctrl-C arrives.
+    proc = subprocess.Popen(
+        [python, "-m", "client", "--target", server.target, "subscribe", "ACME", "--heartbeat", "0.05"],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert json.loads(proc.stdout.readline())["kind"] == "snapshot"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=15)
+        assert proc.returncode == 130
+        assert "subscription ended" in err
+        assert "Traceback" not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
