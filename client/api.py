@@ -149,6 +149,16 @@ class MarketDataClient:
             request_serializer=market_data_pb2.GbmRequest.SerializeToString,
             response_deserializer=decode_gbm_price_chunk,
         )
+        self._get_any = self._channel.unary_unary(
+            _method_path("GetPrices"),
+            request_serializer=market_data_pb2.PathRequest.SerializeToString,
+            response_deserializer=decode_gbm_prices,  # Prices has GbmPrices' layout
+        )
+        self._stream_any = self._channel.unary_stream(
+            _method_path("StreamPrices"),
+            request_serializer=market_data_pb2.PathRequest.SerializeToString,
+            response_deserializer=decode_gbm_price_chunk,  # PriceChunk has GbmPriceChunk's layout
+        )
         stub = market_data_pb2_grpc.MarketDataServiceStub(self._channel)
         self._list_instruments = stub.ListInstruments
         self._last_prices = stub.GetLastPrices
@@ -224,6 +234,16 @@ class MarketDataClient:
             symbol=symbol,
         )
         return PriceStream(self._stream(request, timeout=timeout))
+
+    def get_prices(self, request: market_data_pb2.PathRequest, timeout: float | None = None) -> PricePath:
+        """A whole path of any model (build the PathRequest with its ``model`` set)."""
+        return self._get_any(request, timeout=timeout if timeout is not None else self.timeout)
+
+    def stream_prices(
+        self, request: market_data_pb2.PathRequest, timeout: float | None = None
+    ) -> PriceStream:
+        """A path of any model in chunks, as numpy arrays."""
+        return PriceStream(self._stream_any(request, timeout=timeout))
 
     def list_instruments(self, timeout: float | None = None) -> market_data_pb2.ListInstrumentsResponse:
         """The live market's instruments, clock and seed."""

@@ -9,16 +9,29 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from marketdata.v1 import market_data_pb2
+from server import models
 from server.generator import (
     DEFAULT_TRADING_DAYS_PER_YEAR,
     GbmParams,
+    GbmStepper,
     ParameterError,
+    PriceStepper,
     check_range,
+    make_rng,
     new_seed,
 )
+
+_STEPPERS: dict[type, Callable[..., PriceStepper]] = {
+    GbmParams: GbmStepper,
+    models.ArithmeticParams: models.ArithmeticStepper,
+    models.MertonParams: models.MertonStepper,
+    models.HestonParams: models.HestonStepper,
+    models.OrnsteinUhlenbeckParams: models.OrnsteinUhlenbeckStepper,
+}
 
 # gRPC refuses to receive messages over 4 MiB unless both sides raise the limit.
 GRPC_DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -65,14 +78,18 @@ class Limits:
 
 @dataclass(frozen=True)
 class GbmPlan:
-    """A checked request: what to generate and how to deliver it."""
+    """A checked request: what to generate and how to deliver it (any model)."""
 
-    params: GbmParams
+    params: object  # GbmParams or one of server.models' parameter classes
     periods: int
     seed: int
     symbol: str
     chunk_size: int
     ticks_per_second: float | None  # None: as fast as possible
+
+    def stepper(self) -> PriceStepper:
+        """A fresh stepper of the plan's model at the start of its seeded path."""
+        return _STEPPERS[type(self.params)](self.params, make_rng(self.seed))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -92,28 +109,74 @@ def _check_symbol(symbol: str) -> None:
         )
 
 
-def plan_unary(request: market_data_pb2.GbmRequest, limits: Limits) -> GbmPlan:
-    """Check a GetGbmPrices request; the whole path must fit in one reply."""
+def _check_unary_periods(request, limits: Limits, rpc: str, stream_rpc: str) -> None:
     if not 1 <= request.periods <= limits.max_unary_periods:
         reason = (
-            ": the reply would exceed gRPC's 4 MiB message limit; use StreamGbmPrices for longer paths"
+            f": the reply would exceed gRPC's 4 MiB message limit; use {stream_rpc} for longer paths"
             if request.periods > limits.max_unary_periods
             else ""
         )
         raise ParameterError(
             "periods",
-            f"periods must be in [1, {limits.max_unary_periods}] for GetGbmPrices, "
-            f"got {request.periods}{reason}",
+            f"periods must be in [1, {limits.max_unary_periods}] for {rpc}, got {request.periods}{reason}",
         )
-    return _plan(request, limits)
+
+
+def plan_unary(request: market_data_pb2.GbmRequest, limits: Limits) -> GbmPlan:
+    """Check a GetGbmPrices request; the whole path must fit in one reply."""
+    _check_unary_periods(request, limits, "GetGbmPrices", "StreamGbmPrices")
+    return _plan(request, limits, _gbm_of)
 
 
 def plan_stream(request: market_data_pb2.GbmRequest, limits: Limits) -> GbmPlan:
     """Check a StreamGbmPrices request."""
-    return _plan(request, limits)
+    return _plan(request, limits, _gbm_of)
 
 
-def _plan(request: market_data_pb2.GbmRequest, limits: Limits) -> GbmPlan:
+def plan_path_unary(request: market_data_pb2.PathRequest, limits: Limits) -> GbmPlan:
+    """Check a GetPrices request (any model)."""
+    _check_unary_periods(request, limits, "GetPrices", "StreamPrices")
+    return _plan(request, limits, _model_of)
+
+
+def plan_path_stream(request: market_data_pb2.PathRequest, limits: Limits) -> GbmPlan:
+    """Check a StreamPrices request (any model)."""
+    return _plan(request, limits, _model_of)
+
+
+def _gbm_of(request: market_data_pb2.GbmRequest, trading_days: float) -> GbmParams:
+    return _gbm_params(request.start_price, request.mu, request.sigma, request.delta, trading_days)
+
+
+_MODELS = {
+    "gbm": lambda m, d, y: _gbm_params(m.start_price, m.mu, m.sigma, d, y),
+    "arithmetic": lambda m, d, y: models.ArithmeticParams(m.start_price, m.mu, m.sigma, d, y),
+    "merton": lambda m, d, y: models.MertonParams(
+        m.start_price, m.mu, m.sigma, m.jump_intensity, m.jump_mean, m.jump_stdev, d, y
+    ),
+    "heston": lambda m, d, y: models.HestonParams(
+        m.start_price, m.mu, m.v0, m.kappa, m.theta, m.xi, m.rho, d, y
+    ),
+    "ornstein_uhlenbeck": lambda m, d, y: models.OrnsteinUhlenbeckParams(
+        m.start, m.mean, m.kappa, m.sigma, d, y
+    ),
+}
+
+
+def _model_of(request: market_data_pb2.PathRequest, trading_days: float) -> object:
+    name = request.WhichOneof("model")
+    if name is None:
+        raise ParameterError("model", f"model: set exactly one of {', '.join(_MODELS)}")
+    try:
+        return _MODELS[name](getattr(request, name), request.delta, trading_days)
+    except ParameterError as err:
+        if err.field in ("delta", "trading_days_per_year"):
+            raise
+        # Name the field by its path in the request, e.g. merton.jump_stdev.
+        raise ParameterError(f"{name}.{err.field}", f"{name}.{err}") from None
+
+
+def _plan(request, limits: Limits, params_of: Callable[[object, float], object]) -> GbmPlan:
     if not 1 <= request.periods <= limits.max_periods:
         raise ParameterError(
             "periods", f"periods must be in [1, {limits.max_periods}], got {request.periods}"
@@ -123,7 +186,7 @@ def _plan(request: market_data_pb2.GbmRequest, limits: Limits) -> GbmPlan:
         if request.HasField("trading_days_per_year")
         else DEFAULT_TRADING_DAYS_PER_YEAR
     )
-    params = _gbm_params(request.start_price, request.mu, request.sigma, request.delta, trading_days)
+    params = params_of(request, trading_days)
     _check_symbol(request.symbol)
 
     ticks_per_second: float | None = None

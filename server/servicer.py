@@ -23,9 +23,9 @@ from grpc_status import rpc_status
 from marketdata.v1 import market_data_pb2, market_data_pb2_grpc
 from server import wire
 from server.feed import HEARTBEAT_MAX, HEARTBEAT_MIN, LimitExceeded, MarketFeed, Subscriber
-from server.generator import GbmStepper, ParameterError, check_range, make_rng
+from server.generator import ParameterError, check_range
 from server.market import DEFAULT_MARKET
-from server.requests import GbmPlan, Limits, plan_stream, plan_unary
+from server.requests import GbmPlan, Limits, plan_path_stream, plan_path_unary, plan_stream, plan_unary
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -143,19 +143,17 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
             await context.abort_with_status(invalid_argument(err))
             raise AssertionError("abort_with_status returned") from err  # pragma: no cover
 
-    def _encode_path(self, prices: np.ndarray, plan: GbmPlan) -> bytes:
+    def _encode_path(self, prices: np.ndarray, plan: GbmPlan, message: type) -> bytes:
         if self.wire == "fast":
             return wire.encode_gbm_prices(prices, plan.seed, plan.symbol)
-        return market_data_pb2.GbmPrices(
-            prices=prices, seed=plan.seed, symbol=plan.symbol
-        ).SerializeToString()
+        return message(prices=prices, seed=plan.seed, symbol=plan.symbol).SerializeToString()
 
-    def _chunk_encoder(self, plan: GbmPlan) -> Callable[[np.ndarray, int], bytes]:
+    def _chunk_encoder(self, plan: GbmPlan, message: type) -> Callable[[np.ndarray, int], bytes]:
         if self.wire == "fast":
             return wire.ChunkEncoder(plan.seed, plan.symbol).encode
 
         def encode(prices: np.ndarray, offset: int) -> bytes:
-            return market_data_pb2.GbmPriceChunk(
+            return message(
                 prices=prices, offset=offset, seed=plan.seed, symbol=plan.symbol
             ).SerializeToString()
 
@@ -165,26 +163,41 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
         self, request: market_data_pb2.GbmRequest, context: grpc.aio.ServicerContext
     ) -> bytes:
         plan = await self._plan("GetGbmPrices", plan_unary, request, context)
-        self.tracker.unary()
-        if _LOGGER.isEnabledFor(logging.DEBUG):
-            _LOGGER.debug("GetGbmPrices periods=%d seed=%d", plan.periods, plan.seed)
+        return await self._whole_path(plan, market_data_pb2.GbmPrices)
 
-        def produce() -> bytes:
-            stepper = GbmStepper(plan.params, make_rng(plan.seed))
-            return self._encode_path(stepper.next_block(plan.periods), plan)
-
-        return await _run(produce, offload=plan.periods >= OFFLOAD_MIN_PRICES)
+    async def GetPrices(
+        self, request: market_data_pb2.PathRequest, context: grpc.aio.ServicerContext
+    ) -> bytes:
+        plan = await self._plan("GetPrices", plan_path_unary, request, context)
+        return await self._whole_path(plan, market_data_pb2.Prices)
 
     async def StreamGbmPrices(
         self, request: market_data_pb2.GbmRequest, context: grpc.aio.ServicerContext
     ) -> None:
         plan = await self._plan("StreamGbmPrices", plan_stream, request, context)
-        _LOGGER.debug(
-            "StreamGbmPrices periods=%d seed=%d chunk_size=%d", plan.periods, plan.seed, plan.chunk_size
-        )
+        await self._stream_path(plan, market_data_pb2.GbmPriceChunk, context)
+
+    async def StreamPrices(
+        self, request: market_data_pb2.PathRequest, context: grpc.aio.ServicerContext
+    ) -> None:
+        plan = await self._plan("StreamPrices", plan_path_stream, request, context)
+        await self._stream_path(plan, market_data_pb2.PriceChunk, context)
+
+    async def _whole_path(self, plan: GbmPlan, message: type) -> bytes:
+        self.tracker.unary()
+        if _LOGGER.isEnabledFor(logging.DEBUG):
+            _LOGGER.debug("whole path periods=%d seed=%d", plan.periods, plan.seed)
+
+        def produce() -> bytes:
+            return self._encode_path(plan.stepper().next_block(plan.periods), plan, message)
+
+        return await _run(produce, offload=plan.periods >= OFFLOAD_MIN_PRICES)
+
+    async def _stream_path(self, plan: GbmPlan, message: type, context: grpc.aio.ServicerContext) -> None:
+        _LOGGER.debug("stream periods=%d seed=%d chunk_size=%d", plan.periods, plan.seed, plan.chunk_size)
         loop = asyncio.get_running_loop()
-        stepper = GbmStepper(plan.params, make_rng(plan.seed))
-        encode = self._chunk_encoder(plan)
+        stepper = plan.stepper()
+        encode = self._chunk_encoder(plan, message)
         offload = plan.chunk_size >= OFFLOAD_MIN_PRICES
 
         def produce() -> tuple[int, int, bytes]:
@@ -423,6 +436,17 @@ def add_to_server(servicer: MarketDataServicer, server: grpc.aio.Server) -> None
             response_serializer=_serialized,
         ),
     }
+    for name, request_type in (("GetPrices", market_data_pb2.PathRequest),):
+        handlers[name] = grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, name),
+            request_deserializer=request_type.FromString,
+            response_serializer=_serialized,
+        )
+    handlers["StreamPrices"] = grpc.unary_stream_rpc_method_handler(
+        servicer.StreamPrices,
+        request_deserializer=market_data_pb2.PathRequest.FromString,
+        response_serializer=_serialized,
+    )
     for name, messages in (
         (
             "ListInstruments",

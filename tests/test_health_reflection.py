@@ -27,6 +27,8 @@ def test_reflection_lists_and_describes_the_service(channel):
     assert set(methods) == {
         "GetGbmPrices",
         "StreamGbmPrices",
+        "GetPrices",
+        "StreamPrices",
         "ListInstruments",
         "GetLastPrices",
         "Subscribe",

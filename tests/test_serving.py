@@ -103,7 +103,7 @@ def test_workers_share_one_port_and_stop_together_on_sigterm(python):
         assert proc.wait(timeout=30) == 0
         reader.join(timeout=10)
         log = "".join(lines)
-        served_by = set(re.findall(r"\[(\d+)\] server\.servicer: GetGbmPrices", log))
+        served_by = set(re.findall(r"\[(\d+)\] server\.servicer: whole path", log))
         assert served_by == worker_pids, "the kernel should spread 16 connections over both workers"
         for pid in worker_pids:
             assert f"[{pid}] server.app: stopped" in log
