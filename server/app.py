@@ -162,11 +162,22 @@ def run_workers(
     market_config = market or DEFAULT_MARKET
     market_seed = market_config.seed if market_config.seed is not None else new_seed()
     market_epoch = time.time()
+    children: list[int] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signum)
+
+    # Installed before forking, so no signal can slip past between two forks.
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
     with _reserved_port(host, port) as bound:
-        children: list[int] = []
         for index in range(workers):
             pid = os.fork()
-            if pid == 0:  # worker
+            if pid == 0:  # worker: its own handlers, not the parent's forwarding
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
                 code = 1
                 try:
                     asyncio.run(
@@ -191,14 +202,6 @@ def run_workers(
                     os._exit(code)
             children.append(pid)
         _LOGGER.info("started %d workers on %s:%d", workers, host, bound)
-
-        def forward(signum: int, _frame: object) -> None:
-            for child in children:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(child, signum)
-
-        signal.signal(signal.SIGTERM, forward)
-        signal.signal(signal.SIGINT, forward)
         failed = 0
         for child in children:
             _, status = os.waitpid(child, 0)
