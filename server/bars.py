@@ -1,0 +1,143 @@
+"""OHLCV bars and bid/ask quotes from a fine price path (pure numpy).
+
+Bars: each fine step has a time (seconds from the path's start) and a price;
+a bar of interval I holds the steps with floor(time / I) equal, and is
+stamped with the start of its interval. open/close are its first and last
+prices, high/low the extremes, so high >= max(open, close) >= min(open,
+close) >= low always. Volume model: each fine step trades a Poisson number
+of units with mean ``volume_rate * step_seconds * (1 + |z|)``, where z is
+the step's log-return in standard deviations, so big moves trade more; a
+bar's volume is the sum over its steps.
+
+Quotes: bid and ask around the mid, half a spread each side, the spread
+either fixed in basis points of the mid or a multiple of the step's
+volatility; bid rounded down and ask up to the tick grid, never closer than
+one tick.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from server.generator import ParameterError
+
+INTERVALS = {"1s": 1, "1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
+
+
+def interval_seconds(name: str) -> int:
+    try:
+        return INTERVALS[name]
+    except KeyError:
+        raise ParameterError(
+            "bar_interval", f"bar_interval must be one of {', '.join(INTERVALS)}, got {name!r}"
+        ) from None
+
+
+@dataclass(frozen=True)
+class Bars:
+    """Parallel arrays, one entry per bar, in time order."""
+
+    start: np.ndarray  # seconds from the path's start, a multiple of the interval
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+
+def _empty() -> Bars:
+    e = np.empty(0)
+    return Bars(e.astype(np.int64), e, e, e, e, e.astype(np.int64))
+
+
+def ohlcv(times: np.ndarray, prices: np.ndarray, volumes: np.ndarray, interval: int) -> Bars:
+    """Bars of ``interval`` seconds from steps at ``times`` (ascending seconds)."""
+    if len(prices) == 0:
+        return _empty()
+    ids = np.floor_divide(np.asarray(times), interval).astype(np.int64)
+    cuts = np.flatnonzero(np.diff(ids)) + 1
+    starts = np.concatenate(([0], cuts))
+    ends = np.concatenate((cuts, [len(prices)])) - 1
+    return Bars(
+        start=ids[starts] * interval,
+        open=prices[starts],
+        high=np.maximum.reduceat(prices, starts),
+        low=np.minimum.reduceat(prices, starts),
+        close=prices[ends],
+        volume=np.add.reduceat(volumes, starts),
+    )
+
+
+def _concat(a: Bars, b: Bars) -> Bars:
+    return Bars(*(np.concatenate((getattr(a, f), getattr(b, f))) for f in Bars.__dataclass_fields__))
+
+
+class BarBuilder:
+    """Builds bars from a path arriving in blocks; a bar is handed out once complete.
+
+    Bars out of any split of the path equal ``ohlcv`` of the whole path.
+    """
+
+    def __init__(self, interval: int) -> None:
+        self.interval = interval
+        self._open: Bars | None = None  # the last, maybe unfinished, bar
+
+    def add(self, times: np.ndarray, prices: np.ndarray, volumes: np.ndarray) -> Bars:
+        bars = ohlcv(times, prices, volumes, self.interval)
+        if not len(bars):
+            return _empty()
+        if self._open is not None:
+            if bars.start[0] == self._open.start[0]:
+                o = self._open
+                merged = Bars(
+                    start=o.start,
+                    open=o.open,
+                    high=np.maximum(o.high, bars.high[:1]),
+                    low=np.minimum(o.low, bars.low[:1]),
+                    close=bars.close[:1],
+                    volume=o.volume + bars.volume[:1],
+                )
+                bars = _concat(merged, Bars(*(getattr(bars, f)[1:] for f in Bars.__dataclass_fields__)))
+            else:
+                bars = _concat(self._open, bars)
+        done = Bars(*(getattr(bars, f)[:-1] for f in Bars.__dataclass_fields__))
+        self._open = Bars(*(getattr(bars, f)[-1:] for f in Bars.__dataclass_fields__))
+        return done
+
+    def flush(self) -> Bars:
+        """The last bar, finished or not (at the end of the path)."""
+        last, self._open = self._open, None
+        return last if last is not None else _empty()
+
+
+def step_volumes(
+    log_returns: np.ndarray, step_sd: float, step_seconds: float, volume_rate: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Units traded in each fine step (see the module docstring)."""
+    z = np.abs(log_returns) / step_sd if step_sd > 0 else np.zeros(len(log_returns))
+    return rng.poisson(volume_rate * step_seconds * (1.0 + z))
+
+
+def quotes(
+    mid: np.ndarray,
+    tick_size: float,
+    *,
+    spread_bps: float | None = None,
+    spread_vol: float | None = None,
+    step_sd: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bid and ask on the tick grid around ``mid``: a fixed spread in basis points,
+    or ``spread_vol`` times the step's volatility (as a fraction of the mid)."""
+    if (spread_bps is None) == (spread_vol is None):
+        raise ParameterError("spread", "give exactly one of spread_bps and spread_vol")
+    fraction = spread_bps / 1e4 if spread_bps is not None else spread_vol * step_sd
+    half = mid * fraction / 2
+    bid = np.floor((mid - half) / tick_size + 1e-9) * tick_size
+    ask = np.ceil((mid + half) / tick_size - 1e-9) * tick_size
+    ask = np.maximum(ask, bid + tick_size)
+    return bid, ask
