@@ -17,6 +17,7 @@ from typing import TypeVar
 import grpc
 import numpy as np
 from google.protobuf import any_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -417,57 +418,28 @@ class _Ahead:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-def _serialized(data: bytes) -> bytes:
-    return data
+def _serialize(reply: bytes | Message) -> bytes:
+    """Streams and price replies arrive already serialized; the rest are messages."""
+    return reply if isinstance(reply, bytes) else reply.SerializeToString()
+
+
+_HANDLER_KINDS = {  # (client streams, server streams) -> gRPC's handler factory
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}
 
 
 def add_to_server(servicer: MarketDataServicer, server: grpc.aio.Server) -> None:
-    """Register the servicer; its replies are already serialized protobuf bytes."""
+    """Register every method the proto declares, its shape and request type read from the descriptor."""
     service = market_data_pb2.DESCRIPTOR.services_by_name["MarketDataService"]
     handlers = {
-        "GetGbmPrices": grpc.unary_unary_rpc_method_handler(
-            servicer.GetGbmPrices,
-            request_deserializer=market_data_pb2.GbmRequest.FromString,
-            response_serializer=_serialized,
-        ),
-        "StreamGbmPrices": grpc.unary_stream_rpc_method_handler(
-            servicer.StreamGbmPrices,
-            request_deserializer=market_data_pb2.GbmRequest.FromString,
-            response_serializer=_serialized,
-        ),
+        method.name: _HANDLER_KINDS[method.client_streaming, method.server_streaming](
+            getattr(servicer, method.name),
+            request_deserializer=getattr(market_data_pb2, method.input_type.name).FromString,
+            response_serializer=_serialize,
+        )
+        for method in service.methods
     }
-    for name, request_type in (("GetPrices", market_data_pb2.PathRequest),):
-        handlers[name] = grpc.unary_unary_rpc_method_handler(
-            getattr(servicer, name),
-            request_deserializer=request_type.FromString,
-            response_serializer=_serialized,
-        )
-    handlers["StreamPrices"] = grpc.unary_stream_rpc_method_handler(
-        servicer.StreamPrices,
-        request_deserializer=market_data_pb2.PathRequest.FromString,
-        response_serializer=_serialized,
-    )
-    for name, messages in (
-        (
-            "ListInstruments",
-            (market_data_pb2.ListInstrumentsRequest, market_data_pb2.ListInstrumentsResponse),
-        ),
-        ("GetLastPrices", (market_data_pb2.GetLastPricesRequest, market_data_pb2.LastPrices)),
-    ):
-        handlers[name] = grpc.unary_unary_rpc_method_handler(
-            getattr(servicer, name),
-            request_deserializer=messages[0].FromString,
-            response_serializer=messages[1].SerializeToString,
-        )
-    handlers["ManageSubscription"] = grpc.stream_stream_rpc_method_handler(
-        servicer.ManageSubscription,
-        request_deserializer=market_data_pb2.SubscriptionRequest.FromString,
-        response_serializer=_serialized,
-    )
-    handlers["Subscribe"] = grpc.unary_stream_rpc_method_handler(
-        servicer.Subscribe,
-        request_deserializer=market_data_pb2.SubscribeRequest.FromString,
-        response_serializer=_serialized,
-    )
-    assert set(handlers) == set(service.methods_by_name)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
