@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import threading
 import time
@@ -63,26 +64,18 @@ class MarketFeed:
             raise LimitExceeded(
                 f"a subscription may name at most {self.limits.max_symbols} symbols, got {len(symbols)}"
             )
-        positions = tuple(self.market.index_of(symbols))
-        if len(self._subscribers) >= self.limits.max_subscribers:
-            raise LimitExceeded(
-                f"the server already holds its limit of {self.limits.max_subscribers} subscribers; "
-                "retry later"
-            )
-        subscriber = Subscriber(positions, symbols, self.limits)
-        with self._changed:
-            self._subscribers.add(subscriber)
-            self._changed.notify_all()
-        return subscriber
+        return self._register(Subscriber(tuple(self.market.index_of(symbols)), symbols, self.limits))
 
     def open_managed(self) -> Subscriber:
         """A subscriber with no symbols yet (ManageSubscription); LimitExceeded when full."""
+        return self._register(Subscriber((), (), self.limits))
+
+    def _register(self, subscriber: Subscriber) -> Subscriber:
         if len(self._subscribers) >= self.limits.max_subscribers:
             raise LimitExceeded(
                 f"the server already holds its limit of {self.limits.max_subscribers} subscribers; "
                 "retry later"
             )
-        subscriber = Subscriber((), (), self.limits)
         with self._changed:
             self._subscribers.add(subscriber)
             self._changed.notify_all()
@@ -125,14 +118,10 @@ class MarketFeed:
 
     def status_event(self, outcome: list[tuple[str, int, str]]) -> bytes:
         """A MarketEvent carrying a SubscriptionStatus, stamped with the last tick."""
-        event = market_data_pb2.MarketEvent(
-            sequence=self.last.sequence,
-            status=market_data_pb2.SubscriptionStatus(
-                symbols=[market_data_pb2.SymbolStatus(symbol=s, code=c, message=m) for s, c, m in outcome]
-            ),
+        status = market_data_pb2.SubscriptionStatus(
+            symbols=[market_data_pb2.SymbolStatus(symbol=s, code=c, message=m) for s, c, m in outcome]
         )
-        event.exchange_time.FromNanoseconds(round(self.exchange_time * 1e9))
-        return event.SerializeToString()
+        return self.encoding.status(status.SerializeToString())
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         with self._changed:
@@ -288,15 +277,20 @@ class Subscriber:
         return self._queue.popleft() if self._queue else None
 
 
+def exchange_timestamp(seconds: float) -> timestamp_pb2.Timestamp:
+    """A wall time in seconds as the Timestamp every market message carries."""
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromNanoseconds(round(seconds * 1e9))
+    return stamp
+
+
 class TickEncoding:
     """One tick serialized once: each symbol's price entry, and each distinct
     subscription's whole message, shared by every subscriber asking for it."""
 
     def __init__(self, tick: MarketTick, symbols: tuple[str, ...], exchange_time: float) -> None:
         self.sequence = tick.sequence
-        stamp = timestamp_pb2.Timestamp()
-        stamp.FromNanoseconds(round(exchange_time * 1e9))
-        self.time = stamp.SerializeToString()
+        self.time = exchange_timestamp(exchange_time).SerializeToString()
         self._entries = [wire.price_entry(s, float(p)) for s, p in zip(symbols, tick.prices, strict=True)]
         self._messages: dict[tuple[tuple[int, ...], int], bytes] = {}
 
@@ -308,5 +302,11 @@ class TickEncoding:
             message = self._messages[key] = wire.market_event(self.sequence, self.time, kind, entries)
         return message
 
+    @functools.cached_property
     def heartbeat(self) -> bytes:
+        """The tick's heartbeat event, encoded once however many subscribers are quiet."""
         return wire.market_event(self.sequence, self.time, wire.EVENT_HEARTBEAT, b"")
+
+    def status(self, payload: bytes) -> bytes:
+        """A status event (a serialized SubscriptionStatus) stamped with this tick."""
+        return wire.market_event(self.sequence, self.time, wire.EVENT_STATUS, payload)

@@ -23,7 +23,14 @@ from grpc_status import rpc_status
 
 from marketdata.v1 import market_data_pb2, market_data_pb2_grpc
 from server import wire
-from server.feed import HEARTBEAT_MAX, HEARTBEAT_MIN, LimitExceeded, MarketFeed, Subscriber
+from server.feed import (
+    HEARTBEAT_MAX,
+    HEARTBEAT_MIN,
+    LimitExceeded,
+    MarketFeed,
+    Subscriber,
+    exchange_timestamp,
+)
 from server.generator import ParameterError, check_range
 from server.market import DEFAULT_MARKET
 from server.requests import GbmPlan, Limits, plan_path_stream, plan_path_unary, plan_stream, plan_unary
@@ -119,14 +126,11 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
         self.tracker = tracker or StreamTracker()
         self.wire = wire
         self.feed = feed or MarketFeed(DEFAULT_MARKET)
-        self._drain_at: float | None = None
         self._draining = asyncio.Event()
 
     def begin_shutdown(self, grace: float) -> None:
         """Let open streams run for most of ``grace`` seconds, then end them with UNAVAILABLE."""
-        loop = asyncio.get_running_loop()
-        self._drain_at = loop.time() + grace * DRAIN_SHARE
-        loop.call_at(self._drain_at, self._draining.set)
+        asyncio.get_running_loop().call_later(grace * DRAIN_SHARE, self._draining.set)
         # Subscriptions never end by themselves: end them now, with a clear status.
         self.feed.close_subscriptions()
 
@@ -261,20 +265,15 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
                 for s, n in zip(symbols, positions, strict=True)
             ],
         )
-        reply.exchange_time.FromNanoseconds(round(self.feed.exchange_time * 1e9))
+        reply.exchange_time.CopyFrom(exchange_timestamp(self.feed.exchange_time))
         return reply
 
     async def Subscribe(
         self, request: market_data_pb2.SubscribeRequest, context: grpc.aio.ServicerContext
     ) -> None:
         feed = self.feed
-        heartbeat = feed.limits.heartbeat_seconds
         try:
-            if request.HasField("heartbeat_seconds"):
-                check_range(
-                    "heartbeat_seconds", request.heartbeat_seconds, HEARTBEAT_MIN, HEARTBEAT_MAX, unit="s"
-                )
-                heartbeat = request.heartbeat_seconds
+            heartbeat = _heartbeat_seconds(request, feed.limits.heartbeat_seconds)
             subscriber = feed.subscribe(list(request.symbols))
         except ParameterError as err:
             await context.abort_with_status(invalid_argument(err))
@@ -298,15 +297,7 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
         async def apply_requests() -> None:
             try:
                 async for request in requests:
-                    if request.HasField("heartbeat_seconds"):
-                        check_range(
-                            "heartbeat_seconds",
-                            request.heartbeat_seconds,
-                            HEARTBEAT_MIN,
-                            HEARTBEAT_MAX,
-                            unit="s",
-                        )
-                        heartbeat[0] = request.heartbeat_seconds
+                    heartbeat[0] = _heartbeat_seconds(request, heartbeat[0])
                     add = request.subscribe.symbols if request.HasField("subscribe") else ()
                     remove = request.unsubscribe.symbols if request.HasField("unsubscribe") else ()
                     outcome, added = feed.change(subscriber, list(add), list(remove))
@@ -347,7 +338,7 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
                         "was disconnected (server policy --slow-subscriber disconnect); "
                         "read faster or subscribe to fewer symbols",
                     )
-                await context.write(event if event is not None else feed.encoding.heartbeat())
+                await context.write(event if event is not None else feed.encoding.heartbeat)
         except _WRITE_AFTER_PEER_LEFT:
             _LOGGER.debug("subscriber left")
         finally:
@@ -369,6 +360,14 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
                 f"server is shutting down; the stream stopped before offset {offset}. "
                 "Send the same request with the returned seed to another server to replay it.",
             )
+
+
+def _heartbeat_seconds(request, current: float) -> float:
+    """The request's heartbeat_seconds, checked, or ``current`` when it has none."""
+    if not request.HasField("heartbeat_seconds"):
+        return current
+    check_range("heartbeat_seconds", request.heartbeat_seconds, HEARTBEAT_MIN, HEARTBEAT_MAX, unit="s")
+    return request.heartbeat_seconds
 
 
 async def _run(produce: Callable[[], T], offload: bool) -> T:

@@ -119,6 +119,7 @@ _EV_TIME = _number_of(market_data_pb2.MarketEvent, "exchange_time")
 EVENT_SNAPSHOT = _number_of(market_data_pb2.MarketEvent, "snapshot")
 EVENT_UPDATE = _number_of(market_data_pb2.MarketEvent, "update")
 EVENT_HEARTBEAT = _number_of(market_data_pb2.MarketEvent, "heartbeat")
+EVENT_STATUS = _number_of(market_data_pb2.MarketEvent, "status")
 
 
 def price_entry(symbol: str, price: float) -> bytes:
@@ -128,7 +129,8 @@ def price_entry(symbol: str, price: float) -> bytes:
 
 def market_event(sequence: int, exchange_time: bytes, kind: int, entries: bytes) -> bytes:
     """A serialized MarketEvent; ``exchange_time`` is a serialized Timestamp and
-    ``entries`` the concatenated price entries of a snapshot or update (empty for a heartbeat)."""
+    ``entries`` the payload of the ``kind`` field: concatenated price entries of a
+    snapshot or update, a serialized SubscriptionStatus, or nothing for a heartbeat."""
     return b"".join(
         [
             uint_field(_EV_SEQUENCE, sequence),

@@ -175,6 +175,6 @@ def test_market_events_equal_the_generated_serializer_and_are_encoded_once():
         ),
     )
     assert update == expected.SerializeToString()
-    heartbeat = market_data_pb2.MarketEvent.FromString(encoding.heartbeat())
+    heartbeat = market_data_pb2.MarketEvent.FromString(encoding.heartbeat)
     assert heartbeat.WhichOneof("event") == "heartbeat"
     assert heartbeat.sequence == 12
