@@ -134,53 +134,73 @@ class PriceStepper(Protocol):
         ...
 
 
-class GbmStepper:
-    """Exact log-space GBM: S_i = S_0 * exp(sum of i normal log-returns).
+class BlockStepper:
+    """What every stepper shares: its position, the start value as the first
+    value of the path, and the check on block sizes. Subclasses make blocks."""
 
-    The first price handed out is ``start_price`` itself. The running log-return
-    is carried between blocks and accumulated strictly left to right, so any
-    split of the path into blocks gives bit-identical prices.
-    """
-
-    def __init__(self, params: GbmParams, rng: np.random.Generator) -> None:
-        self._params = params
-        self._rng = rng
-        self._drift = params.log_drift
-        self._vol = params.log_volatility
-        self._log_return = 0.0
-        self._position = 0
+    _position = 0
 
     @property
     def position(self) -> int:
         return self._position
 
-    @property
-    def params(self) -> GbmParams:
-        return self._params
-
     def next_block(self, n: int) -> np.ndarray:
         if n < 0:
             raise ValueError(f"block size must be >= 0, got {n}")
-        if n == 0:
-            return np.empty(0)
-        first = self._position == 0
-        draws = n - 1 if first else n
+        with_start = self._position == 0 and n > 0
+        block = self._block(n - with_start, with_start)
+        self._position += n
+        return block
+
+    def _block(self, draws: int, with_start: bool) -> np.ndarray:
+        """The next ``draws`` values, preceded by the start value when ``with_start``."""
+        raise NotImplementedError
+
+
+class _LogNormalSteps(BlockStepper):
+    """Exact log-space GBM for one instrument (scalar parameters) or several
+    (vectors, optionally correlated by ``factor``): S_i = S_0 * exp(sum of i
+    normal log-returns). The running log-return is carried between blocks and
+    accumulated strictly in step order, so any split of the path into blocks
+    gives bit-identical prices.
+    """
+
+    def __init__(self, start, drift, vol, factor: np.ndarray | None, rng: np.random.Generator) -> None:
+        self._start, self._drift, self._vol = start, drift, vol
+        self._factor_t = None if factor is None else np.ascontiguousarray(np.asarray(factor).T)
+        self._rng = rng
+        self._log_return = np.zeros(np.shape(start))
+
+    def _block(self, draws: int, with_start: bool) -> np.ndarray:
         # acc[0] holds the running log-return, acc[1:] the new increments; an
         # in-place cumulative sum then continues the path exactly where the
         # previous block stopped.
-        acc = np.empty(draws + 1)
+        acc = np.empty((draws + 1, *np.shape(self._start)))
         acc[0] = self._log_return
         increments = acc[1:]
-        self._rng.standard_normal(out=increments)
+        self._rng.standard_normal(out=increments)  # row by row: one step's shocks together
+        if self._factor_t is not None:
+            increments[...] = increments @ self._factor_t
         increments *= self._vol
         increments += self._drift
-        np.add.accumulate(acc, out=acc)
-        self._log_return = float(acc[-1])
-        self._position += n
-        logs = acc if first else acc[1:]
+        np.add.accumulate(acc, axis=0, out=acc)
+        self._log_return = acc[-1].copy()
+        logs = acc if with_start else acc[1:]
         prices = np.exp(logs, out=logs)
-        prices *= self._params.start_price
+        prices *= self._start
         return prices
+
+
+class GbmStepper(_LogNormalSteps):
+    """One GBM path; the first price handed out is ``start_price`` itself."""
+
+    def __init__(self, params: GbmParams, rng: np.random.Generator) -> None:
+        super().__init__(params.start_price, params.log_drift, params.log_volatility, None, rng)
+        self._params = params
+
+    @property
+    def params(self) -> GbmParams:
+        return self._params
 
 
 def gbm_path(params: GbmParams, periods: int, seed: int) -> np.ndarray:
@@ -235,7 +255,7 @@ def check_correlation(matrix: np.ndarray, names: Sequence[str]) -> np.ndarray:
     return eigenvectors * np.sqrt(np.clip(eigenvalues, 0.0, None))
 
 
-class CorrelatedGbmStepper:
+class CorrelatedGbmStepper(_LogNormalSteps):
     """Several GBM instruments stepped together, their log-returns correlated.
 
     ``next_block(n)`` gives an (n, k) array: row i holds every instrument's
@@ -246,35 +266,10 @@ class CorrelatedGbmStepper:
     def __init__(
         self, params: Sequence[GbmParams], factor: np.ndarray | None, rng: np.random.Generator
     ) -> None:
-        k = len(params)
-        self._start = np.array([p.start_price for p in params])
-        self._drift = np.array([p.log_drift for p in params])
-        self._vol = np.array([p.log_volatility for p in params])
-        self._factor_t = None if factor is None else np.ascontiguousarray(np.asarray(factor).T)
-        self._rng = rng
-        self._log_return = np.zeros(k)
-        self._position = 0
-
-    @property
-    def position(self) -> int:
-        return self._position
-
-    def next_block(self, n: int) -> np.ndarray:
-        if n < 0:
-            raise ValueError(f"block size must be >= 0, got {n}")
-        k = len(self._start)
-        if n == 0:
-            return np.empty((0, k))
-        first = self._position == 0
-        draws = n - 1 if first else n
-        acc = np.empty((draws + 1, k))
-        acc[0] = self._log_return
-        shocks = self._rng.standard_normal((draws, k))
-        if self._factor_t is not None:
-            shocks = shocks @ self._factor_t
-        acc[1:] = self._drift + self._vol * shocks
-        np.add.accumulate(acc, axis=0, out=acc)
-        self._log_return = acc[-1].copy()
-        self._position += n
-        logs = acc if first else acc[1:]
-        return np.exp(logs) * self._start
+        super().__init__(
+            np.array([p.start_price for p in params]),
+            np.array([p.log_drift for p in params]),
+            np.array([p.log_volatility for p in params]),
+            factor,
+            rng,
+        )

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from server.generator import DEFAULT_TRADING_DAYS_PER_YEAR, ParameterError, check_range
+from server.generator import DEFAULT_TRADING_DAYS_PER_YEAR, BlockStepper, ParameterError, check_range
 
 BIG = 1e12
 
@@ -33,28 +33,17 @@ def _years(delta: float, trading_days_per_year: float) -> float:
     return delta / trading_days_per_year
 
 
-class _Stepper:
-    """Shared bookkeeping: position, and the start value as the first output."""
+class _Stepper(BlockStepper):
+    """A model whose steps fill an array in place, after its start value."""
 
     def __init__(self, start: float) -> None:
         self._start = start
-        self._position = 0
 
-    @property
-    def position(self) -> int:
-        return self._position
-
-    def next_block(self, n: int) -> np.ndarray:
-        if n < 0:
-            raise ValueError(f"block size must be >= 0, got {n}")
-        out = np.empty(n)
-        if n == 0:
-            return out
-        first = self._position == 0
-        if first:
+    def _block(self, draws: int, with_start: bool) -> np.ndarray:
+        out = np.empty(draws + with_start)
+        if with_start:
             out[0] = self._start
-        self._fill(out[1:] if first else out)
-        self._position += n
+        self._fill(out[with_start:])
         return out
 
     def _fill(self, out: np.ndarray) -> None:
