@@ -12,30 +12,29 @@ from types import TracebackType
 
 import grpc
 
-from client.api import DEFAULT_TARGET, DEFAULT_UNARY_TIMEOUT, ROUND_ROBIN_CONFIG, channel_target
+from client.api import (
+    DEFAULT_TARGET,
+    DEFAULT_UNARY_TIMEOUT,
+    SequenceGaps,
+    channel_options,
+    channel_target,
+    subscribe_request,
+)
 from marketdata.v1 import market_data_pb2, market_data_pb2_grpc
 
 
-class AsyncSubscription:
+class AsyncSubscription(SequenceGaps):
     """Async iterator of one Subscribe call's MarketEvents; counts ``gaps`` like Subscription."""
 
     def __init__(self, call: grpc.aio.UnaryStreamCall) -> None:
         self._call = call
-        self.last_sequence: int | None = None
-        self.gaps = 0
 
     def __aiter__(self) -> AsyncIterator[market_data_pb2.MarketEvent]:
         return self._events()
 
     async def _events(self) -> AsyncIterator[market_data_pb2.MarketEvent]:
         async for event in self._call:
-            if event.HasField("snapshot"):
-                self.last_sequence = event.sequence
-            elif event.HasField("update"):
-                if self.last_sequence is not None:
-                    self.gaps += max(0, event.sequence - self.last_sequence - 1)
-                self.last_sequence = event.sequence
-            yield event
+            yield self._count(event)
 
     def cancel(self) -> None:
         self._call.cancel()
@@ -53,9 +52,7 @@ class AsyncMarketDataClient:
     ) -> None:
         self.target = channel_target(target)
         self.timeout = timeout
-        self._channel = grpc.aio.insecure_channel(
-            self.target, options=[("grpc.service_config", ROUND_ROBIN_CONFIG), *(options or [])]
-        )
+        self._channel = grpc.aio.insecure_channel(self.target, options=channel_options(options))
         self._stub = market_data_pb2_grpc.MarketDataServiceStub(self._channel)
 
     async def close(self) -> None:
@@ -86,7 +83,5 @@ class AsyncMarketDataClient:
         timeout: float | None = None,
     ) -> AsyncSubscription:
         """Live prices: a snapshot, then an update per tick, as an async iterator."""
-        request = market_data_pb2.SubscribeRequest(symbols=list(symbols))
-        if heartbeat_seconds is not None:
-            request.heartbeat_seconds = heartbeat_seconds
+        request = subscribe_request(symbols, heartbeat_seconds)
         return AsyncSubscription(self._stub.Subscribe(request, timeout=timeout))

@@ -19,6 +19,7 @@ import queue
 import time
 from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
+from typing import Self
 
 import grpc
 from google.rpc import error_details_pb2
@@ -34,7 +35,56 @@ DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_UNARY_TIMEOUT = 30.0
 
 
-class PriceStream:
+class _CancelOnExit:
+    """Leaving a ``with`` block cancels the call, so the server stops its work."""
+
+    def cancel(self) -> None:
+        self._call.cancel()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.cancel()
+
+
+class SequenceGaps:
+    """Counts ``gaps``: market ticks skipped for a subscriber (a slow reader
+    under the conflate policy), from the sequence numbers of its updates."""
+
+    last_sequence: int | None = None
+    gaps = 0
+
+    def _count(self, event: market_data_pb2.MarketEvent) -> market_data_pb2.MarketEvent:
+        if event.HasField("snapshot"):
+            self.last_sequence = event.sequence  # a new (re)subscription restarts the count
+        elif event.HasField("update"):
+            if self.last_sequence is not None:
+                self.gaps += max(0, event.sequence - self.last_sequence - 1)
+            self.last_sequence = event.sequence
+        return event
+
+
+def channel_options(options: list[tuple[str, object]] | None) -> list[tuple[str, object]]:
+    """Every channel balances over all of its target's addresses with round_robin."""
+    return [("grpc.service_config", ROUND_ROBIN_CONFIG), *(options or [])]
+
+
+def subscribe_request(
+    symbols: Sequence[str], heartbeat_seconds: float | None
+) -> market_data_pb2.SubscribeRequest:
+    request = market_data_pb2.SubscribeRequest(symbols=list(symbols))
+    if heartbeat_seconds is not None:
+        request.heartbeat_seconds = heartbeat_seconds
+    return request
+
+
+class PriceStream(_CancelOnExit):
     """Iterates the chunks of one StreamGbmPrices call; ``cancel()`` stops the server's work.
 
     Use it as a context manager so that leaving the block early cancels the call.
@@ -45,20 +95,6 @@ class PriceStream:
 
     def __iter__(self) -> Iterator[PriceChunk]:
         return iter(self._call)
-
-    def cancel(self) -> None:
-        self._call.cancel()
-
-    def __enter__(self) -> PriceStream:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.cancel()
 
 
 def gbm_request(
@@ -135,8 +171,7 @@ class MarketDataClient:
         """``timeout`` bounds unary calls in seconds; streams have none unless given."""
         self.target = channel_target(target)
         self.timeout = timeout
-        channel_options = [("grpc.service_config", ROUND_ROBIN_CONFIG), *(options or [])]
-        self._channel = grpc.insecure_channel(self.target, options=channel_options)
+        self._channel = grpc.insecure_channel(self.target, options=channel_options(options))
         # The generated stub would build one Python float per price; these
         # callables decode the price bytes straight into numpy instead.
         self._get = self._channel.unary_unary(
@@ -272,9 +307,7 @@ class MarketDataClient:
 
         ``resubscribe=True`` subscribes again when the server goes away (see Subscription).
         """
-        request = market_data_pb2.SubscribeRequest(symbols=list(symbols))
-        if heartbeat_seconds is not None:
-            request.heartbeat_seconds = heartbeat_seconds
+        request = subscribe_request(symbols, heartbeat_seconds)
         return Subscription(lambda: self._subscribe(request, timeout=timeout), resubscribe=resubscribe)
 
     def manage_subscription(self, *, timeout: float | None = None) -> ManagedSubscription:
@@ -282,11 +315,9 @@ class MarketDataClient:
         return ManagedSubscription(lambda requests: self._manage(requests, timeout=timeout))
 
 
-class Subscription:
-    """Iterates the MarketEvent messages of one Subscribe call.
+class Subscription(SequenceGaps, _CancelOnExit):
+    """Iterates the MarketEvent messages of one Subscribe call, counting ``gaps``.
 
-    Counts ``gaps``: ticks the server skipped for this subscriber (a slow
-    reader under the conflate policy), from the sequence numbers of updates.
     With ``resubscribe``, a subscription the server ends with UNAVAILABLE
     (shutdown, restart, lost connection) is made again, after a backoff, up
     to ``max_reconnects`` times in a row; each new one starts with a fresh
@@ -307,8 +338,6 @@ class Subscription:
         self._max_reconnects = max_reconnects
         self._backoff = backoff_seconds
         self._cancelled = False
-        self.last_sequence: int | None = None
-        self.gaps = 0
         self.reconnects = 0
 
     def __iter__(self) -> Iterator[market_data_pb2.MarketEvent]:
@@ -330,29 +359,9 @@ class Subscription:
                 self.reconnects += 1
                 self._call = self._start()
 
-    def _count(self, event: market_data_pb2.MarketEvent) -> market_data_pb2.MarketEvent:
-        if event.HasField("snapshot"):
-            self.last_sequence = event.sequence  # a new (re)subscription restarts the count
-        elif event.HasField("update"):
-            if self.last_sequence is not None:
-                self.gaps += max(0, event.sequence - self.last_sequence - 1)
-            self.last_sequence = event.sequence
-        return event
-
     def cancel(self) -> None:
         self._cancelled = True
-        self._call.cancel()
-
-    def __enter__(self) -> Subscription:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.cancel()
+        super().cancel()
 
 
 class ManagedSubscription(Subscription):
