@@ -12,7 +12,7 @@ import signal
 import socket
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -52,80 +52,62 @@ class RunningServer:
         _LOGGER.info("stopped")
 
 
-async def start_server(
-    host: str = DEFAULT_HOST,
-    port: int = DEFAULT_PORT,
-    limits: Limits | None = None,
-    *,
-    reuse_port: bool = False,
-    wire: str = "fast",
-    market: MarketConfig | None = None,
-    market_clock: bool = True,
-    feed_limits: FeedLimits | None = None,
-    market_seed: int | None = None,
-    market_epoch: float | None = None,
-) -> RunningServer:
-    """Start serving on ``host:port`` (port 0 picks a free one) and report SERVING.
+@dataclass(frozen=True)
+class ServerOptions:
+    """Everything one server process is started with (the command line's flags)."""
 
-    The live market ticks on its own clock unless ``market_clock`` is False
-    (tests then advance ``servicer.feed`` themselves).
-    """
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT  # 0 picks a free one
+    limits: Limits = field(default_factory=Limits)
+    grace: float = DEFAULT_GRACE_SECONDS
+    wire: str = "fast"
+    market: MarketConfig = DEFAULT_MARKET
+    feed_limits: FeedLimits = field(default_factory=FeedLimits)
+    market_seed: int | None = None  # None: the market file's seed, else a fresh one
+    market_epoch: float | None = None  # wall time of tick 0; None: now
+    market_clock: bool = True  # False: tests advance servicer.feed themselves
+    reuse_port: bool = False  # only for --workers, which share one port
+
+
+async def start_server(options: ServerOptions | None = None) -> RunningServer:
+    """Start serving and report SERVING; the live market starts ticking too."""
+    options = options or ServerOptions()
     # gRPC turns SO_REUSEPORT on by default on Linux, so a second server on a
     # busy port would silently share it; a single server must fail instead.
-    options = [("grpc.so_reuseport", 1 if reuse_port else 0)]
-    server = grpc.aio.server(options=options)
-    feed = MarketFeed(market or DEFAULT_MARKET, seed=market_seed, limits=feed_limits, epoch=market_epoch)
-    servicer = MarketDataServicer(limits, wire=wire, feed=feed)
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 1 if options.reuse_port else 0)])
+    feed = MarketFeed(
+        options.market, seed=options.market_seed, limits=options.feed_limits, epoch=options.market_epoch
+    )
+    servicer = MarketDataServicer(options.limits, wire=options.wire, feed=feed)
     add_to_server(servicer, server)
 
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
 
-    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    host = options.host
+    address = f"[{host}]:{options.port}" if ":" in host else f"{host}:{options.port}"
     bound = server.add_insecure_port(address)
     if bound == 0:
         raise OSError(f"cannot listen on {address}")
     await server.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    if market_clock:
+    if options.market_clock:
         feed.start()
     _LOGGER.info("listening on %s:%d", host, bound)
     return RunningServer(server=server, port=bound, servicer=servicer, health=health_servicer)
 
 
-async def serve(
-    host: str,
-    port: int,
-    limits: Limits,
-    grace: float,
-    *,
-    reuse_port: bool = False,
-    wire: str = "fast",
-    market: MarketConfig | None = None,
-    feed_limits: FeedLimits | None = None,
-    market_seed: int | None = None,
-    market_epoch: float | None = None,
-) -> None:
+async def serve(options: ServerOptions) -> None:
     """Serve until SIGTERM or SIGINT, then shut down gracefully."""
-    running = await start_server(
-        host,
-        port,
-        limits,
-        reuse_port=reuse_port,
-        wire=wire,
-        market=market,
-        feed_limits=feed_limits,
-        market_seed=market_seed,
-        market_epoch=market_epoch,
-    )
+    running = await start_server(options)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
-    await running.shutdown(grace)
+    await running.shutdown(options.grace)
 
 
 @contextlib.contextmanager
@@ -142,16 +124,7 @@ def _reserved_port(host: str, port: int) -> Iterator[int]:
         sock.close()
 
 
-def run_workers(
-    host: str,
-    port: int,
-    workers: int,
-    limits: Limits,
-    grace: float,
-    wire: str,
-    market: MarketConfig | None,
-    feed_limits: FeedLimits | None,
-) -> int:
+def run_workers(options: ServerOptions, workers: int) -> int:
     """Fork ``workers`` server processes sharing one port through SO_REUSEPORT.
 
     The fork happens before any gRPC object exists, as gRPC requires; the
@@ -159,9 +132,8 @@ def run_workers(
     to this process is passed on, and each worker shuts down gracefully.
     """
     # Every worker runs the same market: one seed and one clock epoch, chosen here.
-    market_config = market or DEFAULT_MARKET
-    market_seed = market_config.seed if market_config.seed is not None else new_seed()
-    market_epoch = time.time()
+    seed = options.market.seed if options.market.seed is not None else new_seed()
+    shared = replace(options, market_seed=seed, market_epoch=time.time(), reuse_port=True)
     children: list[int] = []
 
     def forward(signum: int, _frame: object) -> None:
@@ -172,7 +144,7 @@ def run_workers(
     # Installed before forking, so no signal can slip past between two forks.
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    with _reserved_port(host, port) as bound:
+    with _reserved_port(options.host, options.port) as bound:
         for index in range(workers):
             pid = os.fork()
             if pid == 0:  # worker: its own handlers, not the parent's forwarding
@@ -180,20 +152,7 @@ def run_workers(
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 code = 1
                 try:
-                    asyncio.run(
-                        serve(
-                            host,
-                            bound,
-                            limits,
-                            grace,
-                            reuse_port=True,
-                            wire=wire,
-                            market=market,
-                            feed_limits=feed_limits,
-                            market_seed=market_seed,
-                            market_epoch=market_epoch,
-                        )
-                    )
+                    asyncio.run(serve(replace(shared, port=bound)))
                     code = 0
                 except BaseException:
                     _LOGGER.exception("worker %d failed", index)
@@ -201,7 +160,7 @@ def run_workers(
                     logging.shutdown()
                     os._exit(code)
             children.append(pid)
-        _LOGGER.info("started %d workers on %s:%d", workers, host, bound)
+        _LOGGER.info("started %d workers on %s:%d", workers, options.host, bound)
         failed = 0
         for child in children:
             _, status = os.waitpid(child, 0)
@@ -314,18 +273,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.grace < 0:
         parser.error(f"--grace must be >= 0 seconds, got {args.grace}")
     try:
-        limits = Limits(
-            max_periods=args.max_periods,
-            max_chunk_size=args.max_chunk_size,
-            default_chunk_size=args.default_chunk_size,
-        )
-        market = load_market(args.market) if args.market else None
-        feed_limits = FeedLimits(
-            max_subscribers=args.max_subscribers,
-            max_symbols=args.max_symbols,
-            buffer_ticks=args.subscriber_buffer,
-            heartbeat_seconds=args.heartbeat,
-            slow_policy=args.slow_subscriber,
+        options = ServerOptions(
+            host=args.host,
+            port=args.port,
+            limits=Limits(
+                max_periods=args.max_periods,
+                max_chunk_size=args.max_chunk_size,
+                default_chunk_size=args.default_chunk_size,
+            ),
+            grace=args.grace,
+            wire=args.wire,
+            market=load_market(args.market) if args.market else DEFAULT_MARKET,
+            feed_limits=FeedLimits(
+                max_subscribers=args.max_subscribers,
+                max_symbols=args.max_symbols,
+                buffer_ticks=args.subscriber_buffer,
+                heartbeat_seconds=args.heartbeat,
+                slow_policy=args.slow_subscriber,
+            ),
         )
     except (ValueError, OSError) as err:
         parser.error(str(err))
@@ -336,20 +301,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))
     try:
         if args.workers > 1:
-            return run_workers(
-                args.host, args.port, args.workers, limits, args.grace, args.wire, market, feed_limits
-            )
-        asyncio.run(
-            serve(
-                args.host,
-                args.port,
-                limits,
-                args.grace,
-                wire=args.wire,
-                market=market,
-                feed_limits=feed_limits,
-            )
-        )
+            return run_workers(options, args.workers)
+        asyncio.run(serve(options))
     except OSError as err:
         _LOGGER.error("%s", err)
         return 1

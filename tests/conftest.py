@@ -17,8 +17,8 @@ import pytest
 
 from client.api import MarketDataClient
 from marketdata.v1 import market_data_pb2_grpc
-from server.app import RunningServer, start_server
-from server.market import MarketConfig
+from server.app import RunningServer, ServerOptions, start_server
+from server.market import DEFAULT_MARKET, MarketConfig
 from server.requests import Limits
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +39,16 @@ class ServerThread:
         self._thread = threading.Thread(target=self.loop.run_forever, name="test-server", daemon=True)
         self._thread.start()
         self.running: RunningServer = self.call(
-            start_server("127.0.0.1", 0, limits, wire=wire, market=market, market_clock=market_clock)
+            start_server(
+                ServerOptions(
+                    host="127.0.0.1",
+                    port=0,
+                    limits=limits or Limits(),
+                    wire=wire,
+                    market=market or DEFAULT_MARKET,
+                    market_clock=market_clock,
+                )
+            )
         )
         self.target = f"127.0.0.1:{self.running.port}"
 
