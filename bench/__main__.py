@@ -118,6 +118,11 @@ def launch(args: Sequence[str], ready: str = r"(?:listening|workers) on 127\.0\.
     return Service(proc, port[0], log)
 
 
+def launch_server(*flags: str) -> Service:
+    """The project's server on a free port, logging its start and stop."""
+    return launch(["-m", "server", "--port", "0", "--log-level", "INFO", *flags])
+
+
 # ---------------------------------------------------------------- measurements
 
 
@@ -276,34 +281,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"chunks of {chunk}",
     )
 
-    # 2. Streams.
-    fast = launch(["-m", "server", "--port", "0", "--log-level", "INFO"])
-    slow = launch(["-m", "server", "--port", "0", "--wire", "protobuf", "--log-level", "INFO"])
-    try:
-        if 2 not in wanted:
-            raise _Skip
-        rate = median_of(args.runs, lambda: stream_rate_generated(f"127.0.0.1:{slow.port}", n)) / 1e6
-        row(
-            f"2a. StreamGbmPrices {n / 1e6:.0f}M, generated classes",
-            f"{rate:.1f} M prices/s",
-            f"{rate / limit:.2f} x L",
-        )
-        rate = median_of(args.runs, lambda: stream_rate_fast(f"127.0.0.1:{fast.port}", n)) / 1e6
-        row(
-            f"2b. StreamGbmPrices {n / 1e6:.0f}M, numpy-native wire",
-            f"{rate:.1f} M prices/s",
-            f"{rate / limit:.2f} x L",
-        )
-    except _Skip:
-        pass
-    finally:
-        slow.stop()
-
-    # 3. Small unary calls against the floor and the original endpoint.
-    if 3 not in wanted:
-        fast.stop()
-    else:
-        unary_rows(args, fast, row)
+    # 2. Streams; 3. small unary calls against the floor and the original endpoint.
+    if 2 in wanted:
+        stream_rows(args, limit, row)
+    if 3 in wanted:
+        unary_rows(args, row)
 
     # 4. Memory while streaming 100M prices.
     if 4 in wanted:
@@ -333,9 +315,7 @@ def subscriber_rows(row: Callable[..., None]) -> None:
         for n in range(100):
             lines += ["[[instrument]]", f'symbol = "SYM{n:03d}"', "start_price = 100.0", "sigma = 0.3", ""]
         market.write_text("\n".join(lines))
-        service = launch(
-            ["-m", "server", "--port", "0", "--market", str(market), "--max-subscribers", "100000"]
-        )
+        service = launch_server("--market", str(market), "--max-subscribers", "100000")
         try:
             best = 0
             for count in (100, 250, 500, 750, 1000, 1500, 2000, 3000):
@@ -374,11 +354,28 @@ def subscriber_rows(row: Callable[..., None]) -> None:
             service.stop()
 
 
-class _Skip(Exception):
-    pass
+def stream_rows(args: argparse.Namespace, limit: float, row: Callable[..., None]) -> None:
+    """10M prices into one numpy array, through the generated classes and the numpy-native wire."""
+    n = args.stream_prices
+    fast, slow = launch_server(), launch_server("--wire", "protobuf")
+    try:
+        for number, label, measure, service in (
+            ("2a", "generated classes", stream_rate_generated, slow),
+            ("2b", "numpy-native wire", stream_rate_fast, fast),
+        ):
+            rate = median_of(args.runs, lambda m=measure, s=service: m(f"127.0.0.1:{s.port}", n)) / 1e6
+            row(
+                f"{number}. StreamGbmPrices {n / 1e6:.0f}M, {label}",
+                f"{rate:.1f} M prices/s",
+                f"{rate / limit:.2f} x L",
+            )
+    finally:
+        fast.stop()
+        slow.stop()
 
 
-def unary_rows(args: argparse.Namespace, fast: Service, row: Callable[..., None]) -> None:
+def unary_rows(args: argparse.Namespace, row: Callable[..., None]) -> None:
+    fast = launch_server()
     empty = launch(["-m", "bench.empty_server"])
     flask = launch(["-m", "bench.flask_baseline"])
     flask_port = flask.port
@@ -427,7 +424,7 @@ def unary_rows(args: argparse.Namespace, fast: Service, row: Callable[..., None]
 
 
 def memory_row(args: argparse.Namespace, row: Callable[..., None]) -> None:
-    fresh = launch(["-m", "server", "--port", "0", "--log-level", "INFO"])
+    fresh = launch_server()
     try:
         check_replies(fresh)
         idle = fresh.memory_kib("VmRSS")
@@ -445,7 +442,7 @@ def memory_row(args: argparse.Namespace, row: Callable[..., None]) -> None:
 def workers_rows(args: argparse.Namespace, row: Callable[..., None]) -> None:
     rates = {}
     for workers in (1, 2):
-        service = launch(["-m", "server", "--port", "0", "--workers", str(workers), "--log-level", "INFO"])
+        service = launch_server("--workers", str(workers))
         try:
             check_replies(service)
             url = f"http://127.0.0.1:{service.port}{GET_PATH}"
