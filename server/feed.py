@@ -286,13 +286,24 @@ def exchange_timestamp(seconds: float) -> timestamp_pb2.Timestamp:
 
 class TickEncoding:
     """One tick serialized once: each symbol's price entry, and each distinct
-    subscription's whole message, shared by every subscriber asking for it."""
+    subscription's whole message, shared by every subscriber asking for it.
+    Nothing is encoded until a subscriber needs it, so a market nobody
+    follows costs no encoding at all."""
 
     def __init__(self, tick: MarketTick, symbols: tuple[str, ...], exchange_time: float) -> None:
         self.sequence = tick.sequence
-        self.time = exchange_timestamp(exchange_time).SerializeToString()
-        self._entries = [wire.price_entry(s, float(p)) for s, p in zip(symbols, tick.prices, strict=True)]
+        self._tick, self._symbols, self._exchange_time = tick, symbols, exchange_time
         self._messages: dict[tuple[tuple[int, ...], int], bytes] = {}
+
+    @functools.cached_property
+    def time(self) -> bytes:
+        """The tick's exchange time as a serialized Timestamp."""
+        return exchange_timestamp(self._exchange_time).SerializeToString()
+
+    @functools.cached_property
+    def _entries(self) -> list[bytes]:
+        prices = self._tick.prices.tolist()
+        return [wire.price_entry(s, p) for s, p in zip(self._symbols, prices, strict=True)]
 
     def event(self, positions: tuple[int, ...], kind: int = wire.EVENT_UPDATE) -> bytes:
         key = (positions, kind)
