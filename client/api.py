@@ -174,26 +174,10 @@ class MarketDataClient:
         self._channel = grpc.insecure_channel(self.target, options=channel_options(options))
         # The generated stub would build one Python float per price; these
         # callables decode the price bytes straight into numpy instead.
-        self._get = self._channel.unary_unary(
-            _method_path("GetGbmPrices"),
-            request_serializer=market_data_pb2.GbmRequest.SerializeToString,
-            response_deserializer=decode_gbm_prices,
-        )
-        self._stream = self._channel.unary_stream(
-            _method_path("StreamGbmPrices"),
-            request_serializer=market_data_pb2.GbmRequest.SerializeToString,
-            response_deserializer=decode_gbm_price_chunk,
-        )
-        self._get_any = self._channel.unary_unary(
-            _method_path("GetPrices"),
-            request_serializer=market_data_pb2.PathRequest.SerializeToString,
-            response_deserializer=decode_gbm_prices,  # Prices has GbmPrices' layout
-        )
-        self._stream_any = self._channel.unary_stream(
-            _method_path("StreamPrices"),
-            request_serializer=market_data_pb2.PathRequest.SerializeToString,
-            response_deserializer=decode_gbm_price_chunk,  # PriceChunk has GbmPriceChunk's layout
-        )
+        self._get = _numpy_call(self._channel, "GetGbmPrices")
+        self._stream = _numpy_call(self._channel, "StreamGbmPrices")
+        self._get_any = _numpy_call(self._channel, "GetPrices")
+        self._stream_any = _numpy_call(self._channel, "StreamPrices")
         stub = market_data_pb2_grpc.MarketDataServiceStub(self._channel)
         self._list_instruments = stub.ListInstruments
         self._last_prices = stub.GetLastPrices
@@ -394,8 +378,27 @@ class ManagedSubscription(Subscription):
         super().cancel()
 
 
-def _method_path(name: str) -> str:
-    return f"/{_SERVICE.full_name}/{_SERVICE.methods_by_name[name].name}"
+# Price replies all share two layouts (GbmPrices and GbmPriceChunk, which
+# Prices and PriceChunk copy), so two numpy decoders serve every price method.
+_NUMPY_DECODERS = {
+    "GetGbmPrices": decode_gbm_prices,
+    "StreamGbmPrices": decode_gbm_price_chunk,
+    "GetPrices": decode_gbm_prices,
+    "StreamPrices": decode_gbm_price_chunk,
+}
+
+
+def _numpy_call(
+    channel: grpc.Channel, name: str
+) -> grpc.UnaryUnaryMultiCallable | grpc.UnaryStreamMultiCallable:
+    """A callable for price method ``name`` whose replies decode straight into numpy."""
+    method = _SERVICE.methods_by_name[name]
+    make = channel.unary_stream if method.server_streaming else channel.unary_unary
+    return make(
+        f"/{_SERVICE.full_name}/{name}",
+        request_serializer=getattr(market_data_pb2, method.input_type.name).SerializeToString,
+        response_deserializer=_NUMPY_DECODERS[name],
+    )
 
 
 def field_violations(error: grpc.RpcError) -> list[tuple[str, str]]:
