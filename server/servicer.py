@@ -222,11 +222,7 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
                     due = started + (offset + count - 1) / plan.ticks_per_second
                     await self._sleep_until(due, loop)
                 await self._abort_if_draining(context, offset)
-                try:
-                    await context.write(data)
-                except _WRITE_AFTER_PEER_LEFT:
-                    # gRPC fails a write that races the client's cancel before it
-                    # reports the cancel; the client left, the server is fine.
+                if not await _send(context, data):
                     _LOGGER.debug("stream ended by the client before offset %d", offset)
                     return
         finally:
@@ -338,9 +334,9 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
                         "was disconnected (server policy --slow-subscriber disconnect); "
                         "read faster or subscribe to fewer symbols",
                     )
-                await context.write(event if event is not None else feed.encoding.heartbeat)
-        except _WRITE_AFTER_PEER_LEFT:
-            _LOGGER.debug("subscriber left")
+                if not await _send(context, event if event is not None else feed.encoding.heartbeat):
+                    _LOGGER.debug("subscriber left")
+                    return
         finally:
             feed.unsubscribe(subscriber)
 
@@ -360,6 +356,19 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
                 f"server is shutting down; the stream stopped before offset {offset}. "
                 "Send the same request with the returned seed to another server to replay it.",
             )
+
+
+async def _send(context: grpc.aio.ServicerContext, message: bytes) -> bool:
+    """Write one message of a stream; False if the client has already gone.
+
+    gRPC fails a write that races the client's cancel before it reports the
+    cancel; that is the client leaving, not a server fault to log.
+    """
+    try:
+        await context.write(message)
+    except _WRITE_AFTER_PEER_LEFT:
+        return False
+    return True
 
 
 def _heartbeat_seconds(request, current: float) -> float:
