@@ -1,16 +1,17 @@
 """Parses price messages straight into numpy arrays.
 
-The packed ``prices`` field of a GbmPrices or GbmPriceChunk is a run of
-little-endian float64 bytes, read with one ``numpy.frombuffer`` instead of one
-Python float per element. Everything a conforming protobuf parser accepts is
-accepted here and gives the same values: fields in any order, repeated
-scalar fields (the last one wins), prices split over several packed runs or
-sent unpacked, unknown fields of every wire type (skipped).
+The packed ``prices`` field of a price message is a run of little-endian
+float64 bytes, read with one ``numpy.frombuffer`` instead of one Python float
+per element; timestamps, quotes and bars are packed 8-byte runs too.
+Everything a conforming protobuf parser accepts is accepted here and gives
+the same values: fields in any order, repeated scalar fields (the last one
+wins), arrays split over several packed runs or sent unpacked, unknown
+fields of every wire type (skipped).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -20,6 +21,8 @@ _VARINT, _I64, _LEN, _SGROUP, _EGROUP, _I32 = 0, 1, 2, 3, 4, 5
 _LITTLE_F8 = np.dtype("<f8")
 _EMPTY = np.empty(0, dtype=np.float64)
 _EMPTY.flags.writeable = False
+_EMPTY_I8 = np.empty(0, dtype=np.int64)
+_EMPTY_I8.flags.writeable = False
 
 
 class DecodeError(ValueError):
@@ -68,95 +71,188 @@ def _skip(data: bytes, pos: int, field_number: int, wire_type: int) -> int:
     return end
 
 
-def decode_prices_message(
-    data: bytes, prices_field: int, int_fields: dict[int, str], string_field: int
-) -> tuple[np.ndarray, dict[str, int], str]:
-    """Read a message made of one repeated double, some uint64 and one string field.
+_LITTLE_I8 = np.dtype("<i8")
+_LITTLE_U8 = np.dtype("<u8")
 
-    The prices come back as a read-only float64 view of ``data`` when they
-    arrived in one packed run (the usual case), else as a new array.
+
+def _array(runs: list[np.ndarray], dtype: np.dtype) -> np.ndarray:
+    if not runs:
+        empty = np.empty(0, dtype=dtype.newbyteorder("="))
+        empty.flags.writeable = False
+        return empty
+    values = runs[0] if len(runs) == 1 else np.concatenate(runs)
+    if not values.dtype.isnative:  # a big-endian host: convert to native order
+        values = values.astype(values.dtype.newbyteorder("="))
+    return values
+
+
+def _decode(data: bytes, fields: dict[int, tuple[str, str | np.dtype]]) -> dict[str, object]:
+    """Read the fields of one message; ``fields`` maps number -> (name, kind).
+
+    Kinds: an 8-byte numpy dtype (a packed or unpacked repeated double,
+    sfixed64 or fixed64: read-only views of ``data`` when packed in one run),
+    "uint" (varint, the last wins), "string" (the last wins), "strings"
+    (repeated), "message" (occurrences concatenated, which is how protobuf
+    merges them). Unknown fields of every wire type are skipped.
     """
-    runs: list[np.ndarray] = []
-    ints = dict.fromkeys(int_fields.values(), 0)
-    text = b""
+    runs: dict[int, list[np.ndarray]] = {
+        n: [] for n, (_, kind) in fields.items() if isinstance(kind, np.dtype)
+    }
+    found: dict[str, object] = {}
     pos, end = 0, len(data)
     while pos < end:
         key, pos = _read_varint(data, pos)
         number, wire_type = key >> 3, key & 7
         if number == 0:
             raise DecodeError("field number 0")
-        if number == prices_field and wire_type == _LEN:
-            length, pos = _read_varint(data, pos)
-            if length % 8 or pos + length > end:
-                raise DecodeError("packed doubles of a length that is not a multiple of 8")
-            runs.append(np.frombuffer(data, dtype=_LITTLE_F8, count=length // 8, offset=pos))
+        name, kind = fields.get(number, (None, None))
+        if isinstance(kind, np.dtype) and wire_type in (_LEN, _I64):
+            if wire_type == _LEN:
+                length, pos = _read_varint(data, pos)
+                if length % 8 or pos + length > end:
+                    raise DecodeError("packed 8-byte values of a length that is not a multiple of 8")
+            else:
+                length = 8
+                if pos + 8 > end:
+                    raise DecodeError("truncated 8-byte value")
+            runs[number].append(np.frombuffer(data, dtype=kind, count=length // 8, offset=pos))
             pos += length
-        elif number == prices_field and wire_type == _I64:
-            if pos + 8 > end:
-                raise DecodeError("truncated double")
-            runs.append(np.frombuffer(data, dtype=_LITTLE_F8, count=1, offset=pos))
-            pos += 8
-        elif number in int_fields and wire_type == _VARINT:
-            ints[int_fields[number]], pos = _read_varint(data, pos)
-        elif number == string_field and wire_type == _LEN:
+        elif kind == "uint" and wire_type == _VARINT:
+            found[name], pos = _read_varint(data, pos)
+        elif kind in ("string", "strings", "message") and wire_type == _LEN:
             length, pos = _read_varint(data, pos)
             if pos + length > end:
-                raise DecodeError("truncated string")
-            text = data[pos : pos + length]
+                raise DecodeError("truncated length-delimited field")
+            value = data[pos : pos + length]
             pos += length
+            if kind == "message":
+                found[name] = found.get(name, b"") + value
+                continue
+            try:
+                text = value.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DecodeError("string field is not valid UTF-8") from err
+            if kind == "string":
+                found[name] = text
+            else:
+                found.setdefault(name, []).append(text)
         else:
             pos = _skip(data, pos, number, wire_type)
-    if not runs:
-        prices = _EMPTY
-    elif len(runs) == 1:
-        prices = runs[0]
-    else:
-        prices = np.concatenate(runs)
-    if prices.dtype != np.float64:  # a big-endian host: convert to native order
-        prices = prices.astype(np.float64)
-    try:
-        symbol = text.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise DecodeError("string field is not valid UTF-8") from err
-    return prices, ints, symbol
+    for number, collected in runs.items():
+        name, kind = fields[number]
+        found[name] = _array(collected, kind)
+    return found
 
 
-def _numbers(message: type) -> dict[str, int]:
-    return {f.name: f.number for f in message.DESCRIPTOR.fields}
+@dataclass(frozen=True)
+class Bars:
+    """OHLCV bars as parallel arrays; ``start_time`` in UTC nanoseconds since the epoch."""
+
+    start_time: np.ndarray
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.start_time)
 
 
-_PATH = _numbers(market_data_pb2.GbmPrices)
-_CHUNK = _numbers(market_data_pb2.GbmPriceChunk)
-_PATH_INTS = {_PATH["seed"]: "seed"}
-_CHUNK_INTS = {_CHUNK["offset"]: "offset", _CHUNK["seed"]: "seed"}
+_BAR_FIELDS = {
+    f.number: (
+        f.name,
+        _LITTLE_U8 if f.name == "volume" else _LITTLE_I8 if f.name == "start_time" else _LITTLE_F8,
+    )
+    for f in market_data_pb2.Bars.DESCRIPTOR.fields
+}
+
+
+def decode_bars(data: bytes) -> Bars:
+    """A serialized marketdata.v1.Bars (empty arrays for empty bytes)."""
+    return Bars(**_decode(data, _BAR_FIELDS))
+
+
+_KINDS = {
+    "prices": _LITTLE_F8,
+    "offset": "uint",
+    "seed": "uint",
+    "symbol": "string",
+    "timestamps": _LITTLE_I8,
+    "bid": _LITTLE_F8,
+    "ask": _LITTLE_F8,
+    "bars": "message",
+    "symbols": "strings",
+}
+
+
+def _fields(message: type) -> dict[int, tuple[str, str | np.dtype]]:
+    return {f.number: (f.name, _KINDS[f.name]) for f in message.DESCRIPTOR.fields}
+
+
+_PATH = _fields(market_data_pb2.Prices)
+_CHUNK = _fields(market_data_pb2.PriceChunk)
+# GbmPrices and GbmPriceChunk are the first fields of Prices and PriceChunk: one decoder serves both.
+assert all(_PATH[n] == v for n, v in _fields(market_data_pb2.GbmPrices).items())
+assert all(_CHUNK[n] == v for n, v in _fields(market_data_pb2.GbmPriceChunk).items())
 
 
 @dataclass(frozen=True)
 class PricePath:
-    """A whole path: ``prices[0]`` is the start price; ``seed`` replays it."""
+    """A whole path: ``prices[0]`` is the start price; ``seed`` replays it.
+
+    With several instruments (``symbols`` set) ``prices`` has one column per
+    symbol. ``timestamps`` (UTC ns), ``bid``, ``ask`` and ``bars`` are empty
+    unless the request asked for them; with bars, ``prices`` is empty.
+    """
 
     prices: np.ndarray
     seed: int
     symbol: str
+    timestamps: np.ndarray = field(default_factory=lambda: _EMPTY_I8)
+    bid: np.ndarray = field(default_factory=lambda: _EMPTY)
+    ask: np.ndarray = field(default_factory=lambda: _EMPTY)
+    bars: Bars | None = None
+    symbols: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
-class PriceChunk:
-    """A consecutive piece of a streamed path, starting at index ``offset``."""
+class PriceChunk(PricePath):
+    """A consecutive piece of a streamed path, starting at period ``offset``."""
 
-    prices: np.ndarray
-    offset: int
-    seed: int
-    symbol: str
+    offset: int = 0
 
 
-def decode_gbm_prices(data: bytes) -> PricePath:
-    """A serialized marketdata.v1.GbmPrices as a PricePath (prices read-only)."""
-    prices, ints, symbol = decode_prices_message(data, _PATH["prices"], _PATH_INTS, _PATH["symbol"])
-    return PricePath(prices=prices, seed=ints["seed"], symbol=symbol)
+def _common(found: dict[str, object]) -> dict[str, object]:
+    symbols = tuple(found.get("symbols", ()))
+    prices = found["prices"]
+    if symbols:
+        if len(prices) % len(symbols):
+            raise DecodeError(f"{len(prices)} prices do not make rows of {len(symbols)} symbols")
+        prices = prices.reshape(-1, len(symbols))
+    return {
+        "prices": prices,
+        "seed": found.get("seed", 0),
+        "symbol": found.get("symbol", ""),
+        "timestamps": found["timestamps"],
+        "bid": found["bid"],
+        "ask": found["ask"],
+        "bars": decode_bars(found["bars"]) if "bars" in found else None,
+        "symbols": symbols,
+    }
 
 
-def decode_gbm_price_chunk(data: bytes) -> PriceChunk:
-    """A serialized marketdata.v1.GbmPriceChunk as a PriceChunk (prices read-only)."""
-    prices, ints, symbol = decode_prices_message(data, _CHUNK["prices"], _CHUNK_INTS, _CHUNK["symbol"])
-    return PriceChunk(prices=prices, offset=ints["offset"], seed=ints["seed"], symbol=symbol)
+def decode_prices(data: bytes) -> PricePath:
+    """A serialized Prices or GbmPrices as a PricePath (arrays read-only)."""
+    return PricePath(**_common(_decode(data, _PATH)))
+
+
+def decode_price_chunk(data: bytes) -> PriceChunk:
+    """A serialized PriceChunk or GbmPriceChunk as a PriceChunk (arrays read-only)."""
+    found = _decode(data, _CHUNK)
+    return PriceChunk(**_common(found), offset=found.get("offset", 0))
+
+
+# The names the GBM methods used first.
+decode_gbm_prices = decode_prices
+decode_gbm_price_chunk = decode_price_chunk

@@ -18,6 +18,7 @@ one tick.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 import numpy as np
 
@@ -55,16 +56,29 @@ def _empty() -> Bars:
     return Bars(e.astype(np.int64), e, e, e, e, e.astype(np.int64))
 
 
-def ohlcv(times: np.ndarray, prices: np.ndarray, volumes: np.ndarray, interval: int) -> Bars:
-    """Bars of ``interval`` seconds from steps at ``times`` (ascending seconds)."""
+def ohlcv(
+    times: np.ndarray,
+    prices: np.ndarray,
+    volumes: np.ndarray,
+    interval: int,
+    shift: np.ndarray | None = None,
+) -> Bars:
+    """Bars of ``interval`` from steps at ``times`` (ascending, in the interval's unit).
+
+    With ``shift`` (each step's local time minus UTC), intervals are aligned
+    to the local clock, so 1h bars start on the local hour and 1d bars at
+    local midnight; ``start`` stays in the times' (UTC) scale.
+    """
     if len(prices) == 0:
         return _empty()
-    ids = np.floor_divide(np.asarray(times), interval).astype(np.int64)
+    times = np.asarray(times)
+    local = times if shift is None else times + shift
+    ids = np.floor_divide(local, interval).astype(np.int64)
     cuts = np.flatnonzero(np.diff(ids)) + 1
     starts = np.concatenate(([0], cuts))
     ends = np.concatenate((cuts, [len(prices)])) - 1
     return Bars(
-        start=ids[starts] * interval,
+        start=ids[starts] * interval - (0 if shift is None else shift[starts]),
         open=prices[starts],
         high=np.maximum.reduceat(prices, starts),
         low=np.minimum.reduceat(prices, starts),
@@ -73,7 +87,7 @@ def ohlcv(times: np.ndarray, prices: np.ndarray, volumes: np.ndarray, interval: 
     )
 
 
-def _concat(a: Bars, b: Bars) -> Bars:
+def concat_bars(a: Bars, b: Bars) -> Bars:
     return Bars(*(np.concatenate((getattr(a, f), getattr(b, f))) for f in Bars.__dataclass_fields__))
 
 
@@ -87,8 +101,10 @@ class BarBuilder:
         self.interval = interval
         self._open: Bars | None = None  # the last, maybe unfinished, bar
 
-    def add(self, times: np.ndarray, prices: np.ndarray, volumes: np.ndarray) -> Bars:
-        bars = ohlcv(times, prices, volumes, self.interval)
+    def add(
+        self, times: np.ndarray, prices: np.ndarray, volumes: np.ndarray, shift: np.ndarray | None = None
+    ) -> Bars:
+        bars = ohlcv(times, prices, volumes, self.interval, shift)
         if not len(bars):
             return _empty()
         if self._open is not None:
@@ -102,9 +118,9 @@ class BarBuilder:
                     close=bars.close[:1],
                     volume=o.volume + bars.volume[:1],
                 )
-                bars = _concat(merged, Bars(*(getattr(bars, f)[1:] for f in Bars.__dataclass_fields__)))
+                bars = concat_bars(merged, Bars(*(getattr(bars, f)[1:] for f in Bars.__dataclass_fields__)))
             else:
-                bars = _concat(self._open, bars)
+                bars = concat_bars(self._open, bars)
         done = Bars(*(getattr(bars, f)[:-1] for f in Bars.__dataclass_fields__))
         self._open = Bars(*(getattr(bars, f)[-1:] for f in Bars.__dataclass_fields__))
         return done
@@ -130,14 +146,38 @@ def quotes(
     spread_bps: float | None = None,
     spread_vol: float | None = None,
     step_sd: float = 0.0,
+    absolute: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Bid and ask on the tick grid around ``mid``: a fixed spread in basis points,
-    or ``spread_vol`` times the step's volatility (as a fraction of the mid)."""
+    or ``spread_vol`` times the step's volatility ``step_sd``, a fraction of the
+    mid, or with ``absolute`` in price units (models whose values may be <= 0)."""
     if (spread_bps is None) == (spread_vol is None):
         raise ParameterError("spread", "give exactly one of spread_bps and spread_vol")
-    fraction = spread_bps / 1e4 if spread_bps is not None else spread_vol * step_sd
-    half = mid * fraction / 2
-    bid = np.floor((mid - half) / tick_size + 1e-9) * tick_size
-    ask = np.ceil((mid + half) / tick_size - 1e-9) * tick_size
-    ask = np.maximum(ask, bid + tick_size)
-    return bid, ask
+    if spread_bps is not None:
+        half = np.abs(mid) * (spread_bps / 1e4 / 2)
+    elif absolute:
+        half = np.full(len(mid), spread_vol * step_sd / 2)
+    else:
+        half = np.abs(mid) * (spread_vol * step_sd / 2)
+    bid = np.floor((mid - half) / tick_size + 1e-9)
+    ask = np.maximum(np.ceil((mid + half) / tick_size - 1e-9), bid + 1)
+    return on_grid(bid, tick_size), on_grid(ask, tick_size)
+
+
+def on_grid(ticks: np.ndarray, tick_size: float) -> np.ndarray:
+    """``ticks`` whole ticks as prices, written exactly: 250.1 reads 250.1, not 250.10000000000002.
+
+    The tick is an exact decimal (units / 10^decimals), so each price is one
+    integer divided once by a power of ten, the closest double to the decimal.
+    """
+    decimals = max(0, -Decimal(repr(float(tick_size))).as_tuple().exponent)
+    scale = 10.0**decimals
+    return ticks * round(tick_size * scale) / scale
+
+
+def round_to_grid(values: np.ndarray, tick_size: float, at_least_one_tick: bool = False) -> np.ndarray:
+    """``values`` rounded to the nearest multiple of ``tick_size`` (and not below one tick if asked)."""
+    ticks = np.round(values / tick_size)
+    if at_least_one_tick:
+        ticks = np.maximum(ticks, 1.0)
+    return on_grid(ticks, tick_size)

@@ -114,11 +114,16 @@ def new_seed() -> int:
     return _SEEDS.getrandbits(64)
 
 
-def make_rng(seed: int) -> np.random.Generator:
-    """The project's random stream for ``seed``: PCG64 seeded via SeedSequence."""
+def make_rng(seed: int, stream: int | None = None) -> np.random.Generator:
+    """The project's random stream for ``seed``: PCG64 seeded via SeedSequence.
+
+    ``stream`` picks an independent child stream of the same seed (the
+    SeedSequence spawn key), for draws that must not disturb the main one.
+    """
     if not 0 <= seed < 2**64:
         raise ParameterError("seed", f"seed must be in [0, 2^64 - 1], got {seed!r}")
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed)))
+    keys = () if stream is None else (stream,)
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=keys)))
 
 
 class PriceStepper(Protocol):
@@ -253,6 +258,14 @@ def check_correlation(matrix: np.ndarray, names: Sequence[str]) -> np.ndarray:
             f"correlation must be positive semi-definite; its smallest eigenvalue is {eigenvalues.min():.3g}",
         )
     return eigenvectors * np.sqrt(np.clip(eigenvalues, 0.0, None))
+
+
+@dataclass(frozen=True, eq=False)
+class CorrelatedGbmParams:
+    """Several GBM instruments and the factor of their correlation (None: independent)."""
+
+    assets: tuple[GbmParams, ...]
+    factor: np.ndarray | None
 
 
 class CorrelatedGbmStepper(_LogNormalSteps):

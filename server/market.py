@@ -1,15 +1,21 @@
 """The simulated market: a universe of instruments advanced together, tick by tick.
 
 Pure numpy and the standard library, no gRPC: the server's live feed drives a
-``Market`` from its clock, tests drive it by calling ``tick()``. Every
-instrument follows GBM through the core's CorrelatedGbmStepper; with a seed
-the whole market replays exactly.
+``Market`` from its clock, tests drive it by calling ``tick()``. Each
+instrument follows its own price model (GBM unless the universe says
+otherwise). The GBM instruments share the core's CorrelatedGbmStepper, so
+their log-returns can be correlated; every other instrument has a stepper of
+its own with an independent random stream. With a seed the whole market
+replays exactly.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
+import numbers
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -17,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from server import models
 from server.generator import (
     DEFAULT_TRADING_DAYS_PER_YEAR,
     CorrelatedGbmStepper,
@@ -33,15 +40,74 @@ TRADING_SECONDS_PER_DAY = 6.5 * 3600
 SYMBOL_MAX_CHARS = 32
 
 
+def _price_mu_sigma(v: Mapping[str, float]) -> tuple[float, float, float]:
+    return v["start_price"], v["mu"], v["sigma"]
+
+
+# start_price, mu and sigma as ListInstruments shows them, from each model's parameters.
+_SUMMARIES: dict[str, Callable[[Mapping[str, float]], tuple[float, float, float]]] = {
+    "gbm": _price_mu_sigma,
+    "arithmetic": _price_mu_sigma,
+    "merton": _price_mu_sigma,
+    "heston": lambda v: (v["start_price"], v["mu"], math.sqrt(v["v0"])),
+    "ornstein_uhlenbeck": lambda v: (v["start"], 0.0, v["sigma"]),
+}
+assert _SUMMARIES.keys() == models.MODELS.keys()
+MODELS: tuple[str, ...] = tuple(models.MODELS)
+# Parameters that may be left out, as mu always could be for GBM: no drift.
+_DEFAULTS: dict[str, float] = {"mu": 0.0}
+
+
+def _checked_parameters(model: str, given: Mapping[str, object]) -> tuple[tuple[str, float], ...]:
+    """``given`` as (name, value) pairs in the model's order, defaults filled in, every value checked.
+
+    ParameterError names the offending field and, for ranges, the accepted interval.
+    """
+    spec = models.MODELS.get(model) if isinstance(model, str) else None
+    if spec is None:
+        raise ParameterError("model", f"model must be one of {', '.join(MODELS)}, got {model!r}")
+    names = spec.parameter_names
+    takes = ", ".join(names)
+    unknown = [name for name in given if name not in names]
+    if unknown:
+        verb = "is not a parameter" if len(unknown) == 1 else "are not parameters"
+        raise ParameterError(
+            str(unknown[0]), f"{', '.join(map(str, unknown))} {verb} of model {model}, which takes {takes}"
+        )
+    values: dict[str, float] = {}
+    for name in names:
+        value = given.get(name, _DEFAULTS.get(name))
+        if value is None:
+            raise ParameterError(name, f"{name} is required for model {model}, which takes {takes}")
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ParameterError(name, f"{name} must be a number, got {value!r}")
+        values[name] = float(value)
+    spec.params(**values)  # the ranges do not depend on the period length, checked once it is known
+    return tuple(values.items())
+
+
 @dataclass(frozen=True)
 class Instrument:
-    """One tradable symbol: GBM parameters (annualised) and the price grid it quotes on."""
+    """One tradable symbol: its price model and the price grid it quotes on.
+
+    ``Instrument(symbol, start_price, mu, sigma)`` is a GBM instrument (annualised
+    drift and volatility); ``Instrument.of_model`` builds one of any model in
+    ``MODELS``. Whatever the model, ``start_price``, ``mu`` and ``sigma`` summarise
+    it for ListInstruments: ``start_price`` is the first value (the
+    Ornstein-Uhlenbeck ``start``); ``mu`` the drift (0.0 for Ornstein-Uhlenbeck,
+    whose ``mean`` is a level, not a drift); ``sigma`` the volatility (for Heston
+    the initial one, sqrt(v0); for arithmetic and Ornstein-Uhlenbeck in value
+    units, not a fraction). ``parameters`` holds the model's own parameters, as
+    named in its protobuf message; they must agree with the summary.
+    """
 
     symbol: str
     start_price: float
     mu: float
     sigma: float
     tick_size: float = 0.01
+    model: str = "gbm"
+    parameters: tuple[tuple[str, float], ...] = ()  # empty for GBM means (start_price, mu, sigma)
 
     def __post_init__(self) -> None:
         if not self.symbol or len(self.symbol) > SYMBOL_MAX_CHARS or not self.symbol.isprintable():
@@ -49,8 +115,41 @@ class Instrument:
                 "symbol", f"symbol must be 1 to {SYMBOL_MAX_CHARS} printable characters, got {self.symbol!r}"
             )
         check_range("tick_size", self.tick_size, 0.0, 1e6, low_open=True)
-        # The GBM parameters are checked where they are used.
-        GbmParams(self.start_price, self.mu, self.sigma)
+        given = dict(self.parameters)
+        if self.model == "gbm" and not given:
+            given = {"start_price": self.start_price, "mu": self.mu, "sigma": self.sigma}
+        parameters = _checked_parameters(self.model, given)
+        object.__setattr__(self, "parameters", parameters)
+        summary = _SUMMARIES[self.model](dict(parameters))
+        if (self.start_price, self.mu, self.sigma) != summary:
+            raise ParameterError(
+                "parameters",
+                f"start_price, mu and sigma of this {self.model} instrument must be {summary}, "
+                f"as its parameters imply, got {(self.start_price, self.mu, self.sigma)}; "
+                "build it with Instrument.of_model",
+            )
+
+    @classmethod
+    def of_model(
+        cls, symbol: str, model: str, parameters: Mapping[str, object], tick_size: float = 0.01
+    ) -> Instrument:
+        """An instrument of ``model`` (one of MODELS) with that model's named parameters.
+
+        Only ``mu`` may be left out (0.0); an unknown model, a missing or foreign
+        parameter or a value out of range raises ParameterError naming it.
+        """
+        checked = _checked_parameters(model, parameters)
+        start_price, mu, sigma = _SUMMARIES[model](dict(checked))
+        return cls(symbol, start_price, mu, sigma, tick_size, model, checked)
+
+    @property
+    def positive(self) -> bool:
+        """Whether the model's values are prices above zero (gbm, merton, heston), floored at one tick."""
+        return models.MODELS[self.model].positive
+
+    def model_params(self, delta: float, trading_days_per_year: float = DEFAULT_TRADING_DAYS_PER_YEAR) -> Any:
+        """The model's parameter object (GbmParams, models.MertonParams, ...) for ``delta``-day periods."""
+        return models.MODELS[self.model].make_params(dict(self.parameters), delta, trading_days_per_year)
 
 
 @dataclass(frozen=True)
@@ -59,6 +158,9 @@ class MarketConfig:
 
     Each tick represents ``simulated_seconds_per_tick`` of trading time and is
     due ``wall_seconds_per_tick / speed`` seconds of wall time after the last.
+    ``correlation`` has one row per instrument, but only GBM instruments may be
+    correlated: a non-GBM instrument's row must be zero off the diagonal.
+    ``factor`` is the factor of the GBM instruments' correlation, in their order.
     """
 
     instruments: tuple[Instrument, ...]
@@ -83,8 +185,32 @@ class MarketConfig:
         check_range("speed", self.speed, 0.0, 1e6, low_open=True)
         if self.seed is not None and not 0 <= self.seed < 2**64:
             raise ParameterError("seed", f"seed must be in [0, 2^64 - 1], got {self.seed}")
-        factor = None if self.correlation is None else check_correlation(self.correlation, symbols)
-        object.__setattr__(self, "factor", factor)
+        object.__setattr__(self, "factor", self._gbm_factor(symbols))
+
+    def _gbm_factor(self, symbols: list[str]) -> np.ndarray | None:
+        """Check the whole matrix, refuse correlation given to a non-GBM instrument, factor the GBM block."""
+        if self.correlation is None:
+            return None
+        factor = check_correlation(self.correlation, symbols)
+        matrix = np.asarray(self.correlation, dtype=np.float64)
+        gbm = [n for n, i in enumerate(self.instruments) if i.model == "gbm"]
+        if len(gbm) == len(symbols):
+            return factor
+        off_diagonal = ~np.eye(len(symbols), dtype=bool)
+        correlated = [
+            f"{symbols[n]} ({self.instruments[n].model})"
+            for n, i in enumerate(self.instruments)
+            if i.model != "gbm" and (matrix[n][off_diagonal[n]].any() or matrix[:, n][off_diagonal[n]].any())
+        ]
+        if correlated:
+            raise ParameterError(
+                "correlation",
+                "only GBM instruments can be correlated; the correlation matrix gives non-zero "
+                f"correlation to {', '.join(correlated)}; set their off-diagonal entries to 0",
+            )
+        if not gbm:
+            return None
+        return check_correlation(matrix[np.ix_(gbm, gbm)], [symbols[n] for n in gbm])
 
     @property
     def symbols(self) -> tuple[str, ...]:
@@ -95,12 +221,18 @@ class MarketConfig:
         """Wall-clock seconds between two ticks."""
         return self.wall_seconds_per_tick / self.speed
 
+    @property
+    def period_days(self) -> float:
+        """Trading days one tick represents: the ``delta`` of every instrument's model."""
+        return self.simulated_seconds_per_tick / TRADING_SECONDS_PER_DAY
+
     def gbm_params(self) -> list[GbmParams]:
-        delta = self.simulated_seconds_per_tick / TRADING_SECONDS_PER_DAY
-        return [
-            GbmParams(i.start_price, i.mu, i.sigma, delta, DEFAULT_TRADING_DAYS_PER_YEAR)
-            for i in self.instruments
-        ]
+        """Parameters of the GBM instruments only, in market order (what the correlated stepper takes)."""
+        return [i.model_params(self.period_days) for i in self.instruments if i.model == "gbm"]
+
+    def model_params(self) -> list[Any]:
+        """Every instrument's model parameters for one tick, in market order."""
+        return [i.model_params(self.period_days) for i in self.instruments]
 
 
 DEFAULT_MARKET = MarketConfig(
@@ -130,6 +262,10 @@ def _number(table: Mapping[str, Any], key: str, where: str, default: float | Non
     return float(value)
 
 
+# Keys of an [[instrument]] table that are not model parameters.
+_INSTRUMENT_KEYS = ("symbol", "model", "tick_size")
+
+
 def parse_market(document: Mapping[str, Any]) -> MarketConfig:
     """A MarketConfig from a parsed TOML document (see README, "The live market")."""
     market = document.get("market", {})
@@ -139,18 +275,18 @@ def parse_market(document: Mapping[str, Any]) -> MarketConfig:
     instruments = []
     for n, row in enumerate(rows, start=1):
         where = f"instrument #{n}"
+        if not isinstance(row, Mapping):
+            raise ParameterError("instrument", f"{where}: must be a table")
         symbol = row.get("symbol")
         if not isinstance(symbol, str):
             raise ParameterError("symbol", f"{where}: symbol must be a string")
-        instruments.append(
-            Instrument(
-                symbol=symbol,
-                start_price=_number(row, "start_price", where),
-                mu=_number(row, "mu", where, 0.0),
-                sigma=_number(row, "sigma", where),
-                tick_size=_number(row, "tick_size", where, 0.01),
-            )
-        )
+        where = f"{where} ({symbol})"
+        tick_size = _number(row, "tick_size", where, 0.01)
+        parameters = {key: value for key, value in row.items() if key not in _INSTRUMENT_KEYS}
+        try:
+            instruments.append(Instrument.of_model(symbol, row.get("model", "gbm"), parameters, tick_size))
+        except ParameterError as err:
+            raise ParameterError(err.field, f"{where}: {err}") from None
     correlation = market.get("correlation")
     seed = market.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
@@ -184,6 +320,18 @@ def load_market(path: str | Path) -> MarketConfig:
         raise ParameterError(err.field, f"{path}: {err}") from None
 
 
+def instrument_rng(seed: int, symbol: str) -> np.random.Generator:
+    """The random stream of a non-GBM instrument of the market run with ``seed``.
+
+    A child of the market seed's SeedSequence, keyed by the symbol rather than
+    by position, so adding, removing or reordering other instruments changes
+    none of its draws; and independent of the GBM instruments' stream
+    (``make_rng(seed)``), so adding it changes none of theirs.
+    """
+    key = int.from_bytes(hashlib.sha256(symbol.encode("utf-8")).digest()[:8], "big")
+    return make_rng(seed, stream=key)
+
+
 @dataclass(frozen=True)
 class MarketTick:
     """Every instrument's price at one step of the market clock."""
@@ -194,32 +342,56 @@ class MarketTick:
 
 
 class Market:
-    """The market state: one stepper for the whole universe, advanced by ``tick()``."""
+    """The market state, advanced by ``tick()``: one correlated stepper for the
+    GBM instruments, one stepper per other instrument."""
 
     def __init__(self, config: MarketConfig, seed: int | None = None) -> None:
         self.config = config
         self.seed = seed if seed is not None else (config.seed if config.seed is not None else new_seed())
-        self._stepper = CorrelatedGbmStepper(config.gbm_params(), config.factor, make_rng(self.seed))
-        self._tick_sizes = np.array([i.tick_size for i in config.instruments])
+        instruments = config.instruments
+        self._gbm = np.array([n for n, i in enumerate(instruments) if i.model == "gbm"], dtype=np.intp)
+        gbm_params = config.gbm_params()
+        self._gbm_stepper = (
+            CorrelatedGbmStepper(gbm_params, config.factor, make_rng(self.seed)) if gbm_params else None
+        )
+        self._others = [
+            (n, models.MODELS[i.model].stepper(params, instrument_rng(self.seed, i.symbol)))
+            for n, (i, params) in enumerate(zip(instruments, config.model_params(), strict=True))
+            if i.model != "gbm"
+        ]
+        self._tick_sizes = np.array([i.tick_size for i in instruments])
+        self._floored = np.array([i.positive for i in instruments])
         # Prices are published as (whole ticks x tick in integer units) / 10^decimals:
         # an exact integer divided once, so 250.1 reads 250.1, not 250.10000000000002.
-        decimals = [max(0, -Decimal(repr(i.tick_size)).as_tuple().exponent) for i in config.instruments]
+        decimals = [max(0, -Decimal(repr(i.tick_size)).as_tuple().exponent) for i in instruments]
         self._scale = np.array([10.0**d for d in decimals])
         self._tick_units = np.round(self._tick_sizes * self._scale)
         self._index = {s: n for n, s in enumerate(config.symbols)}
-        self.last = MarketTick(0, 0.0, self._round(self._stepper.next_block(1)[0]))
+        self.last = MarketTick(0, 0.0, self._round(self._step()))
 
-    def _round(self, prices: np.ndarray) -> np.ndarray:
-        # Published prices sit on each instrument's grid, and never below one tick.
-        ticks = np.maximum(np.round(prices / self._tick_sizes), 1.0)
+    def _step(self) -> np.ndarray:
+        """Every instrument's next unrounded value, in market order."""
+        values = np.empty(len(self._tick_sizes))
+        if self._gbm_stepper is not None:
+            values[self._gbm] = self._gbm_stepper.next_block(1)[0]
+        for n, stepper in self._others:
+            values[n] = stepper.next_block(1)[0]
+        return values
+
+    def _round(self, values: np.ndarray) -> np.ndarray:
+        # Published values sit on each instrument's grid. Prices (gbm, merton, heston) never
+        # go below one tick; arithmetic and Ornstein-Uhlenbeck values (spreads, rates) may
+        # be zero or negative. Adding 0.0 turns a -0.0 into 0.0.
+        ticks = np.round(values / self._tick_sizes)
+        ticks = np.where(self._floored, np.maximum(ticks, 1.0), ticks) + 0.0
         return ticks * self._tick_units / self._scale
 
     def tick(self) -> MarketTick:
         """Advance every instrument by one step; all subscribers see this same tick."""
-        prices = self._stepper.next_block(1)[0]
+        values = self._step()
         sequence = self.last.sequence + 1
         self.last = MarketTick(
-            sequence, sequence * self.config.simulated_seconds_per_tick, self._round(prices)
+            sequence, sequence * self.config.simulated_seconds_per_tick, self._round(values)
         )
         return self.last
 

@@ -18,11 +18,20 @@ size.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 
-from server.generator import DEFAULT_TRADING_DAYS_PER_YEAR, BlockStepper, ParameterError, check_range
+from server.generator import (
+    DEFAULT_TRADING_DAYS_PER_YEAR,
+    BlockStepper,
+    GbmParams,
+    GbmStepper,
+    ParameterError,
+    check_range,
+)
 
 BIG = 1e12
 
@@ -237,7 +246,43 @@ class OrnsteinUhlenbeckStepper(_Stepper):
         self._level = x
 
 
+@dataclass(frozen=True)
+class Model:
+    """A price model as the API and the market file name it: its parameters and its stepper."""
+
+    params: type  # model parameters, then delta and trading_days_per_year
+    stepper: Callable[[Any, np.random.Generator], BlockStepper]
+    positive: bool  # values are prices above zero (else they may be zero or negative: spreads, rates)
+
+    @property
+    def parameter_names(self) -> tuple[str, ...]:
+        """The model's own parameters, named and ordered as in its protobuf message."""
+        return tuple(f.name for f in fields(self.params) if f.name not in ("delta", "trading_days_per_year"))
+
+    def make_params(self, values: Mapping[str, float], delta: float, trading_days_per_year: float) -> Any:
+        return self.params(**values, delta=delta, trading_days_per_year=trading_days_per_year)
+
+
+# Keyed by the fields of PathRequest's model oneof, which the market file uses too.
+MODELS: dict[str, Model] = {
+    "gbm": Model(GbmParams, GbmStepper, positive=True),
+    "arithmetic": Model(ArithmeticParams, ArithmeticStepper, positive=False),
+    "merton": Model(MertonParams, MertonStepper, positive=True),
+    "heston": Model(HestonParams, HestonStepper, positive=True),
+    "ornstein_uhlenbeck": Model(OrnsteinUhlenbeckParams, OrnsteinUhlenbeckStepper, positive=False),
+}
+_BY_PARAMS = {m.params: m for m in MODELS.values()}
+
+
+def model_of(params: object) -> Model:
+    """The model whose parameter object ``params`` is."""
+    return _BY_PARAMS[type(params)]
+
+
 __all__ = [
+    "MODELS",
+    "Model",
+    "model_of",
     "ArithmeticParams",
     "ArithmeticStepper",
     "HestonParams",

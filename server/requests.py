@@ -7,31 +7,31 @@ maps that to INVALID_ARGUMENT.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import math
+import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from marketdata.v1 import market_data_pb2
 from server import models
+from server.bars import interval_seconds
 from server.generator import (
     DEFAULT_TRADING_DAYS_PER_YEAR,
+    CorrelatedGbmParams,
+    CorrelatedGbmStepper,
     GbmParams,
-    GbmStepper,
     ParameterError,
     PriceStepper,
+    check_correlation,
     check_range,
     make_rng,
     new_seed,
 )
-
-_STEPPERS: dict[type, Callable[..., PriceStepper]] = {
-    GbmParams: GbmStepper,
-    models.ArithmeticParams: models.ArithmeticStepper,
-    models.MertonParams: models.MertonStepper,
-    models.HestonParams: models.HestonStepper,
-    models.OrnsteinUhlenbeckParams: models.OrnsteinUhlenbeckStepper,
-}
+from server.trading_calendar import NS, TimeAxis, TradingCalendar
 
 # gRPC refuses to receive messages over 4 MiB unless both sides raise the limit.
 GRPC_DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -41,6 +41,20 @@ SYMBOL_MAX_BYTES = 128
 MESSAGE_OVERHEAD_BYTES = 256
 # The most prices one message can carry and still fit the default limit.
 MAX_PRICES_PER_MESSAGE = (GRPC_DEFAULT_MAX_MESSAGE_BYTES - MESSAGE_OVERHEAD_BYTES) // 8
+
+# A bar costs six 8-byte values.
+MAX_BARS_PER_MESSAGE = (GRPC_DEFAULT_MAX_MESSAGE_BYTES - MESSAGE_OVERHEAD_BYTES) // 48
+# GetPrices with bar_interval generates its whole fine path in memory: at most this many values.
+MAX_UNARY_BAR_STEPS = 2**23
+MAX_ASSETS = 64
+MAX_HOLIDAYS = 10_000
+TICK_SIZE_MIN, TICK_SIZE_MAX = 1e-9, 1e6
+SPREAD_BPS_MAX = 10_000.0
+SPREAD_VOLATILITY_MAX = 1_000.0
+DEFAULT_VOLUME_RATE = 10.0
+VOLUME_RATE_MAX = 1e9
+# Quotes of an unrounded path sit on a cent grid.
+DEFAULT_QUOTE_TICK = 0.01
 
 TICKS_PER_SECOND_MAX = 1e9
 # A paced stream with no chunk_size sends about this much wall time of ticks per message.
@@ -77,19 +91,56 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Extras:
+    """What a PathRequest adds to the bare path; the defaults add nothing."""
+
+    time: TimeAxis | None = None
+    bar_interval_ns: int | None = None
+    tick_size: float = 0.0  # 0: values as generated
+    spread_bps: float | None = None  # quotes: one of these two, or neither
+    spread_volatility: float | None = None
+    volume_rate: float = DEFAULT_VOLUME_RATE
+    symbols: tuple[str, ...] = ()  # correlated_gbm: one per column
+
+    @property
+    def quotes(self) -> bool:
+        return self.spread_bps is not None or self.spread_volatility is not None
+
+    def bytes_per_period(self, width: int) -> int:
+        """Reply bytes one period of the path costs, for the message-size caps (bars aside)."""
+        return 8 * width + 8 * (self.time is not None) + 16 * self.quotes
+
+    @property
+    def budget(self) -> int:
+        """Bytes of a reply left for the arrays: the limit less everything else, symbols included.
+
+        MESSAGE_OVERHEAD_BYTES leaves about 90 bytes to spare, enough for the
+        tags and lengths of timestamps, bid and ask."""
+        fixed = MESSAGE_OVERHEAD_BYTES + sum(len(s.encode("utf-8")) + 3 for s in self.symbols)
+        return GRPC_DEFAULT_MAX_MESSAGE_BYTES - fixed
+
+
+NO_EXTRAS = Extras()
+
+
+@dataclass(frozen=True)
 class GbmPlan:
     """A checked request: what to generate and how to deliver it (any model)."""
 
-    params: object  # GbmParams or one of server.models' parameter classes
+    params: object  # GbmParams, CorrelatedGbmParams or one of server.models' parameter classes
     periods: int
     seed: int
     symbol: str
     chunk_size: int
     ticks_per_second: float | None  # None: as fast as possible
+    extras: Extras = field(default=NO_EXTRAS)
 
     def stepper(self) -> PriceStepper:
         """A fresh stepper of the plan's model at the start of its seeded path."""
-        return _STEPPERS[type(self.params)](self.params, make_rng(self.seed))
+        rng = make_rng(self.seed)
+        if isinstance(self.params, CorrelatedGbmParams):
+            return CorrelatedGbmStepper(self.params.assets, self.params.factor, rng)
+        return models.model_of(self.params).stepper(self.params, rng)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -109,22 +160,19 @@ def _check_symbol(symbol: str) -> None:
         )
 
 
-def _check_unary_periods(request, limits: Limits, rpc: str, stream_rpc: str) -> None:
-    if not 1 <= request.periods <= limits.max_unary_periods:
+def _check_unary_periods(periods: int, most: int, rpc: str, stream_rpc: str, what: str = "reply") -> None:
+    if not 1 <= periods <= most:
         reason = (
-            f": the reply would exceed gRPC's 4 MiB message limit; use {stream_rpc} for longer paths"
-            if request.periods > limits.max_unary_periods
+            f": the {what} would exceed gRPC's 4 MiB message limit; use {stream_rpc} for longer paths"
+            if periods > most
             else ""
         )
-        raise ParameterError(
-            "periods",
-            f"periods must be in [1, {limits.max_unary_periods}] for {rpc}, got {request.periods}{reason}",
-        )
+        raise ParameterError("periods", f"periods must be in [1, {most}] for {rpc}, got {periods}{reason}")
 
 
 def plan_unary(request: market_data_pb2.GbmRequest, limits: Limits) -> GbmPlan:
     """Check a GetGbmPrices request; the whole path must fit in one reply."""
-    _check_unary_periods(request, limits, "GetGbmPrices", "StreamGbmPrices")
+    _check_unary_periods(request.periods, limits.max_unary_periods, "GetGbmPrices", "StreamGbmPrices")
     return _plan(request, limits, _gbm_of)
 
 
@@ -134,33 +182,106 @@ def plan_stream(request: market_data_pb2.GbmRequest, limits: Limits) -> GbmPlan:
 
 
 def plan_path_unary(request: market_data_pb2.PathRequest, limits: Limits) -> GbmPlan:
-    """Check a GetPrices request (any model)."""
-    _check_unary_periods(request, limits, "GetPrices", "StreamPrices")
-    return _plan(request, limits, _model_of)
+    """Check a GetPrices request (any model); its whole reply must fit one message."""
+    plan = _plan(request, limits, _model_of, _extras_of)
+    extras = plan.extras
+    if extras.bar_interval_ns is not None:
+        _check_unary_periods(
+            plan.periods, min(limits.max_periods, MAX_UNARY_BAR_STEPS), "GetPrices with bars", "StreamPrices"
+        )
+        bars = _most_bars(plan.periods, extras)
+        if bars > MAX_BARS_PER_MESSAGE:
+            raise ParameterError(
+                "periods",
+                f"periods={plan.periods} could make up to {bars} bars, more than the "
+                f"{MAX_BARS_PER_MESSAGE} that fit gRPC's 4 MiB message limit; use StreamPrices",
+            )
+    else:
+        most = extras.budget // extras.bytes_per_period(_width(plan))
+        _check_unary_periods(plan.periods, min(limits.max_periods, most), "GetPrices", "StreamPrices")
+    return plan
 
 
 def plan_path_stream(request: market_data_pb2.PathRequest, limits: Limits) -> GbmPlan:
     """Check a StreamPrices request (any model)."""
-    return _plan(request, limits, _model_of)
+    return _plan(request, limits, _model_of, _extras_of)
+
+
+def _width(plan: GbmPlan) -> int:
+    return max(1, len(plan.extras.symbols))
+
+
+def _most_bars(periods: int, extras: Extras) -> int:
+    """An upper bound on the bars a path makes: the intervals its time span touches,
+    plus one per session it starts (each session may open a new bar)."""
+    axis = extras.time
+    span = (periods - 1) * axis.step_ns
+    sessions = 0
+    if axis.calendar is not None:
+        sessions = span // (axis.calendar.session_seconds * NS) + 2
+    return min(periods, span // extras.bar_interval_ns + 2 + sessions)
+
+
+def _chunk_cap(limits: Limits, extras: Extras, width: int) -> tuple[int, str]:
+    """The largest chunk_size for these extras, and why it is lower than the server's, if it is."""
+    if extras.bar_interval_ns is not None:
+        # A chunk closes at most one bar per value, plus the one carried over.
+        cap = MAX_BARS_PER_MESSAGE - 1
+    else:
+        cap = extras.budget // extras.bytes_per_period(width)
+    if cap >= limits.max_chunk_size:
+        return limits.max_chunk_size, ""
+    return cap, " (so that a chunk with these timestamps, quotes, bars or assets fits 4 MiB)"
 
 
 def _gbm_of(request: market_data_pb2.GbmRequest, trading_days: float) -> GbmParams:
     return _gbm_params(request.start_price, request.mu, request.sigma, request.delta, trading_days)
 
 
-_MODELS = {
-    "gbm": lambda m, d, y: _gbm_params(m.start_price, m.mu, m.sigma, d, y),
-    "arithmetic": lambda m, d, y: models.ArithmeticParams(m.start_price, m.mu, m.sigma, d, y),
-    "merton": lambda m, d, y: models.MertonParams(
-        m.start_price, m.mu, m.sigma, m.jump_intensity, m.jump_mean, m.jump_stdev, d, y
-    ),
-    "heston": lambda m, d, y: models.HestonParams(
-        m.start_price, m.mu, m.v0, m.kappa, m.theta, m.xi, m.rho, d, y
-    ),
-    "ornstein_uhlenbeck": lambda m, d, y: models.OrnsteinUhlenbeckParams(
-        m.start, m.mean, m.kappa, m.sigma, d, y
-    ),
-}
+def _single(name: str) -> Callable[[object, float, float], object]:
+    """Parameters of model ``name`` from its message: the message's fields are the parameters."""
+    model = models.MODELS[name]
+    names = model.parameter_names
+
+    def params_of(message, delta: float, trading_days: float) -> object:
+        return model.make_params({n: getattr(message, n) for n in names}, delta, trading_days)
+
+    return params_of
+
+
+_MODELS: dict[str, Callable[[object, float, float], object]] = {name: _single(name) for name in models.MODELS}
+# GBM parameters are remembered (see _gbm_params): the fast unary path meets the same few sets.
+_MODELS["gbm"] = lambda m, d, y: _gbm_params(m.start_price, m.mu, m.sigma, d, y)
+_MODELS["correlated_gbm"] = lambda m, d, y: _correlated(m, d, y)
+assert list(_MODELS) == [
+    f.name for f in market_data_pb2.PathRequest.DESCRIPTOR.oneofs_by_name["model"].fields
+]
+
+
+def _correlated(model: market_data_pb2.CorrelatedGbmModel, delta: float, years: float) -> CorrelatedGbmParams:
+    n = len(model.assets)
+    if not 1 <= n <= MAX_ASSETS:
+        raise ParameterError("assets", f"assets must hold 1 to {MAX_ASSETS} instruments, got {n}")
+    assets = []
+    for i, a in enumerate(model.assets):
+        try:
+            _check_symbol(a.symbol)
+            assets.append(_gbm_params(a.start_price, a.mu, a.sigma, delta, years))
+        except ParameterError as err:
+            if err.field in ("delta", "trading_days_per_year"):
+                raise
+            raise ParameterError(f"assets[{i}].{err.field}", f"assets[{i}].{err}") from None
+    symbols = [a.symbol or f"#{i}" for i, a in enumerate(model.assets)]
+    if not model.correlation:
+        return CorrelatedGbmParams(tuple(assets), None)
+    if len(model.correlation) != n * n:
+        raise ParameterError(
+            "correlation",
+            f"correlation must hold n x n = {n * n} numbers (row by row, n = {n} assets), "
+            f"got {len(model.correlation)}",
+        )
+    factor = check_correlation(np.array(model.correlation).reshape(n, n), symbols)
+    return CorrelatedGbmParams(tuple(assets), factor)
 
 
 def _model_of(request: market_data_pb2.PathRequest, trading_days: float) -> object:
@@ -176,7 +297,137 @@ def _model_of(request: market_data_pb2.PathRequest, trading_days: float) -> obje
         raise ParameterError(f"{name}.{err.field}", f"{name}.{err}") from None
 
 
-def _plan(request, limits: Limits, params_of: Callable[[object, float], object]) -> GbmPlan:
+_CLOCK = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
+
+
+def _clock_time(text: str, name: str) -> dt.time:
+    match = _CLOCK.fullmatch(text)
+    if match is None:
+        raise ParameterError(name, f"{name} must be a local time HH:MM from 00:00 to 23:59, got {text!r}")
+    return dt.time(int(match[1]), int(match[2]))
+
+
+def _calendar_of(message: market_data_pb2.TradingCalendar) -> TradingCalendar:
+    where = "time.calendar"
+    settings: dict[str, object] = {}
+    if message.timezone:
+        settings["timezone"] = message.timezone
+    if message.session_open:
+        settings["open"] = _clock_time(message.session_open, f"{where}.session_open")
+    if message.session_close:
+        settings["close"] = _clock_time(message.session_close, f"{where}.session_close")
+    if message.weekdays:
+        bad = [d for d in message.weekdays if not 1 <= d <= 7]
+        if bad:
+            raise ParameterError(
+                f"{where}.weekdays", f"{where}.weekdays must be 1 (Monday) to 7 (Sunday), got {bad[0]}"
+            )
+        settings["weekdays"] = frozenset(d - 1 for d in message.weekdays)
+    if len(message.holidays) > MAX_HOLIDAYS:
+        raise ParameterError(
+            f"{where}.holidays",
+            f"{where}.holidays may list at most {MAX_HOLIDAYS} dates, got {len(message.holidays)}",
+        )
+    holidays = set()
+    for text in message.holidays:
+        try:
+            if len(text) != 10:
+                raise ValueError
+            holidays.add(dt.date.fromisoformat(text))
+        except ValueError:
+            raise ParameterError(
+                f"{where}.holidays", f"{where}.holidays must be dates YYYY-MM-DD, got {text!r}"
+            ) from None
+    settings["holidays"] = frozenset(holidays)
+    try:
+        return TradingCalendar(**settings)
+    except ParameterError as err:
+        name = {"session": "session_close"}.get(err.field, err.field)
+        raise ParameterError(f"{where}.{name}", f"{where}.{name}: {err}") from None
+
+
+def _time_of(request: market_data_pb2.PathRequest, delta: float) -> TimeAxis | None:
+    if not request.HasField("time"):
+        return None
+    time = request.time
+    if not time.HasField("start_time"):
+        raise ParameterError("time.start_time", "time.start_time is required when time is set")
+    start = time.start_time
+    if not 0 <= start.nanos < NS:
+        raise ParameterError(
+            "time.start_time", f"time.start_time.nanos must be in [0, 999999999], got {start.nanos}"
+        )
+    calendar = _calendar_of(time.calendar) if time.HasField("calendar") else None
+    day_ns = calendar.session_seconds * NS if calendar is not None else 86_400 * NS
+    step_ns = round(delta * day_ns)
+    if step_ns < 1:
+        raise ParameterError(
+            "delta",
+            f"with time set, a period must last at least 1 ns: delta >= {1 / day_ns:.3g} trading days",
+        )
+    if not -(2**63) <= start.seconds * NS + start.nanos < 2**63:
+        raise ParameterError("time.start_time", "time.start_time must be within the years 1678 to 2262")
+    axis = TimeAxis(start.seconds * NS + start.nanos, step_ns, calendar)
+    axis.check_fits(request.periods)
+    return axis
+
+
+def _extras_of(request: market_data_pb2.PathRequest, params: object) -> Extras:
+    correlated = isinstance(params, CorrelatedGbmParams)
+    time = _time_of(request, request.delta)
+    bar_interval_ns = None
+    if request.bar_interval:
+        bar_interval_ns = interval_seconds(request.bar_interval) * NS
+        if time is None:
+            raise ParameterError("bar_interval", "bar_interval needs time (its start_time places the bars)")
+        if correlated:
+            raise ParameterError("bar_interval", "bar_interval works with single-instrument models only")
+    elif request.HasField("volume_rate"):
+        raise ParameterError("volume_rate", "volume_rate only applies to bars: set bar_interval too")
+    volume_rate = DEFAULT_VOLUME_RATE
+    if request.HasField("volume_rate"):
+        check_range("volume_rate", request.volume_rate, 0.0, VOLUME_RATE_MAX, unit="units per second")
+        volume_rate = request.volume_rate
+    tick = request.tick_size
+    if tick != 0.0 and not (math.isfinite(tick) and TICK_SIZE_MIN <= tick <= TICK_SIZE_MAX):
+        raise ParameterError(
+            "tick_size",
+            f"tick_size must be 0 (no rounding) or in [{TICK_SIZE_MIN:g}, {TICK_SIZE_MAX:g}], got {tick!r}",
+        )
+    spread_bps = spread_volatility = None
+    if request.HasField("quotes"):
+        kind = request.quotes.WhichOneof("spread")
+        if kind is None:
+            raise ParameterError("quotes", "quotes: set spread_bps or spread_volatility")
+        if correlated or bar_interval_ns is not None:
+            raise ParameterError(
+                "quotes",
+                "quotes come with the values of a single-instrument path: not with correlated_gbm or bars",
+            )
+        value = getattr(request.quotes, kind)
+        high = SPREAD_BPS_MAX if kind == "spread_bps" else SPREAD_VOLATILITY_MAX
+        check_range(f"quotes.{kind}", value, 0.0, high, low_open=True)
+        if kind == "spread_bps":
+            spread_bps = value
+        else:
+            spread_volatility = value
+    return Extras(
+        time=time,
+        bar_interval_ns=bar_interval_ns,
+        tick_size=tick,
+        spread_bps=spread_bps,
+        spread_volatility=spread_volatility,
+        volume_rate=volume_rate,
+        symbols=tuple(a.symbol for a in request.correlated_gbm.assets) if correlated else (),
+    )
+
+
+def _plan(
+    request,
+    limits: Limits,
+    params_of: Callable[[object, float], object],
+    extras_of: Callable[[object, object], Extras] | None = None,
+) -> GbmPlan:
     if not 1 <= request.periods <= limits.max_periods:
         raise ParameterError(
             "periods", f"periods must be in [1, {limits.max_periods}], got {request.periods}"
@@ -188,6 +439,8 @@ def _plan(request, limits: Limits, params_of: Callable[[object, float], object])
     )
     params = params_of(request, trading_days)
     _check_symbol(request.symbol)
+    extras = extras_of(request, params) if extras_of is not None else NO_EXTRAS
+    most_chunk, why = _chunk_cap(limits, extras, max(1, len(extras.symbols)))
 
     ticks_per_second: float | None = None
     if request.HasField("ticks_per_second"):
@@ -201,16 +454,16 @@ def _plan(request, limits: Limits, params_of: Callable[[object, float], object])
         ticks_per_second = request.ticks_per_second or None
 
     if request.HasField("chunk_size"):
-        if not 1 <= request.chunk_size <= limits.max_chunk_size:
+        if not 1 <= request.chunk_size <= most_chunk:
             raise ParameterError(
-                "chunk_size",
-                f"chunk_size must be in [1, {limits.max_chunk_size}], got {request.chunk_size}",
+                "chunk_size", f"chunk_size must be in [1, {most_chunk}]{why}, got {request.chunk_size}"
             )
         chunk_size = request.chunk_size
     elif ticks_per_second is not None:
         chunk_size = max(1, min(limits.default_chunk_size, math.ceil(ticks_per_second * PACED_CHUNK_SECONDS)))
     else:
         chunk_size = limits.default_chunk_size
+    chunk_size = min(chunk_size, most_chunk)
 
     seed = request.seed if request.HasField("seed") else new_seed()
     return GbmPlan(
@@ -220,4 +473,5 @@ def _plan(request, limits: Limits, params_of: Callable[[object, float], object])
         symbol=request.symbol,
         chunk_size=chunk_size,
         ticks_per_second=ticks_per_second,
+        extras=extras,
     )

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
 import grpc
-import numpy as np
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -33,6 +32,7 @@ from server.feed import (
 )
 from server.generator import ParameterError, check_range
 from server.market import DEFAULT_MARKET
+from server.paths import Block, PathBlocks
 from server.requests import GbmPlan, Limits, plan_path_stream, plan_path_unary, plan_stream, plan_unary
 
 _LOGGER = logging.getLogger(__name__)
@@ -148,19 +148,37 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
             await context.abort_with_status(invalid_argument(err))
             raise AssertionError("abort_with_status returned") from err  # pragma: no cover
 
-    def _encode_path(self, prices: np.ndarray, plan: GbmPlan, message: type) -> bytes:
+    def _encoder(self, plan: GbmPlan, message: type) -> Callable[[Block], bytes]:
+        """How this request's replies become bytes: numpy-native, or via the generated classes."""
+        symbols = plan.extras.symbols
         if self.wire == "fast":
-            return wire.encode_gbm_prices(prices, plan.seed, plan.symbol)
-        return message(prices=prices, seed=plan.seed, symbol=plan.symbol).SerializeToString()
+            return wire.PathEncoder(message, plan.seed, plan.symbol, symbols).encode
+        chunked = "offset" in message.DESCRIPTOR.fields_by_name
 
-    def _chunk_encoder(self, plan: GbmPlan, message: type) -> Callable[[np.ndarray, int], bytes]:
-        if self.wire == "fast":
-            return wire.ChunkEncoder(plan.seed, plan.symbol).encode
-
-        def encode(prices: np.ndarray, offset: int) -> bytes:
-            return message(
-                prices=prices, offset=offset, seed=plan.seed, symbol=plan.symbol
-            ).SerializeToString()
+        def encode(block: Block) -> bytes:
+            reply = message(prices=block.prices, seed=plan.seed, symbol=plan.symbol)
+            if chunked:
+                reply.offset = block.offset
+            if block.timestamps is not None:
+                reply.timestamps[:] = block.timestamps.tolist()
+            if block.bid is not None:
+                reply.bid[:] = block.bid.tolist()
+                reply.ask[:] = block.ask.tolist()
+            if block.bars is not None and len(block.bars):
+                b = block.bars
+                reply.bars.CopyFrom(
+                    market_data_pb2.Bars(
+                        start_time=b.start.tolist(),
+                        open=b.open,
+                        high=b.high,
+                        low=b.low,
+                        close=b.close,
+                        volume=b.volume.tolist(),
+                    )
+                )
+            if symbols:
+                reply.symbols[:] = symbols
+            return reply.SerializeToString()
 
         return encode
 
@@ -194,21 +212,20 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
             _LOGGER.debug("whole path periods=%d seed=%d", plan.periods, plan.seed)
 
         def produce() -> bytes:
-            return self._encode_path(plan.stepper().next_block(plan.periods), plan, message)
+            return self._encoder(plan, message)(PathBlocks(plan).next(plan.periods))
 
         return await _run(produce, offload=plan.periods >= OFFLOAD_MIN_PRICES)
 
     async def _stream_path(self, plan: GbmPlan, message: type, context: grpc.aio.ServicerContext) -> None:
         _LOGGER.debug("stream periods=%d seed=%d chunk_size=%d", plan.periods, plan.seed, plan.chunk_size)
         loop = asyncio.get_running_loop()
-        stepper = plan.stepper()
-        encode = self._chunk_encoder(plan, message)
+        blocks = PathBlocks(plan)
+        encode = self._encoder(plan, message)
         offload = plan.chunk_size >= OFFLOAD_MIN_PRICES
 
         def produce() -> tuple[int, int, bytes]:
-            offset = stepper.position
-            prices = stepper.next_block(min(plan.chunk_size, plan.periods - offset))
-            return offset, len(prices), encode(prices, offset)
+            block = blocks.next(plan.chunk_size)
+            return block.offset, block.count, encode(block)
 
         started = loop.time()
         self.tracker.opened()
@@ -236,7 +253,12 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
         return market_data_pb2.ListInstrumentsResponse(
             instruments=[
                 market_data_pb2.InstrumentInfo(
-                    symbol=i.symbol, start_price=i.start_price, mu=i.mu, sigma=i.sigma, tick_size=i.tick_size
+                    symbol=i.symbol,
+                    start_price=i.start_price,
+                    mu=i.mu,
+                    sigma=i.sigma,
+                    tick_size=i.tick_size,
+                    model=i.model,
                 )
                 for i in config.instruments
             ],

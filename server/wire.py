@@ -43,9 +43,14 @@ def _number_of(message: type, name: str) -> int:
 
 def packed_doubles(field_number: int, prices: np.ndarray) -> list[bytes]:
     """The pieces of a packed repeated double field; nothing for an empty array."""
-    if len(prices) == 0:
+    return packed(field_number, prices, _LITTLE_F8)
+
+
+def packed(field_number: int, values: np.ndarray, dtype: np.dtype) -> list[bytes]:
+    """A packed repeated field of 8-byte values (double, sfixed64, fixed64); nothing when empty."""
+    if len(values) == 0:
         return []
-    payload = np.ascontiguousarray(prices, dtype=_LITTLE_F8).tobytes()
+    payload = np.ascontiguousarray(values, dtype=dtype).tobytes()
     return [_key(field_number, _LENGTH_DELIMITED), varint(len(payload)), payload]
 
 
@@ -60,39 +65,90 @@ def string_field(field_number: int, value: str) -> bytes:
     return _key(field_number, _LENGTH_DELIMITED) + varint(len(data)) + data
 
 
-_PATH_PRICES = _number_of(market_data_pb2.GbmPrices, "prices")
-_PATH_SEED = _number_of(market_data_pb2.GbmPrices, "seed")
-_PATH_SYMBOL = _number_of(market_data_pb2.GbmPrices, "symbol")
-_CHUNK_PRICES = _number_of(market_data_pb2.GbmPriceChunk, "prices")
-_CHUNK_OFFSET = _number_of(market_data_pb2.GbmPriceChunk, "offset")
-_CHUNK_SEED = _number_of(market_data_pb2.GbmPriceChunk, "seed")
-_CHUNK_SYMBOL = _number_of(market_data_pb2.GbmPriceChunk, "symbol")
-assert _PATH_PRICES < _PATH_SEED < _PATH_SYMBOL
-assert _CHUNK_PRICES < _CHUNK_OFFSET < _CHUNK_SEED < _CHUNK_SYMBOL
+_LITTLE_I8 = np.dtype("<i8")
+_LITTLE_U8 = np.dtype("<u8")
+_BARS = {f.name: f.number for f in market_data_pb2.Bars.DESCRIPTOR.fields}
+assert list(_BARS) == ["start_time", "open", "high", "low", "close", "volume"]
+assert list(_BARS.values()) == sorted(_BARS.values())
+
+
+def encode_bars(bars) -> bytes:
+    """A serialized marketdata.v1.Bars from a server.bars.Bars."""
+    return b"".join(
+        [
+            *packed(_BARS["start_time"], bars.start, _LITTLE_I8),
+            *(
+                piece
+                for name in ("open", "high", "low", "close")
+                for piece in packed_doubles(_BARS[name], getattr(bars, name))
+            ),
+            *packed(_BARS["volume"], bars.volume, _LITTLE_U8),
+        ]
+    )
+
+
+class PathEncoder:
+    """Serializes the replies of one request from its blocks (server.paths.Block).
+
+    ``message`` is the reply type: GbmPrices or Prices for a whole path,
+    GbmPriceChunk or PriceChunk for a stream. Fields go out in ascending
+    number, as the protobuf library writes them, so the bytes are the same.
+    """
+
+    def __init__(self, message: type, seed: int, symbol: str, symbols: tuple[str, ...] = ()) -> None:
+        numbers = {f.name: f.number for f in message.DESCRIPTOR.fields}
+        order = [
+            numbers[name]
+            for name in ("prices", "offset", "seed", "symbol", "timestamps", "bid", "ask", "bars", "symbols")
+            if name in numbers
+        ]
+        assert order == sorted(order), f"{message.__name__} fields are not in the encoding order"
+        self._numbers = numbers
+        self._offset = numbers.get("offset")
+        self._fixed = uint_field(numbers["seed"], seed) + string_field(numbers["symbol"], symbol)
+        # Every entry of a repeated string is written, empty ones included.
+        self._symbols = b"".join(message_field(numbers["symbols"], s.encode("utf-8")) for s in symbols)
+
+    def encode(self, block) -> bytes:
+        n = self._numbers
+        parts = packed_doubles(n["prices"], block.prices)
+        if self._offset is not None:
+            parts.append(uint_field(self._offset, block.offset))
+        parts.append(self._fixed)
+        if block.timestamps is not None:
+            parts += packed(n["timestamps"], block.timestamps, _LITTLE_I8)
+        if block.bid is not None:
+            parts += packed_doubles(n["bid"], block.bid)
+            parts += packed_doubles(n["ask"], block.ask)
+        if block.bars is not None and len(block.bars):
+            parts.append(message_field(n["bars"], encode_bars(block.bars)))
+        parts.append(self._symbols)
+        return b"".join(parts)
 
 
 def encode_gbm_prices(prices: np.ndarray, seed: int, symbol: str) -> bytes:
     """A serialized marketdata.v1.GbmPrices."""
-    return b"".join(
-        [
-            *packed_doubles(_PATH_PRICES, prices),
-            uint_field(_PATH_SEED, seed),
-            string_field(_PATH_SYMBOL, symbol),
-        ]
-    )
+    return PathEncoder(market_data_pb2.GbmPrices, seed, symbol).encode(_Plain(0, prices))
 
 
 class ChunkEncoder:
     """Serializes the GbmPriceChunk messages of one stream; seed and symbol are fixed."""
 
     def __init__(self, seed: int, symbol: str) -> None:
-        self._tail = uint_field(_CHUNK_SEED, seed) + string_field(_CHUNK_SYMBOL, symbol)
+        self._encoder = PathEncoder(market_data_pb2.GbmPriceChunk, seed, symbol)
 
     def encode(self, prices: np.ndarray, offset: int) -> bytes:
         """A serialized marketdata.v1.GbmPriceChunk."""
-        return b"".join(
-            [*packed_doubles(_CHUNK_PRICES, prices), uint_field(_CHUNK_OFFSET, offset), self._tail]
-        )
+        return self._encoder.encode(_Plain(offset, prices))
+
+
+class _Plain:
+    """A block with prices only."""
+
+    timestamps = bid = ask = bars = None
+
+    def __init__(self, offset: int, prices: np.ndarray) -> None:
+        self.offset, self.prices = offset, prices
 
 
 _I64 = 1

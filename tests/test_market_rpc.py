@@ -41,6 +41,28 @@ def test_list_instruments_describes_the_universe_and_clock(market_server):
     assert reply.seed == 11
 
 
+def test_instruments_of_other_models_are_listed_and_served():
+    rate = Instrument.of_model(
+        "RATE", "ornstein_uhlenbeck", {"start": 0.5, "mean": -0.2, "kappa": 50, "sigma": 2}
+    )
+    config = MarketConfig(instruments=(*SMALL.instruments, rate), seed=12)
+    srv = ServerThread(market=config)
+    reference = Market(config)
+    try:
+        with grpc.insecure_channel(srv.target) as channel:
+            stub = _stub(srv, channel)
+            listed = stub.ListInstruments(market_data_pb2.ListInstrumentsRequest())
+            srv.advance_market(40)
+            last = stub.GetLastPrices(market_data_pb2.GetLastPricesRequest(symbols=["RATE"]))
+    finally:
+        srv.stop()
+    assert [i.model for i in listed.instruments] == ["gbm", "gbm", "ornstein_uhlenbeck"]
+    assert (listed.instruments[2].start_price, listed.instruments[2].sigma) == (0.5, 2.0)
+    for _ in range(40):
+        expected = reference.tick()
+    assert last.prices[0].price == expected.prices[2]
+
+
 def test_last_prices_follow_the_market_clock_and_replay_by_seed(market_server):
     reference = Market(SMALL)  # the same seed: the same market, tick for tick
     with grpc.insecure_channel(market_server.target) as channel:

@@ -1,0 +1,120 @@
+"""Building PathRequests and putting streamed chunks back together.
+
+    request = path_request(
+        "merton", 23_400, delta=1 / 23_400,
+        model_params={"start_price": 70, "mu": 0.05, "sigma": 0.2,
+                      "jump_intensity": 5, "jump_mean": -0.02, "jump_stdev": 0.05},
+        start_time=datetime(2026, 3, 2, tzinfo=UTC), calendar=CALENDARS["nyse"],
+        bar_interval="1m", seed=7,
+    )
+    bars = md.get_prices(request).bars
+
+Timestamps and bar start times are UTC nanoseconds since the epoch (int64);
+``as_datetime64`` turns them into numpy datetimes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from client.wire import Bars, PriceChunk, PricePath
+from marketdata.v1 import market_data_pb2 as pb
+
+MODELS = tuple(f.name for f in pb.PathRequest.DESCRIPTOR.oneofs_by_name["model"].fields)
+
+# Regular hours of a few exchanges (no lunch breaks, no holidays: add those per request).
+CALENDARS = {
+    "nyse": pb.TradingCalendar(timezone="America/New_York", session_open="09:30", session_close="16:00"),
+    "lse": pb.TradingCalendar(timezone="Europe/London", session_open="08:00", session_close="16:30"),
+    "xetra": pb.TradingCalendar(timezone="Europe/Berlin", session_open="09:00", session_close="17:30"),
+    "tse": pb.TradingCalendar(timezone="Asia/Tokyo", session_open="09:00", session_close="15:30"),
+}
+
+
+def path_request(
+    model: str,
+    periods: int,
+    delta: float = 1.0,
+    *,
+    model_params: Mapping[str, object] | None = None,
+    trading_days_per_year: float | None = None,
+    seed: int | None = None,
+    chunk_size: int | None = None,
+    ticks_per_second: float | None = None,
+    symbol: str = "",
+    start_time: dt.datetime | None = None,
+    calendar: pb.TradingCalendar | None = None,
+    holidays: Sequence[dt.date] = (),
+    bar_interval: str = "",
+    tick_size: float = 0.0,
+    spread_bps: float | None = None,
+    spread_volatility: float | None = None,
+    volume_rate: float | None = None,
+) -> pb.PathRequest:
+    """A PathRequest for ``model`` (one of MODELS) with its parameters, leaving unset what is None.
+
+    ``start_time`` must be time-zone aware; ``calendar`` (e.g. CALENDARS["nyse"])
+    and ``holidays`` need it. The server checks everything else.
+    """
+    if model not in MODELS:
+        raise ValueError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
+    request = pb.PathRequest(
+        periods=periods, delta=delta, symbol=symbol, bar_interval=bar_interval, tick_size=tick_size
+    )
+    getattr(request, model).CopyFrom(getattr(pb, _message_name(model))(**(model_params or {})))
+    for name, value in (
+        ("trading_days_per_year", trading_days_per_year),
+        ("seed", seed),
+        ("chunk_size", chunk_size),
+        ("ticks_per_second", ticks_per_second),
+        ("volume_rate", volume_rate),
+    ):
+        if value is not None:
+            setattr(request, name, value)
+    if start_time is not None:
+        if start_time.tzinfo is None:
+            raise ValueError("start_time must be time-zone aware, e.g. datetime(..., tzinfo=UTC)")
+        request.time.start_time.FromDatetime(start_time.astimezone(dt.UTC))
+    if calendar is not None or holidays:
+        if start_time is None:
+            raise ValueError("a calendar needs start_time")
+        request.time.calendar.CopyFrom(calendar or pb.TradingCalendar())
+        request.time.calendar.holidays.extend(d.isoformat() for d in holidays)
+    if spread_bps is not None:
+        request.quotes.spread_bps = spread_bps
+    if spread_volatility is not None:
+        request.quotes.spread_volatility = spread_volatility
+    return request
+
+
+def _message_name(model: str) -> str:
+    return pb.PathRequest.DESCRIPTOR.fields_by_name[model].message_type.name
+
+
+def join(chunks: Iterable[PriceChunk]) -> PricePath:
+    """One PricePath from a stream's chunks (in order), as GetPrices would have sent it."""
+    parts = list(chunks)
+    if not parts:
+        raise ValueError("no chunks to join")
+    first = parts[0]
+    bars = [c.bars for c in parts if c.bars is not None]
+    return PricePath(
+        prices=np.concatenate([c.prices for c in parts]),
+        seed=first.seed,
+        symbol=first.symbol,
+        timestamps=np.concatenate([c.timestamps for c in parts]),
+        bid=np.concatenate([c.bid for c in parts]),
+        ask=np.concatenate([c.ask for c in parts]),
+        bars=Bars(*(np.concatenate([getattr(b, f) for b in bars]) for f in Bars.__dataclass_fields__))
+        if bars
+        else None,
+        symbols=first.symbols,
+    )
+
+
+def as_datetime64(nanoseconds: np.ndarray) -> np.ndarray:
+    """UTC nanoseconds since the epoch as numpy datetime64[ns] values."""
+    return np.asarray(nanoseconds).astype("datetime64[ns]")

@@ -1,0 +1,117 @@
+"""A requested path together with what the request adds to it.
+
+The stepper makes the values; this module stamps them with times, rounds
+them to a tick grid, quotes a bid and an ask around them, or folds them
+into OHLCV bars. Pure numpy, no gRPC: the servicer asks for the next block
+and encodes what comes back. Every addition carries its state from block to
+block (the time axis, the previous value, the unfinished bar, the volume
+stream), so the blocks of a path concatenate to the same result whatever
+the chunk size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from server import models
+from server.bars import BarBuilder, Bars, quotes, round_to_grid, step_volumes
+from server.generator import CorrelatedGbmParams, GbmParams, make_rng
+from server.requests import DEFAULT_QUOTE_TICK, GbmPlan
+from server.trading_calendar import NS
+
+# Volumes draw from their own child stream of the seed, so asking for bars
+# never changes the prices (Merton's children use keys 0 to 2).
+VOLUME_STREAM = 1000
+
+
+def step_scale(params: object) -> float:
+    """A typical move over one period: the log-return's standard deviation for
+    price models, the value's (in price units) for arithmetic and OU."""
+    years = params.delta / params.trading_days_per_year
+    if isinstance(params, GbmParams):
+        return params.log_volatility
+    if isinstance(params, models.HestonParams):
+        return math.sqrt(params.theta * years)
+    return params.sigma * math.sqrt(years)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One piece of a reply: ``count`` periods from ``offset`` on."""
+
+    offset: int
+    count: int
+    prices: np.ndarray  # n values per period with several instruments; empty when bars are sent
+    timestamps: np.ndarray | None = None
+    bid: np.ndarray | None = None
+    ask: np.ndarray | None = None
+    bars: Bars | None = None
+
+
+class PathBlocks:
+    """The blocks of one request's reply, in order."""
+
+    def __init__(self, plan: GbmPlan) -> None:
+        self._plan = plan
+        self._extras = extras = plan.extras
+        self._stepper = plan.stepper()
+        if isinstance(plan.params, CorrelatedGbmParams):
+            self._absolute = False
+            self._scale = 0.0  # only bars and quotes use it, and they are single-instrument
+        else:
+            # Values of arithmetic and OU may be zero or negative: moves and spreads in price units.
+            self._absolute = not models.model_of(plan.params).positive
+            self._scale = step_scale(plan.params)
+        self._floor = not self._absolute  # prices never round below one tick
+        self._bars = None
+        if extras.bar_interval_ns is not None:
+            self._bars = BarBuilder(extras.bar_interval_ns)
+            self._volume_rng = make_rng(plan.seed, stream=VOLUME_STREAM)
+            self._previous: float | None = None
+
+    @property
+    def position(self) -> int:
+        return self._stepper.position
+
+    def next(self, n: int) -> Block:
+        """The next ``n`` periods (fewer at the end of the path)."""
+        extras = self._extras
+        offset = self._stepper.position
+        raw = self._stepper.next_block(min(n, self._plan.periods - offset))
+        count = len(raw)
+        prices = raw if not extras.tick_size else round_to_grid(raw, extras.tick_size, self._floor)
+        stamps = extras.time.stamps(offset, count) if extras.time is not None else None
+        bid = ask = None
+        if extras.quotes:
+            bid, ask = quotes(
+                raw,
+                extras.tick_size or DEFAULT_QUOTE_TICK,
+                spread_bps=extras.spread_bps,
+                spread_vol=extras.spread_volatility,
+                step_sd=self._scale,
+                absolute=self._absolute,
+            )
+        if self._bars is None:
+            return Block(offset, count, prices.reshape(-1), stamps, bid, ask)
+        shifts = extras.time.local_shifts(offset, count)
+        bars = self._bars.add(stamps, prices, self._volumes(raw), shifts)
+        if offset + count == self._plan.periods:
+            last = self._bars.flush()
+            bars = Bars(
+                *(np.concatenate((getattr(bars, f), getattr(last, f))) for f in Bars.__dataclass_fields__)
+            )
+        return Block(offset, count, prices[:0], bars=bars)
+
+    def _volumes(self, raw: np.ndarray) -> np.ndarray:
+        """Units traded in each period: bigger moves trade more (see server.bars)."""
+        before = raw[0] if self._previous is None else self._previous
+        self._previous = float(raw[-1])
+        if self._absolute:
+            moves = np.diff(raw, prepend=before)
+        else:
+            moves = np.diff(np.log(raw), prepend=math.log(before))
+        step_seconds = self._extras.time.step_ns / NS
+        return step_volumes(moves, self._scale, step_seconds, self._extras.volume_rate, self._volume_rng)
