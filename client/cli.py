@@ -2,6 +2,8 @@
 
     marketdata-client get --periods 100 --start-price 70 --mu 0.05 --sigma 0.3 --delta 1
     marketdata-client stream --periods 10000000 --seed 7 --format npy --output path.npy
+    marketdata-client get --model heston --periods 23400 --period 1s --calendar nyse \
+        --start-time 2026-03-02 --bars 5m --format csv --plot candles.png
     marketdata-client subscribe ACME GLOBEX
 
 JSON output keeps the original endpoint's shape, ``{"result": [...]}``, plus
@@ -12,10 +14,14 @@ readable message on stderr), 2 bad command line, 130 interrupted by Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import importlib.util
 import json
 import os
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import IO
 
 import grpc
@@ -23,6 +29,11 @@ import numpy as np
 from tqdm import tqdm
 
 from client.api import DEFAULT_TARGET, MarketDataClient, field_violations
+from client.paths import CALENDARS, MODELS, as_datetime64, join, path_message, path_request
+from client.wire import Bars, PriceChunk, PricePath
+from marketdata.v1 import market_data_pb2
+
+BAR_INTERVALS = ("1s", "1m", "5m", "15m", "1h", "1d")
 
 EXIT_RPC_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -30,42 +41,166 @@ FORMATS = ("json", "csv", "npy")
 
 
 class PathWriter:
-    """Writes a path piece by piece, so a long stream never sits whole in memory."""
+    """Writes a path piece by piece, so a long stream never sits whole in memory.
 
-    def __init__(self, fmt: str, out: IO[str] | None, npy_path: str | None, periods: int) -> None:
+    CSV gets one column per thing asked for (time, price, bid, ask; or the
+    bars' time, open, high, low, close, volume). JSON keeps the original
+    endpoint's ``{"result": [...]}``; timestamps, quotes and bars come as
+    extra keys. The .npy format holds prices only.
+    """
+
+    def __init__(
+        self, fmt: str, out: IO[str] | None, npy_path: str | None, periods: int, extras: Extras
+    ) -> None:
         self.fmt = fmt
         self.out = out
+        self.extras = extras
         self.count = 0
         self._array = (
             np.lib.format.open_memmap(npy_path, mode="w+", dtype=np.float64, shape=(periods,))
             if fmt == "npy"
             else None
         )
+        self._json_extra: dict[str, list] = {}
         if fmt == "json":
             out.write('{"result": [')
         elif fmt == "csv":
-            out.write("index,price\n")
+            out.write(",".join(extras.csv_header()) + "\n")
 
-    def write(self, offset: int, prices: np.ndarray) -> None:
+    def write(self, chunk: PriceChunk) -> None:
+        extras = self.extras
+        times = extras.format_times((chunk.bars or _NO_BARS).start_time if extras.bars else chunk.timestamps)
         if self._array is not None:
-            self._array[offset : offset + len(prices)] = prices
+            self._array[chunk.offset : chunk.offset + len(chunk.prices)] = chunk.prices
         elif self.fmt == "json":
-            text = ", ".join(map(repr, prices.tolist()))
-            self.out.write((", " if self.count else "") + text)
+            text = ", ".join(map(repr, chunk.prices.tolist()))
+            self.out.write((", " if self.count and text else "") + text)
+            for name, values in extras.json_columns(chunk, times).items():
+                self._json_extra.setdefault(name, []).extend(values)
         else:
-            self.out.writelines(f"{i},{p!r}\n" for i, p in enumerate(prices.tolist(), start=offset))
+            columns = extras.csv_columns(chunk, times)
+            self.out.writelines(",".join(row) + "\n" for row in zip(*columns, strict=True))
         if self.out is not None:
             self.out.flush()  # a reader of a paced stream sees each chunk as it arrives
-        self.count += len(prices)
+        self.count += len(chunk.prices)
 
     def finish(self, seed: int, symbol: str) -> None:
         if self._array is not None:
             self._array.flush()
             print(f"wrote {self.count} prices (seed {seed})", file=sys.stderr)
         elif self.fmt == "json":
-            self.out.write(f'], "seed": {seed}, "symbol": {json.dumps(symbol)}}}\n')
+            extra = "".join(
+                f", {json.dumps(k)}: {json.dumps(v)}" for k, v in self.extras.json_tail(self._json_extra)
+            )
+            self.out.write(f'], "seed": {seed}, "symbol": {json.dumps(symbol)}{extra}}}\n')
         if self.out is not None:
             self.out.flush()
+
+
+@dataclass(frozen=True)
+class Extras:
+    """What the command line added to the bare path, and how it is written out."""
+
+    time: bool = False
+    quotes: bool = False
+    bars: bool = False
+    time_unit: str = "ms"  # precision of the ISO 8601 times written
+
+    def csv_header(self) -> list[str]:
+        if self.bars:
+            return ["time", "open", "high", "low", "close", "volume"]
+        return ["index", *(["time"] if self.time else []), "price", *(["bid", "ask"] if self.quotes else [])]
+
+    def format_times(self, nanoseconds: np.ndarray) -> list[str]:
+        if not (self.time or self.bars):
+            return []
+        return [t + "Z" for t in np.datetime_as_string(as_datetime64(nanoseconds), unit=self.time_unit)]
+
+    def csv_columns(self, chunk: PriceChunk, times: list[str]) -> list[list[str]]:
+        if self.bars:
+            b = chunk.bars or _NO_BARS
+            prices = [list(map(repr, getattr(b, name).tolist())) for name in ("open", "high", "low", "close")]
+            return [times, *prices, list(map(str, b.volume.tolist()))]
+        columns = [list(map(str, range(chunk.offset, chunk.offset + len(chunk.prices))))]
+        if self.time:
+            columns.append(times)
+        columns.append(list(map(repr, chunk.prices.tolist())))
+        if self.quotes:
+            columns += [list(map(repr, chunk.bid.tolist())), list(map(repr, chunk.ask.tolist()))]
+        return columns
+
+    def json_columns(self, chunk: PriceChunk, times: list[str]) -> dict[str, list]:
+        if self.bars:
+            b = chunk.bars or _NO_BARS
+            return {
+                "bars": [
+                    {"time": t, "open": o, "high": h, "low": lo, "close": c, "volume": v}
+                    for t, o, h, lo, c, v in zip(
+                        times, *(getattr(b, n).tolist() for n in _BAR_VALUES), strict=True
+                    )
+                ]
+            }
+        columns: dict[str, list] = {}
+        if self.time:
+            columns["time"] = times
+        if self.quotes:
+            columns["bid"], columns["ask"] = chunk.bid.tolist(), chunk.ask.tolist()
+        return columns
+
+    def json_tail(self, collected: dict[str, list]) -> list[tuple[str, list]]:
+        names = (
+            ["bars"]
+            if self.bars
+            else [*(["time"] if self.time else []), *(["bid", "ask"] if self.quotes else [])]
+        )
+        return [(name, collected.get(name, [])) for name in names]
+
+
+_BAR_VALUES = ("open", "high", "low", "close", "volume")
+_NO_BARS = Bars(*(np.empty(0, dtype=d) for d in (np.int64, float, float, float, float, np.uint64)))
+
+
+# Model parameters beyond start price, mu and sigma: flag -> (models that take it, default, help).
+MODEL_FLAGS = {
+    "jump_intensity": (("merton",), 5.0, "expected jumps per year"),
+    "jump_mean": (("merton",), -0.02, "mean log size of a jump"),
+    "jump_stdev": (("merton",), 0.05, "standard deviation of a jump's log size"),
+    "v0": (("heston",), None, "initial variance per year (default sigma^2)"),
+    "kappa": (("heston", "ornstein_uhlenbeck"), 2.0, "speed of mean reversion per year"),
+    "theta": (("heston",), None, "long-run variance per year (default sigma^2)"),
+    "xi": (("heston",), 0.3, "volatility of the variance"),
+    "rho": (("heston",), -0.7, "correlation of price and variance shocks"),
+    "mean": (("ornstein_uhlenbeck",), None, "long-run level (default the start price)"),
+}
+CLI_MODELS = tuple(m for m in MODELS if m != "correlated_gbm")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def duration_seconds(text: str) -> float:
+    """``250ms``, ``1s``, ``5m``, ``1h``, ``1d`` as seconds (an argparse type)."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None or float(match[1]) <= 0:
+        raise argparse.ArgumentTypeError(f"expected a duration such as 250ms, 1s, 5m, 1h or 1d, got {text!r}")
+    return float(match[1]) * _SECONDS[match[2]]
+
+
+def start_time(text: str) -> dt.datetime:
+    """An ISO 8601 date or date-time; without an offset it is taken as UTC (an argparse type)."""
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO 8601 date or time such as 2026-03-02 or 2026-03-02T14:30:00Z, got {text!r}"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+
+
+def iso_date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
 
 
 def _add_path_arguments(parser: argparse.ArgumentParser) -> None:
@@ -75,29 +210,67 @@ def _add_path_arguments(parser: argparse.ArgumentParser) -> None:
         default=100,
         help="number of prices, start price included (default %(default)s)",
     )
+    parser.add_argument(
+        "--model", choices=CLI_MODELS, default="gbm", help="price model (default %(default)s)"
+    )
     parser.add_argument("--start-price", type=float, default=70.0, help="first price (default %(default)s)")
     parser.add_argument("--mu", type=float, default=0.05, help="annualised drift (default %(default)s)")
     parser.add_argument(
         "--sigma", type=float, default=0.3, help="annualised volatility (default %(default)s)"
     )
+    for name, (models, default, text) in MODEL_FLAGS.items():
+        shown = "" if default is None else f", default {default}"
+        parser.add_argument(
+            "--" + name.replace("_", "-"), type=float, help=f"{' and '.join(models)}: {text}{shown}"
+        )
+    parser.add_argument("--delta", type=float, help="period length in trading days (default 1)")
     parser.add_argument(
-        "--delta", type=float, default=1.0, help="period length in trading days (default %(default)s)"
+        "--period",
+        type=duration_seconds,
+        help="period length as a duration (250ms, 1s, 5m, 1h, 1d) of trading time: a trading day "
+        "is one session with --calendar, else 24 h; instead of --delta",
     )
     parser.add_argument(
         "--trading-days-per-year", type=float, help="trading days per year (server default 252)"
     )
     parser.add_argument("--seed", type=int, help="seed to replay a path (default: the server draws one)")
     parser.add_argument("--symbol", default="", help="label echoed back by the server")
+    time = parser.add_argument_group("time, bars and quotes")
+    time.add_argument(
+        "--start-time",
+        type=start_time,
+        help="time of the first price, ISO 8601 (UTC unless it has an offset); adds a time column. "
+        "Default with --bars or --calendar: today 00:00 UTC",
+    )
+    time.add_argument(
+        "--calendar", choices=tuple(CALENDARS), help="keep prices inside this exchange's sessions (weekdays)"
+    )
+    time.add_argument(
+        "--holiday", type=iso_date, action="append", default=[], help="a date without a session (repeatable)"
+    )
+    time.add_argument("--bars", choices=BAR_INTERVALS, help="OHLCV bars of this interval instead of prices")
+    time.add_argument("--volume-rate", type=float, help="bars: units traded per second (server default 10)")
+    time.add_argument("--tick-size", type=float, help="round prices to this grid")
+    spread = time.add_mutually_exclusive_group()
+    spread.add_argument("--spread-bps", type=float, help="add bid/ask this many basis points apart")
+    spread.add_argument(
+        "--spread-vol", type=float, help="add bid/ask this many one-period volatilities apart"
+    )
     parser.add_argument(
         "--format", choices=FORMATS, default="json", help="output format (default %(default)s)"
     )
     parser.add_argument("--output", "-o", help="output file (default stdout; required for npy)")
+    parser.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="also draw the path (a line) or the bars (candlesticks) to this image; needs matplotlib",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="marketdata-client",
-        description="Fetch synthetic GBM prices from a marketdata.v1 server.",
+        description="Fetch synthetic prices, bars and live quotes from a marketdata.v1 server.",
     )
     parser.add_argument(
         "--target",
@@ -108,9 +281,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, help="deadline in seconds (default 30 for get, none for stream)"
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    get = sub.add_parser("get", help="whole path in one call (GetGbmPrices)")
+    get = sub.add_parser("get", help="whole path in one call (GetGbmPrices, or GetPrices)")
     _add_path_arguments(get)
-    stream = sub.add_parser("stream", help="path in chunks as they are generated (StreamGbmPrices)")
+    stream = sub.add_parser(
+        "stream", help="path in chunks as they are generated (StreamGbmPrices, or StreamPrices)"
+    )
     _add_path_arguments(stream)
     stream.add_argument("--chunk-size", type=int, help="prices per message (default: server's)")
     stream.add_argument(
@@ -131,17 +306,99 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _path_kwargs(args: argparse.Namespace) -> dict:
+def check_path_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse flag combinations that would otherwise be ignored."""
+    for name, (models, _, _) in MODEL_FLAGS.items():
+        if getattr(args, name) is not None and args.model not in models:
+            flag = "--" + name.replace("_", "-")
+            parser.error(f"{flag} applies to --model {' or '.join(models)}, not {args.model}")
+    if args.period is not None and args.delta is not None:
+        parser.error("give --delta or --period, not both")
+    if args.volume_rate is not None and args.bars is None:
+        parser.error("--volume-rate applies to --bars")
+    if args.bars and (args.spread_bps is not None or args.spread_vol is not None):
+        parser.error("quotes (--spread-bps, --spread-vol) come with prices, not with --bars")
+    if args.holiday and args.calendar is None:
+        parser.error("--holiday needs --calendar")
+    if args.format == "npy" and _extras(args) != Extras():
+        parser.error("--format npy holds prices only: use csv or json for times, quotes or bars")
+
+
+def _extras(args: argparse.Namespace) -> Extras:
+    timed = args.start_time is not None or args.calendar is not None or args.bars is not None
+    return Extras(
+        time=timed and not args.bars,
+        quotes=args.spread_bps is not None or args.spread_vol is not None,
+        bars=args.bars is not None,
+        time_unit="ms" if args.period is None or args.period >= 0.001 else "ns",
+    )
+
+
+def _classic(args: argparse.Namespace) -> bool:
+    """Plain GBM with nothing added goes through GetGbmPrices, as the original endpoint did."""
+    return args.model == "gbm" and _extras(args) == Extras() and args.tick_size is None
+
+
+def _delta(args: argparse.Namespace) -> float:
+    if args.period is None:
+        return 1.0 if args.delta is None else args.delta
+    day = 86_400.0
+    if args.calendar is not None:
+        calendar = CALENDARS[args.calendar]
+        day = (
+            dt.datetime.strptime(calendar.session_close, "%H:%M")
+            - dt.datetime.strptime(calendar.session_open, "%H:%M")
+        ).total_seconds()
+    return args.period / day
+
+
+def _model_params(args: argparse.Namespace) -> dict[str, float]:
+    given = {name: getattr(args, name) for name in MODEL_FLAGS}
+    variance = args.sigma**2
+    defaults = {name: default for name, (_, default, _) in MODEL_FLAGS.items()}
+    defaults.update(v0=variance, theta=variance, mean=args.start_price)
+    values = {k: (v if v is not None else defaults[k]) for k, v in given.items()}
+    values.update(start_price=args.start_price, start=args.start_price, mu=args.mu, sigma=args.sigma)
+    model = path_message(args.model)
+    return {f.name: values[f.name] for f in model.DESCRIPTOR.fields}
+
+
+def _gbm_kwargs(args: argparse.Namespace) -> dict:
     return {
         "periods": args.periods,
         "start_price": args.start_price,
         "mu": args.mu,
         "sigma": args.sigma,
-        "delta": args.delta,
+        "delta": _delta(args),
         "trading_days_per_year": args.trading_days_per_year,
         "seed": args.seed,
         "symbol": args.symbol,
     }
+
+
+def _path_request(args: argparse.Namespace, **stream) -> market_data_pb2.PathRequest:
+    extras = _extras(args)
+    start = args.start_time
+    if start is None and (extras.time or extras.bars):
+        start = dt.datetime.combine(dt.datetime.now(dt.UTC).date(), dt.time(), tzinfo=dt.UTC)
+    return path_request(
+        args.model,
+        args.periods,
+        _delta(args),
+        model_params=_model_params(args),
+        trading_days_per_year=args.trading_days_per_year,
+        seed=args.seed,
+        symbol=args.symbol,
+        start_time=start,
+        calendar=CALENDARS[args.calendar] if args.calendar else None,
+        holidays=args.holiday,
+        bar_interval=args.bars or "",
+        tick_size=args.tick_size or 0.0,
+        spread_bps=args.spread_bps,
+        spread_volatility=args.spread_vol,
+        volume_rate=args.volume_rate,
+        **stream,
+    )
 
 
 def describe_error(error: grpc.RpcError, target: str, timeout: float | None) -> str:
@@ -165,15 +422,15 @@ def describe_error(error: grpc.RpcError, target: str, timeout: float | None) -> 
 
 
 def _run_get(md: MarketDataClient, args: argparse.Namespace, out: IO[str] | None) -> None:
-    path = md.get_gbm_prices(**_path_kwargs(args), timeout=args.timeout)
-    writer = PathWriter(args.format, out, args.output, len(path.prices))
-    writer.write(0, path.prices)
-    writer.finish(path.seed, path.symbol)
+    if _classic(args):
+        path = md.get_gbm_prices(**_gbm_kwargs(args), timeout=args.timeout)
+    else:
+        path = md.get_prices(_path_request(args), timeout=args.timeout)
+    chunk = PriceChunk(**{f: getattr(path, f) for f in PricePath.__dataclass_fields__}, offset=0)
+    _write(args, out, [chunk], len(path.prices))
 
 
 def _run_stream(md: MarketDataClient, args: argparse.Namespace, out: IO[str] | None) -> None:
-    writer = PathWriter(args.format, out, args.output, max(args.periods, 0))
-    seed, symbol = 0, args.symbol
     progress = tqdm(
         total=args.periods,
         unit="price",
@@ -181,20 +438,40 @@ def _run_stream(md: MarketDataClient, args: argparse.Namespace, out: IO[str] | N
         file=sys.stderr,
         disable=True if args.no_progress else None,  # None: only on a terminal
     )
-    with (
-        progress,
-        md.stream_gbm_prices(
-            **_path_kwargs(args),
-            chunk_size=args.chunk_size,
-            ticks_per_second=args.ticks_per_second,
-            timeout=args.timeout,
-        ) as stream,
-    ):
-        for chunk in stream:
-            writer.write(chunk.offset, chunk.prices)
-            seed, symbol = chunk.seed, chunk.symbol
-            progress.update(len(chunk.prices))
+    pacing = {"chunk_size": args.chunk_size, "ticks_per_second": args.ticks_per_second}
+    if _classic(args):
+        call = md.stream_gbm_prices(**_gbm_kwargs(args), **pacing, timeout=args.timeout)
+    else:
+        call = md.stream_prices(_path_request(args, **pacing), timeout=args.timeout)
+
+    def chunks() -> Iterator[PriceChunk]:
+        with progress, call as stream:
+            for chunk in stream:
+                yield chunk
+                # A bars chunk carries no prices: its offset tells how far the path has got.
+                progress.update(max(0, chunk.offset + len(chunk.prices) - progress.n))
+            progress.update(progress.total - progress.n)
+
+    _write(args, out, chunks(), max(args.periods, 0))
+
+
+def _write(args: argparse.Namespace, out: IO[str] | None, chunks: Iterable[PriceChunk], periods: int) -> None:
+    """Write every chunk as it comes; keep them for --plot only."""
+    writer = PathWriter(args.format, out, args.output, periods, _extras(args))
+    kept: list[PriceChunk] = []
+    seed, symbol = 0, args.symbol
+    for chunk in chunks:
+        writer.write(chunk)
+        seed, symbol = chunk.seed, chunk.symbol
+        if args.plot:
+            kept.append(chunk)
     writer.finish(seed, symbol)
+    if args.plot and kept:
+        from client.plot import draw  # matplotlib is optional: imported only when asked for
+
+        title = f"{args.model}  {symbol}  seed {seed}".replace("  ", " ").strip()
+        draw(join(kept), args.plot, title)
+        print(f"drew {args.plot}", file=sys.stderr)
 
 
 class LiveTable:
@@ -257,6 +534,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "format", None) == "npy" and not args.output:
         parser.error("--format npy needs --output FILE")
+    if args.command in ("get", "stream"):
+        check_path_arguments(parser, args)
+        if args.plot and importlib.util.find_spec("matplotlib") is None:
+            parser.error("--plot needs matplotlib: .venv/bin/pip install -e '.[plot]'")
     if args.timeout is None and args.command == "get":
         args.timeout = 30.0
 

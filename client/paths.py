@@ -64,7 +64,7 @@ def path_request(
     request = pb.PathRequest(
         periods=periods, delta=delta, symbol=symbol, bar_interval=bar_interval, tick_size=tick_size
     )
-    getattr(request, model).CopyFrom(getattr(pb, _message_name(model))(**(model_params or {})))
+    getattr(request, model).CopyFrom(path_message(model)(**(model_params or {})))
     for name, value in (
         ("trading_days_per_year", trading_days_per_year),
         ("seed", seed),
@@ -90,8 +90,9 @@ def path_request(
     return request
 
 
-def _message_name(model: str) -> str:
-    return pb.PathRequest.DESCRIPTOR.fields_by_name[model].message_type.name
+def path_message(model: str) -> type:
+    """The message class of ``model``'s parameters, e.g. pb.MertonModel for "merton"."""
+    return getattr(pb, pb.PathRequest.DESCRIPTOR.fields_by_name[model].message_type.name)
 
 
 def join(chunks: Iterable[PriceChunk]) -> PricePath:

@@ -300,3 +300,126 @@ def test_ctrl_c_ends_a_subscription_cleanly(python, server):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_models_timestamps_and_quotes_come_out_as_csv_columns(python, server):
+    done = run_client(
+        python,
+        "--target",
+        server.target,
+        "get",
+        "--model",
+        "heston",
+        "--periods",
+        "50",
+        "--period",
+        "1m",
+        "--calendar",
+        "nyse",
+        "--start-time",
+        "2026-03-02T15:00:00Z",
+        "--spread-bps",
+        "10",
+        "--tick-size",
+        "0.01",
+        "--seed",
+        "4",
+        "--format",
+        "csv",
+    )
+    assert done.returncode == 0, done.stderr
+    header, *rows = [line.split(",") for line in done.stdout.splitlines()]
+    assert header == ["index", "time", "price", "bid", "ask"]
+    assert len(rows) == 50
+    assert rows[0][1] == "2026-03-02T15:00:00.000Z" and rows[1][1] == "2026-03-02T15:01:00.000Z"
+    for _, _, price, bid, ask in rows:
+        assert float(bid) < float(price) < float(ask)
+        assert len(price.split(".")[1]) <= 2  # on the 0.01 grid
+
+
+def _bars_args(server, command, *extra):
+    return [
+        "--target",
+        server.target,
+        command,
+        "--model",
+        "merton",
+        "--periods",
+        "30000",
+        "--period",
+        "1s",
+        "--calendar",
+        "nyse",
+        "--holiday",
+        "2026-03-03",
+        "--start-time",
+        "2026-03-02",
+        "--bars",
+        "15m",
+        "--seed",
+        "5",
+        *extra,
+    ]
+
+
+def test_streamed_bars_equal_the_bars_of_one_call_and_can_be_drawn(python, server, tmp_path):
+    chart = tmp_path / "candles.png"
+    got = run_client(python, *_bars_args(server, "get", "--format", "csv", "--plot", str(chart)))
+    streamed = run_client(python, *_bars_args(server, "stream", "--format", "csv", "--chunk-size", "4000"))
+    assert got.returncode == streamed.returncode == 0, got.stderr + streamed.stderr
+    assert got.stdout == streamed.stdout
+    header, *rows = [line.split(",") for line in got.stdout.splitlines()]
+    assert header == ["time", "open", "high", "low", "close", "volume"]
+    # 23,400 s on Monday (26 bars), the holiday skipped, 6,600 s on Wednesday (8 bars, the last partial).
+    assert len(rows) == 26 + 8
+    assert rows[0][0] == "2026-03-02T14:30:00.000Z" and rows[26][0] == "2026-03-04T14:30:00.000Z"
+    for _, o, h, lo, c, _ in rows:
+        assert float(h) >= max(float(o), float(c)) >= min(float(o), float(c)) >= float(lo)
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_json_line_chart_of_a_quoted_path(python, server, tmp_path):
+    chart = tmp_path / "line.png"
+    done = run_client(
+        python,
+        "--target",
+        server.target,
+        "get",
+        "--periods",
+        "300",
+        "--start-time",
+        "2026-03-02T00:00:00+01:00",
+        "--spread-vol",
+        "3",
+        "--seed",
+        "6",
+        "--plot",
+        str(chart),
+    )
+    assert done.returncode == 0, done.stderr
+    body = json.loads(done.stdout)
+    assert set(body) == {"result", "seed", "symbol", "time", "bid", "ask"}
+    assert body["result"] == gbm_path(ORIGINAL, 300, 6).tolist()  # quotes leave the path as it was
+    assert body["time"][:2] == ["2026-03-01T23:00:00.000Z", "2026-03-02T23:00:00.000Z"]
+    assert all(b < p < a for b, p, a in zip(body["bid"], body["result"], body["ask"], strict=True))
+    assert chart.stat().st_size > 10_000
+
+
+def test_flags_that_would_be_ignored_are_refused(python):
+    for args, words in (
+        (["get", "--kappa", "2"], "--kappa applies to --model heston or ornstein_uhlenbeck"),
+        (["get", "--bars", "1m", "--format", "npy", "-o", "x.npy"], "npy holds prices only"),
+        (["get", "--period", "1s", "--delta", "1"], "--delta or --period"),
+        (["get", "--volume-rate", "5"], "--volume-rate applies to --bars"),
+        (["get", "--period", "fast"], "250ms, 1s, 5m, 1h or 1d"),
+    ):
+        done = run_client(python, *args)
+        assert done.returncode == 2, args
+        assert words in done.stderr, done.stderr
+
+
+def test_a_bad_model_parameter_exits_1_naming_its_field(python, server):
+    done = run_client(python, "--target", server.target, "get", "--model", "heston", "--rho", "3")
+    assert done.returncode == 1
+    assert "invalid argument (heston.rho)" in done.stderr and "[-1, 1]" in done.stderr
+    assert "Traceback" not in done.stderr
