@@ -83,6 +83,7 @@ def _array(runs: list[np.ndarray], dtype: np.dtype) -> np.ndarray:
     values = runs[0] if len(runs) == 1 else np.concatenate(runs)
     if not values.dtype.isnative:  # a big-endian host: convert to native order
         values = values.astype(values.dtype.newbyteorder("="))
+    values.flags.writeable = False  # read-only however it arrived, as documented
     return values
 
 

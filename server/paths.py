@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from server import models
-from server.bars import BarBuilder, Bars, quotes, round_to_grid, step_volumes
+from server.bars import BarBuilder, Bars, concat_bars, quotes, round_to_grid, step_volumes
 from server.generator import CorrelatedGbmParams, GbmParams, make_rng
 from server.requests import DEFAULT_QUOTE_TICK, GbmPlan
 from server.trading_calendar import NS
@@ -100,9 +100,7 @@ class PathBlocks:
         bars = self._bars.add(stamps, prices, self._volumes(raw), shifts)
         if offset + count == self._plan.periods:
             last = self._bars.flush()
-            bars = Bars(
-                *(np.concatenate((getattr(bars, f), getattr(last, f))) for f in Bars.__dataclass_fields__)
-            )
+            bars = concat_bars(bars, last)
         return Block(offset, count, prices[:0], bars=bars)
 
     def _volumes(self, raw: np.ndarray) -> np.ndarray:

@@ -94,14 +94,21 @@ class TimeAxis:
         return day + dt.timedelta(days=1), 0
 
     def _extend(self, days: int) -> None:
-        """Know the opens of at least ``days`` session days."""
+        """Know the opens of at least ``days`` session days (a year more, so a stream's
+        chunks do not each rebuild the arrays)."""
         cal = self.calendar
         day = self._next_day
         scanned = 0
-        while len(self._opens) < days:
+        wanted = days + 256
+        while len(self._opens) < wanted:
             if cal.is_session_day(day):
                 local = dt.datetime.combine(day, cal.open, tzinfo=self._zone)
-                self._opens.append(int(local.timestamp()) * NS)
+                open_ns = int(local.timestamp()) * NS
+                if open_ns + self._session_ns >= 2**63:  # the end of int64 nanosecond time
+                    if len(self._opens) >= days:
+                        break
+                    raise ParameterError("periods", "the path would run past the year 2262")
+                self._opens.append(open_ns)
                 self._shifts.append(int(local.utcoffset().total_seconds()) * NS)
                 scanned = 0
             day += dt.timedelta(days=1)
@@ -139,8 +146,12 @@ class TimeAxis:
         if self.calendar is not None:
             cal = self.calendar
             sessions = (self._lead_ns + span) // self._session_ns + 1
-            # Calendar days needed, generously: whole weeks plus holidays plus a spare week.
-            span = (sessions * 7 // len(cal.weekdays) + len(cal.holidays) + 7) * 86_400 * NS
+            # Calendar days needed, generously: whole weeks of sessions, a spare week, and a
+            # week for each holiday that could fall in the way (one costs at most a week).
+            first = dt.datetime.fromtimestamp(self.start_ns // NS, dt.UTC).date() - dt.timedelta(days=1)
+            holidays = sum(1 for h in cal.holidays if h >= first and h.weekday() in cal.weekdays)
+            weeks = -(-sessions // len(cal.weekdays)) + 1 + holidays
+            span = weeks * 7 * 86_400 * NS
         if self.start_ns + span >= 2**63:
             raise ParameterError(
                 "periods", "the path would run past the year 2262, the end of int64 nanosecond time"

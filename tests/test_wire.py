@@ -7,10 +7,18 @@ import struct
 import numpy as np
 import pytest
 
-from client.wire import DecodeError, decode_gbm_price_chunk, decode_gbm_prices
+from client.wire import (
+    DecodeError,
+    decode_gbm_price_chunk,
+    decode_gbm_prices,
+    decode_price_chunk,
+    decode_prices,
+)
 from marketdata.v1 import market_data_pb2
+from server.bars import Bars as ServerBars
+from server.paths import Block
 from server.requests import MAX_PRICES_PER_MESSAGE
-from server.wire import ChunkEncoder, encode_gbm_prices, varint
+from server.wire import ChunkEncoder, PathEncoder, encode_gbm_prices, varint
 
 Chunk = market_data_pb2.GbmPriceChunk
 Path = market_data_pb2.GbmPrices
@@ -178,3 +186,310 @@ def test_market_events_equal_the_generated_serializer_and_are_encoded_once():
     heartbeat = market_data_pb2.MarketEvent.FromString(encoding.heartbeat)
     assert heartbeat.WhichOneof("event") == "heartbeat"
     assert heartbeat.sequence == 12
+
+
+# --- Prices and PriceChunk: timestamps, quotes, bars and symbols ---------------------------------
+
+# One timestamp per period: before the epoch, the int64 extremes, and an ordinary instant.
+TIMESTAMPS = np.array([-(2**63), -(2**62) - 7, -1, 0, 1_772_809_200_123_456_789, 2**63 - 1], dtype=np.int64)
+PERIODS = len(TIMESTAMPS)
+SYMBOLS_CASES = {"no-symbols": (), "one-symbol": ("AAPL",), "symbols": ("", "ÉURO/€", "株式", "B")}
+# (seed, symbol, offset): all zero, so proto3 leaves them out, or all at their largest.
+HEADERS = {"zero-header": (0, "", 0), "full-header": (2**64 - 1, "ÉURO/€ 株", 10**12)}
+EXTRA_MESSAGES = {"Prices": market_data_pb2.Prices, "PriceChunk": market_data_pb2.PriceChunk}
+
+
+def _server_bars(n: int, seed: int = 3) -> ServerBars:
+    """``n`` bars whose start times reach the int64 extremes and volumes the fixed64 maximum."""
+    rng = np.random.default_rng(seed)
+    close = rng.lognormal(size=n)
+    start = np.sort(rng.integers(-(2**63), 2**63 - 1, size=n, dtype=np.int64, endpoint=True))
+    volume = rng.integers(0, 2**64 - 1, size=n, dtype=np.uint64, endpoint=True)
+    if n > 1:
+        start[[0, -1]] = [-(2**63), 2**63 - 1]
+    extremes = np.array([0, 2**63, 2**64 - 2, 2**64 - 1], dtype=np.uint64)  # around int64 and fixed64 limits
+    k = min(n, len(extremes))
+    volume[n - k :] = extremes[len(extremes) - k :]
+    return ServerBars(start, close * 0.99, close * 1.02, close * 0.97, close, volume)
+
+
+BARS_CASES = {"no-bars": None, "zero-bars": 0, "one-bar": 1, "many-bars": 500}
+
+
+def _block(
+    prices: str, stamped: bool, quoted: bool, bars: str, symbols: tuple[str, ...], offset: int
+) -> Block:
+    columns = max(1, len(symbols))
+    values = np.random.default_rng(4).lognormal(size=PERIODS * columns) if prices == "values" else np.empty(0)
+    n_bars = BARS_CASES[bars]
+    return Block(
+        offset,
+        PERIODS,
+        values,
+        timestamps=TIMESTAMPS if stamped else None,
+        bid=values - 0.25 if quoted else None,
+        ask=values + 0.5 if quoted else None,
+        bars=None if n_bars is None else _server_bars(n_bars),
+    )
+
+
+def _generated(message: type, block: Block, seed: int, symbol: str, symbols: tuple[str, ...]):
+    """The message the generated class builds from the same inputs (no bars field for zero bars)."""
+    generated = message(prices=block.prices.tolist(), seed=seed, symbol=symbol, symbols=list(symbols))
+    if "offset" in message.DESCRIPTOR.fields_by_name:
+        generated.offset = block.offset
+    if block.timestamps is not None:
+        generated.timestamps.extend(int(t) for t in block.timestamps)
+    if block.bid is not None:
+        generated.bid.extend(block.bid.tolist())
+        generated.ask.extend(block.ask.tolist())
+    if block.bars is not None and len(block.bars):
+        bars = block.bars
+        generated.bars.start_time.extend(int(t) for t in bars.start)
+        for name in ("open", "high", "low", "close"):
+            getattr(generated.bars, name).extend(getattr(bars, name).tolist())
+        generated.bars.volume.extend(int(v) for v in bars.volume)
+    return generated
+
+
+EXTRAS_CASES = pytest.mark.parametrize(
+    "prices, stamped, quoted, bars, symbols, header",
+    [
+        (prices, stamped, quoted, bars, symbols, header)
+        for prices in ("values", "no-prices")
+        for stamped in (False, True)
+        for quoted in (False, True)
+        for bars in BARS_CASES
+        for symbols in SYMBOLS_CASES
+        for header in HEADERS
+    ],
+)
+
+
+@pytest.mark.parametrize("kind", EXTRA_MESSAGES)
+@EXTRAS_CASES
+def test_path_encoder_bytes_equal_the_generated_serializer(
+    kind, prices, stamped, quoted, bars, symbols, header
+):
+    message = EXTRA_MESSAGES[kind]
+    seed, symbol, offset = HEADERS[header]
+    names = SYMBOLS_CASES[symbols]
+    block = _block(prices, stamped, quoted, bars, names, offset)
+    fast = PathEncoder(message, seed, symbol, names).encode(block)
+    expected = _generated(message, block, seed, symbol, names)
+    assert fast == expected.SerializeToString()
+    parsed = message.FromString(fast)
+    assert parsed.HasField("bars") == (block.bars is not None and len(block.bars) > 0)
+    assert list(parsed.symbols) == list(names)
+
+
+@pytest.mark.parametrize("name", PRICE_CASES)
+@pytest.mark.parametrize("kind", ["GbmPrices", "GbmPriceChunk"])
+@pytest.mark.parametrize("header", HEADERS)
+def test_path_encoder_of_plain_blocks_equals_the_generated_gbm_serializer(name, kind, header):
+    message = getattr(market_data_pb2, kind)
+    seed, symbol, offset = HEADERS[header]
+    prices = PRICE_CASES[name]
+    fast = PathEncoder(message, seed, symbol).encode(Block(offset, len(prices), prices))
+    expected = message(prices=prices, seed=seed, symbol=symbol)
+    if kind == "GbmPriceChunk":
+        expected.offset = offset
+    assert fast == expected.SerializeToString()
+
+
+def _assert_array(mine: np.ndarray, expected: np.ndarray, dtype: type) -> None:
+    """Same dtype, shape and bytes (so -0.0, infinities and int extremes compare exactly)."""
+    assert mine.dtype == dtype
+    assert mine.shape == expected.shape
+    assert mine.tobytes() == np.ascontiguousarray(expected, dtype=dtype).tobytes()
+
+
+def _same_as_generated(mine, theirs) -> None:
+    """A decoded PricePath/PriceChunk holds what the generated parser read from the same bytes."""
+    symbols = tuple(theirs.symbols)
+    prices = np.array(theirs.prices, dtype=np.float64)
+    _assert_array(mine.prices, prices.reshape(-1, len(symbols)) if symbols else prices, np.float64)
+    _assert_array(mine.timestamps, np.array(theirs.timestamps, dtype=np.int64), np.int64)
+    _assert_array(mine.bid, np.array(theirs.bid, dtype=np.float64), np.float64)
+    _assert_array(mine.ask, np.array(theirs.ask, dtype=np.float64), np.float64)
+    assert (mine.seed, mine.symbol, mine.symbols) == (theirs.seed, theirs.symbol, symbols)
+    if hasattr(theirs, "offset"):
+        assert mine.offset == theirs.offset
+    assert (mine.bars is not None) == theirs.HasField("bars")
+    if mine.bars is not None:
+        _assert_array(mine.bars.start_time, np.array(theirs.bars.start_time, dtype=np.int64), np.int64)
+        for name in ("open", "high", "low", "close"):
+            _assert_array(getattr(mine.bars, name), np.array(getattr(theirs.bars, name)), np.float64)
+        _assert_array(mine.bars.volume, np.array(theirs.bars.volume, dtype=np.uint64), np.uint64)
+
+
+DECODERS = {"Prices": decode_prices, "PriceChunk": decode_price_chunk}
+
+
+@pytest.mark.parametrize("kind", EXTRA_MESSAGES)
+@EXTRAS_CASES
+def test_decoding_gives_back_the_encoded_arrays(kind, prices, stamped, quoted, bars, symbols, header):
+    message = EXTRA_MESSAGES[kind]
+    seed, symbol, offset = HEADERS[header]
+    names = SYMBOLS_CASES[symbols]
+    block = _block(prices, stamped, quoted, bars, names, offset)
+    data = PathEncoder(message, seed, symbol, names).encode(block)
+    mine = DECODERS[kind](data)
+
+    shape = (-1, len(names)) if names else (-1,)
+    _assert_array(mine.prices, block.prices.reshape(shape), np.float64)
+    empty = np.empty(0)
+    _assert_array(mine.timestamps, TIMESTAMPS if stamped else empty, np.int64)
+    _assert_array(mine.bid, block.bid if quoted else empty, np.float64)
+    _assert_array(mine.ask, block.ask if quoted else empty, np.float64)
+    assert (mine.seed, mine.symbol, mine.symbols) == (seed, symbol, names)
+    if kind == "PriceChunk":
+        assert mine.offset == offset
+    if block.bars is None or len(block.bars) == 0:
+        assert mine.bars is None
+    else:
+        assert len(mine.bars) == len(block.bars)
+        _assert_array(mine.bars.start_time, block.bars.start, np.int64)
+        for name in ("open", "high", "low", "close"):
+            _assert_array(getattr(mine.bars, name), getattr(block.bars, name), np.float64)
+        _assert_array(mine.bars.volume, block.bars.volume, np.uint64)
+    arrays = [mine.prices, mine.timestamps, mine.bid, mine.ask]
+    if mine.bars is not None:
+        arrays += [mine.bars.start_time, mine.bars.open, mine.bars.volume]
+    assert not any(a.flags.writeable for a in arrays)
+
+    _same_as_generated(mine, message.FromString(data))
+
+
+def test_gbm_messages_decode_with_the_general_decoders():
+    prices = PRICE_CASES["special-values"]
+    path = encode_gbm_prices(prices, 5, "S")
+    chunk = ChunkEncoder(6, "T").encode(prices, 9)
+    _same_as_generated(decode_prices(path), market_data_pb2.Prices.FromString(path))
+    _same_as_generated(decode_price_chunk(chunk), market_data_pb2.PriceChunk.FromString(chunk))
+    assert decode_price_chunk(chunk).offset == 9
+
+
+def _bars_message(bars: ServerBars, part: slice = slice(None), names=None):
+    """A generated Bars holding ``part`` of each array named in ``names`` (default: all)."""
+    arrays = {
+        "start_time": bars.start,
+        "open": bars.open,
+        "high": bars.high,
+        "low": bars.low,
+        "close": bars.close,
+        "volume": bars.volume,
+    }
+    return market_data_pb2.Bars(
+        **{
+            name: [v.item() for v in values[part]]
+            for name, values in arrays.items()
+            if names is None or name in names
+        }
+    )
+
+
+@pytest.mark.parametrize("kind", EXTRA_MESSAGES)
+@pytest.mark.parametrize("split", ["each-array-split", "arrays-in-different-occurrences"])
+def test_bars_split_over_two_occurrences_decode_to_their_concatenation(kind, split):
+    message = EXTRA_MESSAGES[kind]
+    bars_number = message.DESCRIPTOR.fields_by_name["bars"].number
+    symbol_number = message.DESCRIPTOR.fields_by_name["symbol"].number
+    bars = _server_bars(7)
+    if split == "each-array-split":
+        first, second = _bars_message(bars, slice(0, 3)), _bars_message(bars, slice(3, None))
+    else:
+        first = _bars_message(bars, names={"start_time", "high", "volume"})
+        second = _bars_message(bars, names={"open", "low", "close"})
+    data = b"".join(
+        [
+            _len_field(bars_number, first.SerializeToString()),
+            _len_field(symbol_number, b"between"),
+            _len_field(bars_number, second.SerializeToString()),
+        ]
+    )
+    mine, theirs = DECODERS[kind](data), message.FromString(data)
+    _same_as_generated(mine, theirs)
+    assert mine.symbol == "between"
+    _assert_array(mine.bars.start_time, bars.start, np.int64)
+    _assert_array(mine.bars.open, bars.open, np.float64)
+    _assert_array(mine.bars.close, bars.close, np.float64)
+    _assert_array(mine.bars.volume, bars.volume, np.uint64)
+
+
+def test_an_empty_bars_submessage_is_bars_with_no_entries():
+    data = _len_field(7, b"")
+    mine, theirs = decode_prices(data), market_data_pb2.Prices.FromString(data)
+    assert theirs.HasField("bars")
+    assert mine.bars is not None and len(mine.bars) == 0
+    _same_as_generated(mine, theirs)
+
+
+@pytest.mark.parametrize("kind", EXTRA_MESSAGES)
+def test_unpacked_timestamps_are_accepted(kind):
+    message = EXTRA_MESSAGES[kind]
+    number = message.DESCRIPTOR.fields_by_name["timestamps"].number
+    unpacked = b"".join(_key(number, 1) + struct.pack("<q", t) for t in TIMESTAMPS[:4].tolist())
+    packed = _len_field(number, TIMESTAMPS[4:].tobytes())  # runs of both kinds append in order
+    data = unpacked + packed
+    mine, theirs = DECODERS[kind](data), message.FromString(data)
+    _same_as_generated(mine, theirs)
+    _assert_array(mine.timestamps, TIMESTAMPS, np.int64)
+
+
+def test_unpacked_bar_times_and_volumes_are_accepted():
+    bars = _server_bars(4)
+    payload = b"".join(
+        [*(_key(1, 1) + struct.pack("<q", t) for t in bars.start.tolist())]
+        + [*(_key(6, 1) + struct.pack("<Q", v) for v in bars.volume.tolist())]
+    )
+    data = _len_field(7, payload)
+    mine, theirs = decode_prices(data), market_data_pb2.Prices.FromString(data)
+    _same_as_generated(mine, theirs)
+    _assert_array(mine.bars.start_time, bars.start, np.int64)
+    _assert_array(mine.bars.volume, bars.volume, np.uint64)
+
+
+@pytest.mark.parametrize("kind", EXTRA_MESSAGES)
+@pytest.mark.parametrize(
+    "n_prices, symbols_before, symbols_after",
+    [
+        (4, ("A", "B", "C"), ()),
+        (1, ("A", "B"), ()),
+        (4, ("A", "B"), ("C",)),  # every symbols entry counts, wherever it is
+        (3, ("",), ("€",)),
+    ],
+)
+def test_prices_that_do_not_fill_rows_of_symbols_are_refused(kind, n_prices, symbols_before, symbols_after):
+    message = EXTRA_MESSAGES[kind]
+    numbers = message.DESCRIPTOR.fields_by_name
+    data = b"".join(
+        [
+            *(_len_field(numbers["symbols"].number, s.encode()) for s in symbols_before),
+            _len_field(numbers["prices"].number, np.arange(float(n_prices)).tobytes()),
+            *(_len_field(numbers["symbols"].number, s.encode()) for s in symbols_after),
+        ]
+    )
+    assert len(message.FromString(data).prices) == n_prices  # a valid message, but no table
+    with pytest.raises(DecodeError):
+        DECODERS[kind](data)
+
+
+@pytest.mark.parametrize("n_symbols", [1, 2, 3])
+def test_prices_that_fill_rows_of_symbols_take_one_column_per_symbol(n_symbols):
+    symbols = ("A", "B€", "")[:n_symbols]
+    prices = np.arange(6.0)
+    block = Block(0, 6 // n_symbols, prices)
+    data = PathEncoder(market_data_pb2.Prices, 1, "", symbols).encode(block)
+    path = decode_prices(data)
+    assert path.prices.shape == (6 // n_symbols, n_symbols)
+    assert path.prices[:, -1].tolist() == prices[n_symbols - 1 :: n_symbols].tolist()
+    empty = decode_prices(PathEncoder(market_data_pb2.Prices, 1, "", symbols).encode(Block(0, 0, prices[:0])))
+    assert empty.prices.shape == (0, n_symbols)
+
+
+def test_arrays_decoded_from_several_runs_are_read_only_too():
+    data = _key(1, 1) + struct.pack("<d", 1.0) + _key(1, 1) + struct.pack("<d", 2.0)
+    path = decode_prices(data)
+    assert path.prices.tolist() == [1.0, 2.0]
+    assert not path.prices.flags.writeable
