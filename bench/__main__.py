@@ -3,7 +3,8 @@
 Rows: the in-process generation limit L; streaming 10M prices into one numpy
 array over gRPC (generated classes vs the numpy-native wire path); small
 unary calls against an empty-handler floor and the original Flask endpoint;
-server memory while streaming 100M prices; --workers 2 against 1.
+server memory while streaming 100M prices; --workers 2 against 1; live
+subscribers; what timestamps, quotes, bars and baskets cost on a stream.
 
 Unary load comes from h2load (nghttp2's load generator, written in C), so
 the Python servers, not a Python load generator, are what is measured.
@@ -12,6 +13,7 @@ the Python servers, not a Python load generator, are what is measured.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import platform
@@ -32,6 +34,7 @@ import grpc
 import numpy as np
 
 from client.api import MarketDataClient
+from client.paths import CALENDARS, path_request
 from marketdata.v1 import market_data_pb2, market_data_pb2_grpc
 from server.generator import GbmParams, GbmStepper, make_rng
 from server.requests import Limits
@@ -256,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=2.0, help="duration of each unary load run")
     parser.add_argument("--stream-prices", type=int, default=10_000_000)
     parser.add_argument("--rss-prices", type=int, default=100_000_000)
-    parser.add_argument("--rows", default="1,2,3,4,5,6", help="which rows to measure (default %(default)s)")
+    parser.add_argument("--rows", default="1,2,3,4,5,6,7", help="which rows to measure (default %(default)s)")
     args = parser.parse_args(argv)
     wanted = {int(r) for r in args.rows.split(",")}
     if shutil.which("h2load") is None:
@@ -298,6 +301,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # 6. Live subscribers.
     if 6 in wanted:
         subscriber_rows(row)
+
+    # 7. What PathRequest's additions cost on a stream.
+    if 7 in wanted:
+        additions_rows(args, limit, row)
 
     print(f"\nMachine: {machine()}; medians of {args.runs} runs.\n")
     print("| measurement | result | notes |")
@@ -352,6 +359,54 @@ def subscriber_rows(row: Callable[..., None]) -> None:
             row("6. subscribers held with p99 lag < 50 ms", f"{best:,}", "largest step that passed")
         finally:
             service.stop()
+
+
+def additions_rows(args: argparse.Namespace, limit: float, row: Callable[..., None]) -> None:
+    """StreamPrices of 10M one-second GBM steps on the NYSE calendar, bare and with each addition."""
+    n = args.stream_prices
+    gbm = {"start_price": 70.0, "mu": 0.05, "sigma": 0.3}
+    timed = {"start_time": dt.datetime(2026, 3, 2, tzinfo=dt.UTC), "calendar": CALENDARS["nyse"]}
+    assets = [{"symbol": f"A{i}", "start_price": 50.0 + i, "sigma": 0.2} for i in range(4)]
+    cases = (
+        ("bare", path_request("gbm", n, 1 / 23_400, model_params=gbm, seed=1)),
+        ("timestamps", path_request("gbm", n, 1 / 23_400, model_params=gbm, seed=1, **timed)),
+        (
+            "timestamps + 0.01 tick + 5 bp quotes",
+            path_request(
+                "gbm", n, 1 / 23_400, model_params=gbm, seed=1, tick_size=0.01, spread_bps=5, **timed
+            ),
+        ),
+        ("1m bars", path_request("gbm", n, 1 / 23_400, model_params=gbm, seed=1, bar_interval="1m", **timed)),
+        (
+            "correlated_gbm, 4 assets",
+            path_request(
+                "correlated_gbm",
+                n // 4,
+                1 / 23_400,
+                model_params={"assets": assets, "correlation": np.full(16, 0.5) + 0.5 * np.eye(4).ravel()},
+                seed=1,
+            ),
+        ),
+    )
+    service = launch_server()
+    try:
+        for label, request in cases:
+
+            def measure(r: market_data_pb2.PathRequest = request) -> float:
+                started = time.perf_counter()
+                with MarketDataClient(f"127.0.0.1:{service.port}") as md, md.stream_prices(r) as stream:
+                    for _ in stream:
+                        pass
+                return n / (time.perf_counter() - started)
+
+            rate = median_of(args.runs, measure) / 1e6
+            row(
+                f"7. StreamPrices {n / 1e6:.0f}M values, {label}",
+                f"{rate:.1f} M values/s",
+                f"{rate / limit:.2f} x L",
+            )
+    finally:
+        service.stop()
 
 
 def stream_rows(args: argparse.Namespace, limit: float, row: Callable[..., None]) -> None:
