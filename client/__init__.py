@@ -10,8 +10,10 @@ from client.api import (
     Subscription,
     field_violations,
 )
+from client.paths import CALENDARS, join, path_request
 
 __all__ = [
+    "CALENDARS",
     "DEFAULT_TARGET",
     "ManagedSubscription",
     "MarketDataClient",
@@ -20,4 +22,6 @@ __all__ = [
     "PriceStream",
     "Subscription",
     "field_violations",
+    "join",
+    "path_request",
 ]

@@ -64,7 +64,7 @@ class PathBlocks:
         else:
             # Values of arithmetic and OU may be zero or negative: moves and spreads in price units.
             self._absolute = not models.model_of(plan.params).positive
-            self._scale = step_scale(plan.params)
+            self._scale = step_scale(plan.params) if extras.quotes or extras.bar_interval_ns else 0.0
         self._floor = not self._absolute  # prices never round below one tick
         self._bars = None
         if extras.bar_interval_ns is not None:

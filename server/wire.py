@@ -11,6 +11,7 @@ parses them.
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 
@@ -87,6 +88,18 @@ def encode_bars(bars) -> bytes:
     )
 
 
+_ENCODING_ORDER = ("prices", "offset", "seed", "symbol", "timestamps", "bid", "ask", "bars", "symbols")
+
+
+@functools.cache
+def _layout(message: type) -> dict[str, int]:
+    """Field numbers of a price message, checked to ascend in the order PathEncoder writes them."""
+    numbers = {f.name: f.number for f in message.DESCRIPTOR.fields}
+    order = [numbers[name] for name in _ENCODING_ORDER if name in numbers]
+    assert order == sorted(order), f"{message.__name__} fields are not in the encoding order"
+    return numbers
+
+
 class PathEncoder:
     """Serializes the replies of one request from its blocks (server.paths.Block).
 
@@ -96,14 +109,7 @@ class PathEncoder:
     """
 
     def __init__(self, message: type, seed: int, symbol: str, symbols: tuple[str, ...] = ()) -> None:
-        numbers = {f.name: f.number for f in message.DESCRIPTOR.fields}
-        order = [
-            numbers[name]
-            for name in ("prices", "offset", "seed", "symbol", "timestamps", "bid", "ask", "bars", "symbols")
-            if name in numbers
-        ]
-        assert order == sorted(order), f"{message.__name__} fields are not in the encoding order"
-        self._numbers = numbers
+        self._numbers = numbers = _layout(message)
         self._offset = numbers.get("offset")
         self._fixed = uint_field(numbers["seed"], seed) + string_field(numbers["symbol"], symbol)
         # Every entry of a repeated string is written, empty ones included.
