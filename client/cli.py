@@ -29,7 +29,7 @@ import numpy as np
 from tqdm import tqdm
 
 from client.api import DEFAULT_TARGET, MarketDataClient, field_violations
-from client.paths import CALENDARS, MODELS, as_datetime64, join, path_message, path_request
+from client.paths import CALENDARS, MODELS, as_datetime64, join, path_message, path_request, session_seconds
 from client.wire import Bars, PriceChunk, PricePath
 from marketdata.v1 import market_data_pb2
 
@@ -105,6 +105,10 @@ class Extras:
     quotes: bool = False
     bars: bool = False
     time_unit: str = "ms"  # precision of the ISO 8601 times written
+
+    @property
+    def any(self) -> bool:
+        return self.time or self.quotes or self.bars
 
     def csv_header(self) -> list[str]:
         if self.bars:
@@ -320,7 +324,7 @@ def check_path_arguments(parser: argparse.ArgumentParser, args: argparse.Namespa
         parser.error("quotes (--spread-bps, --spread-vol) come with prices, not with --bars")
     if args.holiday and args.calendar is None:
         parser.error("--holiday needs --calendar")
-    if args.format == "npy" and _extras(args) != Extras():
+    if args.format == "npy" and _extras(args).any:
         parser.error("--format npy holds prices only: use csv or json for times, quotes or bars")
 
 
@@ -330,26 +334,36 @@ def _extras(args: argparse.Namespace) -> Extras:
         time=timed and not args.bars,
         quotes=args.spread_bps is not None or args.spread_vol is not None,
         bars=args.bars is not None,
-        time_unit="ms" if args.period is None or args.period >= 0.001 else "ns",
+        time_unit=_time_unit(args),
     )
+
+
+def _time_unit(args: argparse.Namespace) -> str:
+    """Milliseconds, or as fine as the period and the start time need to tell values apart."""
+    step_ns = round(_delta(args) * _day_seconds(args) * 1e9)
+    start = args.start_time
+    start_ns = 0 if start is None else start.microsecond * 1000
+    for unit, size in (("ms", 10**6), ("us", 10**3)):
+        if step_ns % size == 0 and start_ns % size == 0:
+            return unit
+    return "ns"
 
 
 def _classic(args: argparse.Namespace) -> bool:
     """Plain GBM with nothing added goes through GetGbmPrices, as the original endpoint did."""
-    return args.model == "gbm" and _extras(args) == Extras() and args.tick_size is None
+    extras = _extras(args)
+    return args.model == "gbm" and not extras.any and args.tick_size is None
+
+
+def _day_seconds(args: argparse.Namespace) -> float:
+    """A trading day: one session with a calendar, else 24 hours (as the server counts it)."""
+    return 86_400.0 if args.calendar is None else session_seconds(CALENDARS[args.calendar])
 
 
 def _delta(args: argparse.Namespace) -> float:
     if args.period is None:
         return 1.0 if args.delta is None else args.delta
-    day = 86_400.0
-    if args.calendar is not None:
-        calendar = CALENDARS[args.calendar]
-        day = (
-            dt.datetime.strptime(calendar.session_close, "%H:%M")
-            - dt.datetime.strptime(calendar.session_open, "%H:%M")
-        ).total_seconds()
-    return args.period / day
+    return args.period / _day_seconds(args)
 
 
 def _model_params(args: argparse.Namespace) -> dict[str, float]:

@@ -34,6 +34,15 @@ CALENDARS = {
 }
 
 
+def session_seconds(calendar: pb.TradingCalendar) -> float:
+    """Length of one of ``calendar``'s sessions in seconds (its open and close, or the defaults)."""
+    opens, closes = (
+        dt.datetime.strptime(text or default, "%H:%M")
+        for text, default in ((calendar.session_open, "09:30"), (calendar.session_close, "16:00"))
+    )
+    return (closes - opens).total_seconds()
+
+
 def path_request(
     model: str,
     periods: int,

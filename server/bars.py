@@ -6,8 +6,8 @@ stamped with the start of its interval. open/close are its first and last
 prices, high/low the extremes, so high >= max(open, close) >= min(open,
 close) >= low always. Volume model: each fine step trades a Poisson number
 of units with mean ``volume_rate * step_seconds * (1 + |z|)``, where z is
-the step's log-return in standard deviations, so big moves trade more; a
-bar's volume is the sum over its steps.
+the step's log-return in standard deviations (at most MOVE_CAP), so big
+moves trade more; a bar's volume is the sum over its steps.
 
 Quotes: bid and ask around the mid, half a spread each side, the spread
 either fixed in basis points of the mid or a multiple of the step's
@@ -17,6 +17,7 @@ one tick.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -24,6 +25,8 @@ import numpy as np
 
 from server.generator import ParameterError
 
+# Moves count for volume up to this many standard deviations (a bound keeps volumes finite).
+MOVE_CAP = 50.0
 INTERVALS = {"1s": 1, "1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
 
 
@@ -87,8 +90,9 @@ def ohlcv(
     )
 
 
-def concat_bars(a: Bars, b: Bars) -> Bars:
-    return Bars(*(np.concatenate((getattr(a, f), getattr(b, f))) for f in Bars.__dataclass_fields__))
+def concat_bars(*parts: Bars) -> Bars:
+    """The bars of ``parts``, one after the other."""
+    return Bars(*(np.concatenate([getattr(p, f) for p in parts]) for f in Bars.__dataclass_fields__))
 
 
 class BarBuilder:
@@ -135,7 +139,12 @@ def step_volumes(
     log_returns: np.ndarray, step_sd: float, step_seconds: float, volume_rate: float, rng: np.random.Generator
 ) -> np.ndarray:
     """Units traded in each fine step (see the module docstring)."""
-    z = np.abs(log_returns) / step_sd if step_sd > 0 else np.zeros(len(log_returns))
+    if step_sd > 0:
+        # A move beyond MOVE_CAP sds (or not a number, after a price reached 0) counts as MOVE_CAP.
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            z = np.fmin(np.abs(log_returns) / step_sd, MOVE_CAP)
+    else:
+        z = np.zeros(len(log_returns))
     return rng.poisson(volume_rate * step_seconds * (1.0 + z))
 
 
@@ -164,20 +173,37 @@ def quotes(
     return on_grid(bid, tick_size), on_grid(ask, tick_size)
 
 
-def on_grid(ticks: np.ndarray, tick_size: float) -> np.ndarray:
+@functools.lru_cache(maxsize=1024)
+def _decimal_grid(tick_size: float) -> tuple[float, float]:
+    """The tick as an exact decimal: (units, 10^decimals), e.g. 0.05 -> (5, 100)."""
+    decimals = max(0, -Decimal(repr(tick_size)).as_tuple().exponent)
+    scale = 10.0**decimals
+    return float(round(tick_size * scale)), scale
+
+
+def on_grid(ticks: np.ndarray, tick_size: float | np.ndarray) -> np.ndarray:
     """``ticks`` whole ticks as prices, written exactly: 250.1 reads 250.1, not 250.10000000000002.
 
     The tick is an exact decimal (units / 10^decimals), so each price is one
     integer divided once by a power of ten, the closest double to the decimal.
+    ``tick_size`` may be one tick or one per column. Zero comes out as 0.0,
+    never -0.0.
     """
-    decimals = max(0, -Decimal(repr(float(tick_size))).as_tuple().exponent)
-    scale = 10.0**decimals
-    return ticks * round(tick_size * scale) / scale
+    if np.ndim(tick_size) == 0:
+        units, scale = _decimal_grid(float(tick_size))
+    else:
+        units, scale = np.array([_decimal_grid(float(t)) for t in tick_size]).T
+    return ticks * units / scale + 0.0
 
 
-def round_to_grid(values: np.ndarray, tick_size: float, at_least_one_tick: bool = False) -> np.ndarray:
-    """``values`` rounded to the nearest multiple of ``tick_size`` (and not below one tick if asked)."""
+def round_to_grid(
+    values: np.ndarray, tick_size: float | np.ndarray, at_least_one_tick: bool | np.ndarray = False
+) -> np.ndarray:
+    """``values`` rounded to the nearest multiple of ``tick_size``; where ``at_least_one_tick``
+    holds (everywhere, or per column), never below one tick."""
     ticks = np.round(values / tick_size)
-    if at_least_one_tick:
+    if np.ndim(at_least_one_tick):
+        ticks = np.where(at_least_one_tick, np.maximum(ticks, 1.0), ticks)
+    elif at_least_one_tick:
         ticks = np.maximum(ticks, 1.0)
     return on_grid(ticks, tick_size)

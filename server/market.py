@@ -17,13 +17,13 @@ import numbers
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from server import models
+from server.bars import round_to_grid
 from server.generator import (
     DEFAULT_TRADING_DAYS_PER_YEAR,
     CorrelatedGbmStepper,
@@ -361,11 +361,6 @@ class Market:
         ]
         self._tick_sizes = np.array([i.tick_size for i in instruments])
         self._floored = np.array([i.positive for i in instruments])
-        # Prices are published as (whole ticks x tick in integer units) / 10^decimals:
-        # an exact integer divided once, so 250.1 reads 250.1, not 250.10000000000002.
-        decimals = [max(0, -Decimal(repr(i.tick_size)).as_tuple().exponent) for i in instruments]
-        self._scale = np.array([10.0**d for d in decimals])
-        self._tick_units = np.round(self._tick_sizes * self._scale)
         self._index = {s: n for n, s in enumerate(config.symbols)}
         self.last = MarketTick(0, 0.0, self._round(self._step()))
 
@@ -379,12 +374,10 @@ class Market:
         return values
 
     def _round(self, values: np.ndarray) -> np.ndarray:
-        # Published values sit on each instrument's grid. Prices (gbm, merton, heston) never
-        # go below one tick; arithmetic and Ornstein-Uhlenbeck values (spreads, rates) may
-        # be zero or negative. Adding 0.0 turns a -0.0 into 0.0.
-        ticks = np.round(values / self._tick_sizes)
-        ticks = np.where(self._floored, np.maximum(ticks, 1.0), ticks) + 0.0
-        return ticks * self._tick_units / self._scale
+        # Published values sit on each instrument's grid, as exact decimals. Prices (gbm,
+        # merton, heston) never go below one tick; arithmetic and Ornstein-Uhlenbeck values
+        # (spreads, rates) may be zero or negative.
+        return round_to_grid(values, self._tick_sizes, self._floored)
 
     def tick(self) -> MarketTick:
         """Advance every instrument by one step; all subscribers see this same tick."""

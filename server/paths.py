@@ -103,13 +103,22 @@ class PathBlocks:
             bars = concat_bars(bars, last)
         return Block(offset, count, prices[:0], bars=bars)
 
+    def whole(self, block_size: int) -> Block:
+        """The whole reply as one block. Bars are built ``block_size`` values at a time,
+        so the fine path never sits whole in memory; anything else comes in one block."""
+        if self._bars is None:
+            return self.next(self._plan.periods)
+        bars = [self.next(block_size).bars for _ in range(-(-self._plan.periods // block_size))]
+        return Block(0, self._plan.periods, np.empty(0), bars=concat_bars(*bars))
+
     def _volumes(self, raw: np.ndarray) -> np.ndarray:
         """Units traded in each period: bigger moves trade more (see server.bars)."""
         before = raw[0] if self._previous is None else self._previous
         self._previous = float(raw[-1])
-        if self._absolute:
-            moves = np.diff(raw, prepend=before)
-        else:
-            moves = np.diff(np.log(raw), prepend=math.log(before))
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # a price at 0: capped below
+            if self._absolute:
+                moves = np.diff(raw, prepend=before)
+            else:
+                moves = np.diff(np.log(raw), prepend=np.log(before))
         step_seconds = self._extras.time.step_ns / NS
         return step_volumes(moves, self._scale, step_seconds, self._extras.volume_rate, self._volume_rng)

@@ -18,7 +18,7 @@ import numpy as np
 
 from marketdata.v1 import market_data_pb2
 from server import models
-from server.bars import interval_seconds
+from server.bars import MOVE_CAP, interval_seconds
 from server.generator import (
     DEFAULT_TRADING_DAYS_PER_YEAR,
     CorrelatedGbmParams,
@@ -53,6 +53,8 @@ SPREAD_BPS_MAX = 10_000.0
 SPREAD_VOLATILITY_MAX = 1_000.0
 DEFAULT_VOLUME_RATE = 10.0
 VOLUME_RATE_MAX = 1e9
+# Expected units in one bar at most, so volumes stay far inside 64-bit integers.
+VOLUME_MEAN_MAX = 1e15
 # Quotes of an unrounded path sit on a cent grid.
 DEFAULT_QUOTE_TICK = 0.01
 
@@ -212,14 +214,18 @@ def _width(plan: GbmPlan) -> int:
 
 
 def _most_bars(periods: int, extras: Extras) -> int:
-    """An upper bound on the bars a path makes: the intervals its time span touches,
-    plus one per session it starts (each session may open a new bar)."""
+    """An upper bound on the bars a path makes. Each session (the whole path, without a
+    calendar) covering s ns of path time touches at most s / interval + 2 intervals, so
+    the path makes at most span / interval + 2 x sessions bars."""
     axis = extras.time
     span = (periods - 1) * axis.step_ns
-    sessions = 0
+    sessions = 1
     if axis.calendar is not None:
+        # +2 for the partial first and last sessions; a clock change can shorten a
+        # session by an hour about once a year, hence the spare one per hundred.
         sessions = span // (axis.calendar.session_seconds * NS) + 2
-    return min(periods, span // extras.bar_interval_ns + 2 + sessions)
+        sessions += sessions // 100 + 1
+    return min(periods, span // extras.bar_interval_ns + 2 * sessions)
 
 
 def _chunk_cap(limits: Limits, extras: Extras, width: int) -> tuple[int, str]:
@@ -271,6 +277,10 @@ def _correlated(model: market_data_pb2.CorrelatedGbmModel, delta: float, years: 
             if err.field in ("delta", "trading_days_per_year"):
                 raise
             raise ParameterError(f"assets[{i}].{err.field}", f"assets[{i}].{err}") from None
+    named = [a.symbol for a in model.assets if a.symbol]
+    repeated = sorted({s for s in named if named.count(s) > 1})
+    if repeated:
+        raise ParameterError("assets", f"assets' symbols must be unique; repeated: {', '.join(repeated)}")
     symbols = [a.symbol or f"#{i}" for i, a in enumerate(model.assets)]
     if not model.correlation:
         return CorrelatedGbmParams(tuple(assets), None)
@@ -372,6 +382,18 @@ def _time_of(request: market_data_pb2.PathRequest, delta: float) -> TimeAxis | N
     return axis
 
 
+def _check_volumes_fit(volume_rate: float, bar_ns: int) -> None:
+    """A bar's expected volume (its time, at most one period plus its interval, times the
+    rate and the largest move factor) must stay far inside 64-bit integers."""
+    most = VOLUME_MEAN_MAX / (bar_ns / NS * (1 + MOVE_CAP))
+    if volume_rate > most:
+        raise ParameterError(
+            "volume_rate",
+            f"volume_rate must be in [0, {most:.6g}] units per second for this period and bar_interval "
+            f"(a bar may expect at most {VOLUME_MEAN_MAX:g} units), got {volume_rate!r}",
+        )
+
+
 def _extras_of(request: market_data_pb2.PathRequest, params: object) -> Extras:
     correlated = isinstance(params, CorrelatedGbmParams)
     time = _time_of(request, request.delta)
@@ -382,12 +404,20 @@ def _extras_of(request: market_data_pb2.PathRequest, params: object) -> Extras:
             raise ParameterError("bar_interval", "bar_interval needs time (its start_time places the bars)")
         if correlated:
             raise ParameterError("bar_interval", "bar_interval works with single-instrument models only")
+        if bar_interval_ns < time.step_ns:
+            raise ParameterError(
+                "bar_interval",
+                f"bar_interval {request.bar_interval} is shorter than one period ({time.step_ns / NS:g} s): "
+                "bars are built from several periods; lower delta or choose a longer interval",
+            )
     elif request.HasField("volume_rate"):
         raise ParameterError("volume_rate", "volume_rate only applies to bars: set bar_interval too")
     volume_rate = DEFAULT_VOLUME_RATE
     if request.HasField("volume_rate"):
         check_range("volume_rate", request.volume_rate, 0.0, VOLUME_RATE_MAX, unit="units per second")
         volume_rate = request.volume_rate
+    if bar_interval_ns is not None:
+        _check_volumes_fit(volume_rate, time.step_ns + bar_interval_ns)
     tick = request.tick_size
     if tick != 0.0 and not (math.isfinite(tick) and TICK_SIZE_MIN <= tick <= TICK_SIZE_MAX):
         raise ParameterError(

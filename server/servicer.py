@@ -212,7 +212,7 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
             _LOGGER.debug("whole path periods=%d seed=%d", plan.periods, plan.seed)
 
         def produce() -> bytes:
-            return self._encoder(plan, message)(PathBlocks(plan).next(plan.periods))
+            return self._encoder(plan, message)(PathBlocks(plan).whole(self.limits.default_chunk_size))
 
         return await _run(produce, offload=plan.periods >= OFFLOAD_MIN_PRICES)
 

@@ -3,7 +3,8 @@
 Without a calendar, value i of a path is stamped start + i x step. With one,
 the path's clock runs only during sessions: weekdays that are not holidays,
 from the session open to the close in the exchange's time zone (so DST moves
-the UTC time of the open, not the local one). Step i lands i x step seconds
+the UTC time of the open, not the local one, and a session that a clock
+change falls in is an hour shorter or longer). Step i lands i x step seconds
 of session time after the first session moment at or after the start,
 rolling over to the next session when a session is used up. Timestamps come back as
 one int64 array of UTC nanoseconds, not one object per price.
@@ -12,15 +13,25 @@ one int64 array of UTC nanoseconds, not one object per price.
 from __future__ import annotations
 
 import datetime as dt
-import math
+import functools
 from dataclasses import dataclass, field
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, available_timezones
 
 import numpy as np
 
 from server.generator import ParameterError
 
 NS = 1_000_000_000
+
+
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    """IANA zone names, without the host-dependent ones ("localtime", "Factory", posix/, right/)."""
+    return frozenset(
+        name
+        for name in available_timezones()
+        if name not in ("localtime", "Factory") and not name.startswith(("posix/", "right/"))
+    )
 
 
 @dataclass(frozen=True)
@@ -32,9 +43,7 @@ class TradingCalendar:
     holidays: frozenset[dt.date] = field(default_factory=frozenset)
 
     def __post_init__(self) -> None:
-        try:
-            ZoneInfo(self.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
+        if self.timezone not in _zone_names():
             raise ParameterError(
                 "timezone", f"timezone must be an IANA name such as America/New_York, got {self.timezone!r}"
             ) from None
@@ -54,19 +63,24 @@ class TradingCalendar:
         return day.weekday() in self.weekdays and day not in self.holidays
 
 
+_INT64_END = 2**63
+
+
 class TimeAxis:
     """UTC nanoseconds of path positions, computed block by block.
 
     Position i is ``i x step_ns`` after the start: of wall time without a
-    calendar, of session time with one (the first session moment at or after
-    the start). Integer nanoseconds throughout, so any block split gives the
-    same stamps. Session opens are worked out once per day and kept.
+    calendar, of session time with one (from the first session moment at or
+    after the start). Each session lasts from its open to its close in UTC,
+    so on the day a clock change falls inside a session, that session is an
+    hour shorter or longer. Integer nanoseconds throughout, so any block split
+    gives the same stamps. Sessions are worked out once per day and kept.
     """
 
     def __init__(self, start_ns: int, step_ns: int, calendar: TradingCalendar | None = None) -> None:
         if step_ns < 1:
             raise ParameterError("step", f"the period must be at least 1 ns, got {step_ns} ns")
-        if not -(2**63) <= start_ns < 2**63:
+        if not -_INT64_END <= start_ns < _INT64_END:
             raise ParameterError("start_time", "start_time is outside the years 1678 to 2262")
         self.start_ns = start_ns
         self.step_ns = step_ns
@@ -75,70 +89,94 @@ class TimeAxis:
             return
         self._zone = ZoneInfo(calendar.timezone)
         self._session_ns = calendar.session_seconds * NS
-        self._next_day, self._lead_ns = self._first_session_moment(start_ns)
-        self._opens: list[int] = []
-        self._shifts: list[int] = []
-        self._opens_array = np.empty(0, dtype=np.int64)
-        self._shifts_array = np.empty(0, dtype=np.int64)
-
-    def _first_session_moment(self, start_ns: int) -> tuple[dt.date, int]:
-        """The first session day at or after ``start_ns`` and how far into its session that is."""
-        cal = self.calendar
-        local = dt.datetime.fromtimestamp(start_ns // NS, self._zone)
-        day = local.date()
-        if cal.is_session_day(day):
-            open_ns = int(dt.datetime.combine(day, cal.open, tzinfo=self._zone).timestamp()) * NS
-            into = start_ns - open_ns
-            if into < self._session_ns:
-                return day, max(into, 0)
-        return day + dt.timedelta(days=1), 0
-
-    def _extend(self, days: int) -> None:
-        """Know the opens of at least ``days`` session days (a year more, so a stream's
-        chunks do not each rebuild the arrays)."""
-        cal = self.calendar
-        day = self._next_day
-        scanned = 0
-        wanted = days + 256
-        while len(self._opens) < wanted:
-            if cal.is_session_day(day):
-                local = dt.datetime.combine(day, cal.open, tzinfo=self._zone)
-                open_ns = int(local.timestamp()) * NS
-                if open_ns + self._session_ns >= 2**63:  # the end of int64 nanosecond time
-                    if len(self._opens) >= days:
-                        break
-                    raise ParameterError("periods", "the path would run past the year 2262")
-                self._opens.append(open_ns)
-                self._shifts.append(int(local.utcoffset().total_seconds()) * NS)
-                scanned = 0
+        # Per session day: UTC open, session time elapsed at its open and at its close,
+        # the local offset at the open, when it changes (if it does) and to what.
+        self._columns: tuple[list[int], ...] = ([], [], [], [], [], [])
+        self._arrays = tuple(np.empty(0, dtype=np.int64) for _ in self._columns)
+        self._elapsed = 0
+        day = dt.datetime.fromtimestamp(start_ns // NS, self._zone).date()
+        while True:
+            day = self._session_day(day)
+            open_ns, close_ns, *_ = self._session(day)
+            if start_ns < close_ns:
+                break
             day += dt.timedelta(days=1)
-            scanned += 1
-            if scanned > 366 + len(cal.holidays):
-                raise ParameterError("calendar", "the calendar has no session day in a whole year")
         self._next_day = day
-        self._opens_array = np.array(self._opens, dtype=np.int64)
-        self._shifts_array = np.array(self._shifts, dtype=np.int64)
+        self._lead_ns = max(0, start_ns - open_ns)
 
-    def _days(self, first: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    def _session_day(self, day: dt.date) -> dt.date:
+        """The first session day at or after ``day``."""
+        for _ in range(367 + len(self.calendar.holidays)):
+            if self.calendar.is_session_day(day):
+                return day
+            day += dt.timedelta(days=1)
+        raise ParameterError("calendar", "the calendar has no session day in a whole year")
+
+    def _offset_ns(self, utc_seconds: int) -> int:
+        return int(dt.datetime.fromtimestamp(utc_seconds, self._zone).utcoffset().total_seconds()) * NS
+
+    def _session(self, day: dt.date) -> tuple[int, int, int, int, int]:
+        """UTC open and close of ``day``'s session, the local offset at the open, the UTC
+        moment it changes inside the session (or the int64 end) and the offset after."""
+        cal = self.calendar
+        open_s = int(dt.datetime.combine(day, cal.open, tzinfo=self._zone).timestamp())
+        close_s = max(open_s, int(dt.datetime.combine(day, cal.close, tzinfo=self._zone).timestamp()))
+        before, after = self._offset_ns(open_s), self._offset_ns(close_s)
+        switch = _INT64_END - 1
+        if before != after:  # a clock change inside the session: find its second
+            low, high = open_s, close_s
+            while high - low > 1:
+                middle = (low + high) // 2
+                low, high = (low, middle) if self._offset_ns(middle) == after else (middle, high)
+            switch = high * NS
+        return open_s * NS, close_s * NS, before, switch, after
+
+    def _extend(self, offset: int) -> None:
+        """Know the sessions until ``offset`` ns of session time, and a year more, so a
+        stream's chunks do not each rebuild the arrays."""
+        opens, starts, ends, before, switches, after = self._columns
+        wanted = len(opens) + 256
+        day = self._next_day
+        while self._elapsed <= offset or len(opens) < wanted:
+            day = self._session_day(day)
+            open_ns, close_ns, offset_before, switch, offset_after = self._session(day)
+            if close_ns >= _INT64_END:  # the end of int64 nanosecond time
+                if self._elapsed > offset:
+                    break
+                raise ParameterError("periods", "the path would run past the year 2262")
+            opens.append(open_ns)
+            starts.append(self._elapsed)
+            self._elapsed += close_ns - open_ns
+            ends.append(self._elapsed)
+            before.append(offset_before)
+            switches.append(switch)
+            after.append(offset_after)
+            day += dt.timedelta(days=1)
+        self._next_day = day
+        self._arrays = tuple(np.array(column, dtype=np.int64) for column in self._columns)
+
+    def _locate(self, first: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each position's session (index) and UTC stamp."""
         offsets = self._lead_ns + np.arange(first, first + n, dtype=np.int64) * self.step_ns
-        days = offsets // self._session_ns
-        if n and days[-1] >= len(self._opens):
-            self._extend(int(days[-1]) + 1)
-        return days, offsets - days * self._session_ns
+        if n and offsets[-1] >= self._elapsed:
+            self._extend(int(offsets[-1]))
+        opens, starts, ends = self._arrays[:3]
+        sessions = np.searchsorted(ends, offsets, side="right")  # empty sessions are skipped
+        return sessions, opens[sessions] + (offsets - starts[sessions])
 
     def stamps(self, first: int, n: int) -> np.ndarray:
         """UTC nanoseconds of positions ``first`` to ``first + n - 1``."""
         if self.calendar is None:
             return self.start_ns + np.arange(first, first + n, dtype=np.int64) * self.step_ns
-        days, within = self._days(first, n)
-        return self._opens_array[days] + within
+        return self._locate(first, n)[1]
 
     def local_shifts(self, first: int, n: int) -> np.ndarray:
         """Local time minus UTC of each position, in ns (zeros without a calendar)."""
         if self.calendar is None:
             return np.zeros(n, dtype=np.int64)
-        days, _ = self._days(first, n)
-        return self._shifts_array[days]
+        sessions, stamps = self._locate(first, n)
+        before, switches, after = self._arrays[3:]
+        return np.where(stamps >= switches[sessions], after[sessions], before[sessions])
 
     def check_fits(self, periods: int) -> None:
         """Refuse a path whose last stamp would not fit int64 nanoseconds (after 2262)."""
@@ -156,21 +194,3 @@ class TimeAxis:
             raise ParameterError(
                 "periods", "the path would run past the year 2262, the end of int64 nanosecond time"
             )
-
-
-def timestamps(
-    start: dt.datetime | dt.date, step_seconds: float, n: int, calendar: TradingCalendar | None = None
-) -> np.ndarray:
-    """UTC nanoseconds of the n values of a path (see the module docstring)."""
-    if not (math.isfinite(step_seconds) and step_seconds > 0):
-        raise ParameterError("step_seconds", f"step_seconds must be > 0, got {step_seconds!r}")
-    if isinstance(start, dt.datetime):
-        if start.tzinfo is None:
-            raise ParameterError("start_time", "start_time must be a time-zone-aware datetime")
-        start_ns = int(start.timestamp()) * NS + start.microsecond * 1000
-    else:
-        if calendar is None:
-            raise ParameterError("start_time", "a date alone needs a calendar; give a datetime")
-        zone = ZoneInfo(calendar.timezone)
-        start_ns = int(dt.datetime.combine(start, dt.time(), tzinfo=zone).timestamp()) * NS
-    return TimeAxis(start_ns, round(step_seconds * NS), calendar).stamps(0, n)

@@ -132,31 +132,6 @@ class PathEncoder:
         return b"".join(parts)
 
 
-def encode_gbm_prices(prices: np.ndarray, seed: int, symbol: str) -> bytes:
-    """A serialized marketdata.v1.GbmPrices."""
-    return PathEncoder(market_data_pb2.GbmPrices, seed, symbol).encode(_Plain(0, prices))
-
-
-class ChunkEncoder:
-    """Serializes the GbmPriceChunk messages of one stream; seed and symbol are fixed."""
-
-    def __init__(self, seed: int, symbol: str) -> None:
-        self._encoder = PathEncoder(market_data_pb2.GbmPriceChunk, seed, symbol)
-
-    def encode(self, prices: np.ndarray, offset: int) -> bytes:
-        """A serialized marketdata.v1.GbmPriceChunk."""
-        return self._encoder.encode(_Plain(offset, prices))
-
-
-class _Plain:
-    """A block with prices only."""
-
-    timestamps = bid = ask = bars = None
-
-    def __init__(self, offset: int, prices: np.ndarray) -> None:
-        self.offset, self.prices = offset, prices
-
-
 _I64 = 1
 
 

@@ -9,11 +9,18 @@ import numpy as np
 import pytest
 
 from server.generator import ParameterError
-from server.trading_calendar import NS, TimeAxis, TradingCalendar, timestamps
+from server.trading_calendar import NS, TimeAxis, TradingCalendar
 
 NY = ZoneInfo("America/New_York")
 HOLIDAY = dt.date(2026, 3, 9)  # a Monday, declared a holiday for the test
 CAL = TradingCalendar(holidays=frozenset({HOLIDAY}))
+
+
+def timestamps(start: dt.datetime | dt.date, step_seconds: float, n: int, calendar=None) -> np.ndarray:
+    """The first n stamps from a UTC datetime, or from midnight of a date in the calendar's zone."""
+    if not isinstance(start, dt.datetime):
+        start = dt.datetime.combine(start, dt.time(), tzinfo=ZoneInfo(calendar.timezone))
+    return TimeAxis(int(start.timestamp()) * NS, round(step_seconds * NS), calendar).stamps(0, n)
 
 
 def _local(ns: np.ndarray) -> list[dt.datetime]:
@@ -50,10 +57,13 @@ def test_the_open_stays_at_0930_local_across_the_dst_change():
 def test_bad_calendars_are_refused():
     with pytest.raises(ParameterError, match="IANA"):
         TradingCalendar(timezone="Mars/Olympus")
+    for host_dependent in ("localtime", "Factory", "posix/America/New_York"):
+        with pytest.raises(ParameterError, match="IANA"):
+            TradingCalendar(timezone=host_dependent)
     with pytest.raises(ParameterError, match="before close"):
         TradingCalendar(open=dt.time(16), close=dt.time(9))
-    with pytest.raises(ParameterError, match="time-zone-aware"):
-        timestamps(dt.datetime(2026, 1, 1), 1.0, 3)
+    with pytest.raises(ParameterError, match="the period must be at least 1 ns"):
+        TimeAxis(0, 0)
 
 
 # --- TimeAxis: the block-by-block stamps of the path services ----------------------------------
@@ -288,3 +298,29 @@ def test_check_fits_refuses_every_path_whose_stamps_do_not_fit_even_with_many_ho
             break
         # Accepted: the stamps must fit (they fail with OverflowError, or a late ParameterError).
         TimeAxis(start_ns, step_ns, calendar).stamps(0, periods)
+
+
+# Sunday-only sessions from 01:00 to 04:00 New York time: the clocks change inside them.
+NIGHT = TradingCalendar(open=dt.time(1), close=dt.time(4), weekdays=frozenset({6}))
+
+
+@pytest.mark.parametrize(
+    ("sunday", "hours"),
+    [(dt.date(2026, 3, 8), 2), (dt.date(2026, 11, 1), 4)],  # spring forward, fall back
+)
+def test_a_session_a_clock_change_falls_in_is_an_hour_shorter_or_longer(sunday, hours):
+    start = int(dt.datetime.combine(sunday, dt.time(), tzinfo=NY).timestamp()) * NS
+    axis = TimeAxis(start, 60 * NS, NIGHT)  # minute steps; a nominal session holds 180
+    stamps = axis.stamps(0, 400)
+    shifts = axis.local_shifts(0, 400)
+    assert (np.diff(stamps) > 0).all()
+    local = [dt.datetime.fromtimestamp(int(t) // NS, NY) for t in stamps]
+    assert all(dt.time(1) <= m.time() < dt.time(4) for m in local)
+    assert sum(m.date() == sunday for m in local) == hours * 60
+    # The shift each stamp gets is the zone's offset at that instant: bars align on local time.
+    expected = [int(m.utcoffset().total_seconds()) * NS for m in local]
+    assert shifts.tolist() == expected
+    assert len(set(expected[: hours * 60])) == 2
+    # Any split gives the same stamps.
+    pieces = [axis_piece for a, b in ((0, 7), (7, 150), (150, 400)) for axis_piece in axis.stamps(a, b - a)]
+    assert pieces == stamps.tolist()

@@ -423,3 +423,27 @@ def test_a_bad_model_parameter_exits_1_naming_its_field(python, server):
     assert done.returncode == 1
     assert "invalid argument (heston.rho)" in done.stderr and "[-1, 1]" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_times_are_printed_as_finely_as_the_period_needs(python, server):
+    done = run_client(
+        python,
+        "--target",
+        server.target,
+        "get",
+        "--periods",
+        "3",
+        "--period",
+        "1.5ms",
+        "--start-time",
+        "2026-03-02T14:30:00Z",
+        "--format",
+        "csv",
+    )
+    assert done.returncode == 0, done.stderr
+    times = [line.split(",")[1] for line in done.stdout.splitlines()[1:]]
+    assert times == [
+        "2026-03-02T14:30:00.000000Z",
+        "2026-03-02T14:30:00.001500Z",
+        "2026-03-02T14:30:00.003000Z",
+    ]

@@ -358,6 +358,21 @@ BAD = {
         "not with correlated_gbm or bars",
     ),
     "period below a nanosecond": (lambda r: setattr(r, "delta", 1e-15), "delta", "at least 1 ns"),
+    "host-dependent time zone": (
+        lambda r: setattr(r.time.calendar, "timezone", "localtime"),
+        "time.calendar.timezone",
+        "IANA",
+    ),
+    "bars shorter than a period": (
+        lambda r: (setattr(r, "delta", 1.0), setattr(r, "bar_interval", "1h")),
+        "bar_interval",
+        "shorter than one period (23400 s)",
+    ),
+    "volumes past 64 bits": (
+        lambda r: (setattr(r, "bar_interval", "1d"), setattr(r, "volume_rate", 1e9)),
+        "volume_rate",
+        "units per second for this period and bar_interval",
+    ),
     "path past 2262": (
         lambda r: (setattr(r, "periods", 10**12), setattr(r, "delta", 1.0)),
         "periods",
@@ -398,6 +413,11 @@ BAD_CORRELATED = {
         {"assets": ASSETS, "correlation": [1, 0.9, -0.9, 0.9, 1, 0.9, -0.9, 0.9, 1]},
         "correlated_gbm.correlation",
         "positive semi-definite",
+    ),
+    "repeated symbols": (
+        {"assets": [ASSETS[0], {**ASSETS[1], "symbol": "AAA"}]},
+        "correlated_gbm.assets",
+        "unique; repeated: AAA",
     ),
     "diagonal not one": (
         {"assets": ASSETS[:2], "correlation": [1, 0, 0, 2]},
@@ -443,3 +463,88 @@ def test_message_size_caps_count_the_added_arrays(stub):
     with pytest.raises(grpc.RpcError) as info:
         stub.GetPrices(bars)
     assert "use StreamPrices" in info.value.details()
+
+
+def test_bars_of_sessions_not_aligned_to_the_interval_stay_within_one_message(stub):
+    """A 62-minute session touches three hourly bars: the size check must count them all."""
+    request = path_request(
+        "gbm",
+        62 * 30_000,
+        1 / 62,
+        model_params=GBM,
+        start_time=dt.datetime(2000, 1, 1, tzinfo=dt.UTC),
+        calendar=pb.TradingCalendar(
+            timezone="UTC", session_open="09:59", session_close="11:01", weekdays=range(1, 8)
+        ),
+        bar_interval="1h",
+    )
+    with pytest.raises(grpc.RpcError) as info:
+        stub.GetPrices(request)
+    assert [f for f, _ in field_violations(info.value)] == ["periods"]
+    assert "use StreamPrices" in info.value.details()
+
+
+def test_extreme_moves_give_capped_volumes_not_errors(md):
+    """Moves of millions of standard deviations (and a price reaching 0) count as MOVE_CAP."""
+    request = path_request(
+        "ornstein_uhlenbeck",
+        120,
+        1 / 1440,
+        model_params={"start": 1e6, "mean": 0.0, "kappa": 1e3, "sigma": 1e-6},
+        start_time=FRIDAY_10AM,
+        bar_interval="1h",
+        volume_rate=1e6,
+        seed=10,
+    )
+    bars = md.get_prices(request).bars
+    assert len(bars) == 2  # 15:00 and 16:00 UTC
+    # At most 51 x the rate per second of the bar's time, and at least the rate alone.
+    assert (bars.volume > 0).all() and bars.volume.sum() < 1e6 * 7200 * 51 * 1.01
+
+
+def test_values_rounded_to_zero_are_never_negative_zero_so_streams_match_exactly(md):
+    request = path_request(
+        "ornstein_uhlenbeck",
+        5_000,
+        1 / 390,
+        model_params={"start": 0.0, "mean": 1.0, "kappa": 5.0, "sigma": 1.0},
+        start_time=FRIDAY_10AM,
+        calendar=CALENDARS["lse"],
+        tick_size=0.01,
+        seed=5,
+    )
+    prices = md.get_prices(request).prices
+    assert (prices == 0).any() and not np.signbit(prices[prices == 0]).any()
+    request.bar_interval = "1h"
+    whole = md.get_prices(request).bars
+    for chunk_size in (1, 7):
+        streamed = _stream(md, request, chunk_size).bars
+        for name in ("start_time", "open", "high", "low", "close", "volume"):
+            assert getattr(streamed, name).tobytes() == getattr(whole, name).tobytes(), name
+
+
+def test_hourly_bars_stay_on_the_local_hour_through_a_session_with_a_clock_change(md):
+    night = pb.TradingCalendar(session_open="01:00", session_close="04:00", weekdays=[7])
+    request = path_request(
+        "gbm",
+        400,
+        1 / 180,  # a minute of a nominal three-hour session
+        model_params=GBM,
+        start_time=dt.datetime(2026, 3, 8, tzinfo=NY),  # the Sunday US clocks spring forward
+        calendar=night,
+        bar_interval="1h",
+        seed=11,
+    )
+    bars = md.get_prices(request).bars
+    local = [dt.datetime.fromtimestamp(int(t) // 10**9, NY) for t in bars.start_time]
+    # 01:00 EST and 03:00 EDT on the short Sunday (no 02:00), then 01:00-03:00 a week later, and so on.
+    assert [m.strftime("%m-%d %H:%M") for m in local[:5]] == [
+        "03-08 01:00",
+        "03-08 03:00",
+        "03-15 01:00",
+        "03-15 02:00",
+        "03-15 03:00",
+    ]
+    streamed = _stream(md, request, 97).bars
+    assert streamed.start_time.tobytes() == bars.start_time.tobytes()
+    assert streamed.close.tobytes() == bars.close.tobytes()

@@ -18,10 +18,21 @@ from marketdata.v1 import market_data_pb2
 from server.bars import Bars as ServerBars
 from server.paths import Block
 from server.requests import MAX_PRICES_PER_MESSAGE
-from server.wire import ChunkEncoder, PathEncoder, encode_gbm_prices, varint
+from server.wire import PathEncoder, varint
 
 Chunk = market_data_pb2.GbmPriceChunk
 Path = market_data_pb2.GbmPrices
+
+
+def encode_gbm_prices(prices: np.ndarray, seed: int, symbol: str) -> bytes:
+    """A GbmPrices reply as the server writes it."""
+    return PathEncoder(Path, seed, symbol).encode(Block(0, len(prices), prices))
+
+
+def encode_chunk(prices: np.ndarray, offset: int, seed: int, symbol: str) -> bytes:
+    """A GbmPriceChunk as the server writes it."""
+    return PathEncoder(Chunk, seed, symbol).encode(Block(offset, len(prices), prices))
+
 
 SPECIAL = np.array([0.0, -0.0, 1e-310, 5e-324, np.inf, -np.inf, 1.7976931348623157e308, 70.0])
 
@@ -41,7 +52,7 @@ INT_CASES = [0, 1, 127, 128, 2**32, 2**64 - 1]
 def test_fast_chunk_bytes_equal_the_generated_serializer(name, seed, symbol):
     prices = PRICE_CASES[name]
     for offset in (0, 10**12):
-        fast = ChunkEncoder(seed, symbol).encode(prices, offset)
+        fast = encode_chunk(prices, offset, seed, symbol)
         generated = Chunk(prices=prices, offset=offset, seed=seed, symbol=symbol)
         assert fast == generated.SerializeToString()
         parsed = Chunk.FromString(fast)
@@ -97,7 +108,7 @@ UNKNOWN_FIELDS = {
 @pytest.mark.parametrize("unknown", UNKNOWN_FIELDS)
 def test_unknown_fields_are_skipped_like_the_generated_parser_does(unknown):
     prices = np.array([1.0, 2.0, 3.0])
-    data = UNKNOWN_FIELDS[unknown] + ChunkEncoder(7, "S").encode(prices, 4) + UNKNOWN_FIELDS[unknown]
+    data = UNKNOWN_FIELDS[unknown] + encode_chunk(prices, 4, 7, "S") + UNKNOWN_FIELDS[unknown]
     _same_chunk(decode_gbm_price_chunk(data), Chunk.FromString(data))
 
 
@@ -364,7 +375,7 @@ def test_decoding_gives_back_the_encoded_arrays(kind, prices, stamped, quoted, b
 def test_gbm_messages_decode_with_the_general_decoders():
     prices = PRICE_CASES["special-values"]
     path = encode_gbm_prices(prices, 5, "S")
-    chunk = ChunkEncoder(6, "T").encode(prices, 9)
+    chunk = encode_chunk(prices, 9, 6, "T")
     _same_as_generated(decode_prices(path), market_data_pb2.Prices.FromString(path))
     _same_as_generated(decode_price_chunk(chunk), market_data_pb2.PriceChunk.FromString(chunk))
     assert decode_price_chunk(chunk).offset == 9
