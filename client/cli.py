@@ -44,9 +44,11 @@ class PathWriter:
     """Writes a path piece by piece, so a long stream never sits whole in memory.
 
     CSV gets one column per thing asked for (time, price, bid, ask; or the
-    bars' time, open, high, low, close, volume). JSON keeps the original
-    endpoint's ``{"result": [...]}``; timestamps, quotes and bars come as
-    extra keys. The .npy format holds prices only.
+    bars' time, open, high, low, close, volume; a basket has one price column
+    per symbol). JSON keeps the original endpoint's ``{"result": [...]}`` (a
+    basket's result holds one row per period); timestamps, quotes and bars
+    come as extra keys. The .npy format holds prices only (periods x symbols
+    for a basket).
     """
 
     def __init__(
@@ -57,7 +59,9 @@ class PathWriter:
         self.extras = extras
         self.count = 0
         self._array = (
-            np.lib.format.open_memmap(npy_path, mode="w+", dtype=np.float64, shape=(periods,))
+            np.lib.format.open_memmap(
+                npy_path, mode="w+", dtype=np.float64, shape=(periods, *extras.shape_per_period)
+            )
             if fmt == "npy"
             else None
         )
@@ -105,15 +109,21 @@ class Extras:
     quotes: bool = False
     bars: bool = False
     time_unit: str = "ms"  # precision of the ISO 8601 times written
+    symbols: tuple[str, ...] = ()  # a basket's columns; empty for one instrument
 
     @property
     def any(self) -> bool:
         return self.time or self.quotes or self.bars
 
+    @property
+    def shape_per_period(self) -> tuple[int, ...]:
+        return (len(self.symbols),) if self.symbols else ()
+
     def csv_header(self) -> list[str]:
         if self.bars:
             return ["time", "open", "high", "low", "close", "volume"]
-        return ["index", *(["time"] if self.time else []), "price", *(["bid", "ask"] if self.quotes else [])]
+        prices = list(self.symbols) or ["price"]
+        return ["index", *(["time"] if self.time else []), *prices, *(["bid", "ask"] if self.quotes else [])]
 
     def format_times(self, nanoseconds: np.ndarray) -> list[str]:
         if not (self.time or self.bars):
@@ -128,7 +138,8 @@ class Extras:
         columns = [list(map(str, range(chunk.offset, chunk.offset + len(chunk.prices))))]
         if self.time:
             columns.append(times)
-        columns.append(list(map(repr, chunk.prices.tolist())))
+        prices = chunk.prices.reshape(len(chunk.prices), -1)  # one column per instrument
+        columns += [list(map(repr, column.tolist())) for column in prices.T]
         if self.quotes:
             columns += [list(map(repr, chunk.bid.tolist())), list(map(repr, chunk.ask.tolist()))]
         return columns
@@ -157,7 +168,8 @@ class Extras:
             if self.bars
             else [*(["time"] if self.time else []), *(["bid", "ask"] if self.quotes else [])]
         )
-        return [(name, collected.get(name, [])) for name in names]
+        basket = [("symbols", list(self.symbols))] if self.symbols else []
+        return basket + [(name, collected.get(name, [])) for name in names]
 
 
 _BAR_VALUES = ("open", "high", "low", "close", "volume")
@@ -176,7 +188,8 @@ MODEL_FLAGS = {
     "rho": (("heston",), -0.7, "correlation of price and variance shocks"),
     "mean": (("ornstein_uhlenbeck",), None, "long-run level (default the start price)"),
 }
-CLI_MODELS = tuple(m for m in MODELS if m != "correlated_gbm")
+CLI_MODELS = MODELS
+DEFAULTS = {"start_price": 70.0, "mu": 0.05, "sigma": 0.3}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -200,6 +213,30 @@ def start_time(text: str) -> dt.datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
 
 
+def asset(text: str) -> dict[str, object]:
+    """``SYMBOL:START_PRICE:MU:SIGMA`` as one CorrelatedAsset's fields (an argparse type)."""
+    parts = text.split(":")
+    try:
+        if len(parts) != 4:
+            raise ValueError
+        return {
+            "symbol": parts[0],
+            **dict(zip(("start_price", "mu", "sigma"), map(float, parts[1:]), strict=True)),
+        }
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected SYMBOL:START_PRICE:MU:SIGMA such as AAA:50:0.05:0.2, got {text!r}"
+        ) from None
+
+
+def numbers(text: str) -> list[float]:
+    """Comma-separated numbers (an argparse type)."""
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+
+
 def iso_date(text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)
@@ -217,10 +254,23 @@ def _add_path_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", choices=CLI_MODELS, default="gbm", help="price model (default %(default)s)"
     )
-    parser.add_argument("--start-price", type=float, default=70.0, help="first price (default %(default)s)")
-    parser.add_argument("--mu", type=float, default=0.05, help="annualised drift (default %(default)s)")
+    parser.add_argument("--start-price", type=float, help=f"first price (default {DEFAULTS['start_price']})")
+    parser.add_argument("--mu", type=float, help=f"annualised drift (default {DEFAULTS['mu']})")
+    parser.add_argument("--sigma", type=float, help=f"annualised volatility (default {DEFAULTS['sigma']})")
     parser.add_argument(
-        "--sigma", type=float, default=0.3, help="annualised volatility (default %(default)s)"
+        "--asset",
+        type=asset,
+        action="append",
+        default=[],
+        metavar="SYMBOL:START_PRICE:MU:SIGMA",
+        help="correlated_gbm: one instrument of the basket (repeat for each)",
+    )
+    parser.add_argument(
+        "--correlation",
+        type=numbers,
+        metavar="RHO | R11,R12,...",
+        help="correlated_gbm: one correlation for every pair, or the whole matrix row by row "
+        "(default: independent)",
     )
     for name, (models, default, text) in MODEL_FLAGS.items():
         shown = "" if default is None else f", default {default}"
@@ -311,7 +361,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def check_path_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Refuse flag combinations that would otherwise be ignored."""
+    """Refuse flag combinations that would otherwise be ignored; fill in the defaults."""
+    basket = args.model == "correlated_gbm"
+    if basket:
+        given = [f"--{n.replace('_', '-')}" for n in DEFAULTS if getattr(args, n) is not None]
+        if given:
+            parser.error(f"{', '.join(given)}: a basket's instruments carry their own (--asset)")
+        if not args.asset:
+            parser.error("--model correlated_gbm needs at least one --asset SYMBOL:START_PRICE:MU:SIGMA")
+        if args.bars or args.spread_bps is not None or args.spread_vol is not None:
+            parser.error("bars and quotes are for one instrument, not a correlated_gbm basket")
+        n = len(args.asset)
+        if args.correlation is not None and len(args.correlation) not in (1, n * n):
+            parser.error(
+                f"--correlation takes one number or {n * n} (a {n}x{n} matrix), got {len(args.correlation)}"
+            )
+    elif args.asset or args.correlation is not None:
+        parser.error("--asset and --correlation apply to --model correlated_gbm")
+    for name, default in DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
     for name, (models, _, _) in MODEL_FLAGS.items():
         if getattr(args, name) is not None and args.model not in models:
             flag = "--" + name.replace("_", "-")
@@ -335,6 +404,7 @@ def _extras(args: argparse.Namespace) -> Extras:
         quotes=args.spread_bps is not None or args.spread_vol is not None,
         bars=args.bars is not None,
         time_unit=_time_unit(args),
+        symbols=tuple(a["symbol"] for a in args.asset),
     )
 
 
@@ -366,7 +436,21 @@ def _delta(args: argparse.Namespace) -> float:
     return args.period / _day_seconds(args)
 
 
-def _model_params(args: argparse.Namespace) -> dict[str, float]:
+def _model_params(args: argparse.Namespace) -> dict[str, object]:
+    if args.model == "correlated_gbm":
+        params: dict[str, object] = {"assets": args.asset}
+        if args.correlation is not None:
+            n, given = len(args.asset), args.correlation
+            params["correlation"] = (
+                given
+                if len(given) > 1
+                else (np.full((n, n), given[0]) + (1 - given[0]) * np.eye(n)).ravel().tolist()
+            )
+        return params
+    return _single_model_params(args)
+
+
+def _single_model_params(args: argparse.Namespace) -> dict[str, float]:
     given = {name: getattr(args, name) for name in MODEL_FLAGS}
     variance = args.sigma**2
     defaults = {name: default for name, (_, default, _) in MODEL_FLAGS.items()}
