@@ -18,6 +18,7 @@ one tick.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -70,24 +71,34 @@ def ohlcv(
 
     With ``shift`` (each step's local time minus UTC), intervals are aligned
     to the local clock, so 1h bars start on the local hour and 1d bars at
-    local midnight; ``start`` stays in the times' (UTC) scale.
+    local midnight; ``start`` stays in the times' (UTC) scale: the interval's
+    local start less the shift of the bar's first step.
     """
+    return _cut(times, prices, volumes, interval, shift)[0]
+
+
+def _cut(
+    times: np.ndarray, prices: np.ndarray, volumes: np.ndarray, interval: int, shift: np.ndarray | None
+) -> tuple[Bars, np.ndarray]:
+    """The bars, and each bar's key: its interval's local start divided by the interval."""
     if len(prices) == 0:
-        return _empty()
+        return _empty(), np.empty(0, dtype=np.int64)
     times = np.asarray(times)
     local = times if shift is None else times + shift
     ids = np.floor_divide(local, interval).astype(np.int64)
     cuts = np.flatnonzero(np.diff(ids)) + 1
     starts = np.concatenate(([0], cuts))
     ends = np.concatenate((cuts, [len(prices)])) - 1
-    return Bars(
-        start=ids[starts] * interval - (0 if shift is None else shift[starts]),
+    keys = ids[starts]
+    bars = Bars(
+        start=keys * interval - (0 if shift is None else shift[starts]),
         open=prices[starts],
         high=np.maximum.reduceat(prices, starts),
         low=np.minimum.reduceat(prices, starts),
         close=prices[ends],
         volume=np.add.reduceat(volumes, starts),
     )
+    return bars, keys
 
 
 def concat_bars(*parts: Bars) -> Bars:
@@ -95,24 +106,35 @@ def concat_bars(*parts: Bars) -> Bars:
     return Bars(*(np.concatenate([getattr(p, f) for p in parts]) for f in Bars.__dataclass_fields__))
 
 
+def _rows(bars: Bars, rows: slice) -> Bars:
+    return Bars(*(getattr(bars, f)[rows] for f in Bars.__dataclass_fields__))
+
+
 class BarBuilder:
     """Builds bars from a path arriving in blocks; a bar is handed out once complete.
 
-    Bars out of any split of the path equal ``ohlcv`` of the whole path.
+    Bars out of any split of the path equal the bars of the whole path: a
+    block's first bar continues the unfinished one when both fall in the same
+    local interval. ``local_to_utc``, when given, stamps each bar with the UTC
+    instant of its interval's local start (for 1d bars, whose local midnight
+    may have another UTC offset than their first step), instead of using the
+    first step's offset.
     """
 
-    def __init__(self, interval: int) -> None:
+    def __init__(self, interval: int, local_to_utc: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         self.interval = interval
+        self._local_to_utc = local_to_utc
         self._open: Bars | None = None  # the last, maybe unfinished, bar
+        self._open_key: int | None = None
 
     def add(
         self, times: np.ndarray, prices: np.ndarray, volumes: np.ndarray, shift: np.ndarray | None = None
     ) -> Bars:
-        bars = ohlcv(times, prices, volumes, self.interval, shift)
+        bars, keys = _cut(times, prices, volumes, self.interval, shift)
         if not len(bars):
             return _empty()
         if self._open is not None:
-            if bars.start[0] == self._open.start[0]:
+            if keys[0] == self._open_key:
                 o = self._open
                 merged = Bars(
                     start=o.start,
@@ -122,12 +144,15 @@ class BarBuilder:
                     close=bars.close[:1],
                     volume=o.volume + bars.volume[:1],
                 )
-                bars = concat_bars(merged, Bars(*(getattr(bars, f)[1:] for f in Bars.__dataclass_fields__)))
+                bars = concat_bars(merged, _rows(bars, slice(1, None)))
             else:
                 bars = concat_bars(self._open, bars)
-        done = Bars(*(getattr(bars, f)[:-1] for f in Bars.__dataclass_fields__))
-        self._open = Bars(*(getattr(bars, f)[-1:] for f in Bars.__dataclass_fields__))
-        return done
+                keys = np.concatenate(([self._open_key], keys))
+        if self._local_to_utc is not None:
+            utc = self._local_to_utc(keys * self.interval)
+            bars = Bars(utc, bars.open, bars.high, bars.low, bars.close, bars.volume)
+        self._open, self._open_key = _rows(bars, slice(-1, None)), int(keys[-1])
+        return _rows(bars, slice(None, -1))
 
     def flush(self) -> Bars:
         """The last bar, finished or not (at the end of the path)."""

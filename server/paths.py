@@ -68,7 +68,11 @@ class PathBlocks:
         self._floor = not self._absolute  # prices never round below one tick
         self._bars = None
         if extras.bar_interval_ns is not None:
-            self._bars = BarBuilder(extras.bar_interval_ns)
+            # A day's local midnight may have another UTC offset than its first value:
+            # 1d bars are stamped by the zone itself.
+            axis = extras.time
+            daily = axis.calendar is not None and extras.bar_interval_ns >= 86_400 * NS
+            self._bars = BarBuilder(extras.bar_interval_ns, axis.utc_of_local if daily else None)
             self._volume_rng = make_rng(plan.seed, stream=VOLUME_STREAM)
             self._previous: float | None = None
 

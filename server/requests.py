@@ -377,8 +377,13 @@ def _time_of(request: market_data_pb2.PathRequest, delta: float) -> TimeAxis | N
         )
     if not -(2**63) <= start.seconds * NS + start.nanos < 2**63:
         raise ParameterError("time.start_time", "time.start_time must be within the years 1678 to 2262")
-    axis = TimeAxis(start.seconds * NS + start.nanos, step_ns, calendar)
-    axis.check_fits(request.periods)
+    try:
+        axis = TimeAxis(start.seconds * NS + start.nanos, step_ns, calendar)
+        axis.check_fits(request.periods)
+    except ParameterError as err:
+        if err.field in ("start_time", "calendar"):  # named by their path in the request
+            raise ParameterError(f"time.{err.field}", f"time.{err}") from None
+        raise
     return axis
 
 

@@ -186,13 +186,13 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
         self, request: market_data_pb2.GbmRequest, context: grpc.aio.ServicerContext
     ) -> bytes:
         plan = await self._plan("GetGbmPrices", plan_unary, request, context)
-        return await self._whole_path(plan, market_data_pb2.GbmPrices)
+        return await self._whole_path(plan, market_data_pb2.GbmPrices, context)
 
     async def GetPrices(
         self, request: market_data_pb2.PathRequest, context: grpc.aio.ServicerContext
     ) -> bytes:
         plan = await self._plan("GetPrices", plan_path_unary, request, context)
-        return await self._whole_path(plan, market_data_pb2.Prices)
+        return await self._whole_path(plan, market_data_pb2.Prices, context)
 
     async def StreamGbmPrices(
         self, request: market_data_pb2.GbmRequest, context: grpc.aio.ServicerContext
@@ -206,7 +206,7 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
         plan = await self._plan("StreamPrices", plan_path_stream, request, context)
         await self._stream_path(plan, market_data_pb2.PriceChunk, context)
 
-    async def _whole_path(self, plan: GbmPlan, message: type) -> bytes:
+    async def _whole_path(self, plan: GbmPlan, message: type, context: grpc.aio.ServicerContext) -> bytes:
         self.tracker.unary()
         if _LOGGER.isEnabledFor(logging.DEBUG):
             _LOGGER.debug("whole path periods=%d seed=%d", plan.periods, plan.seed)
@@ -214,7 +214,10 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
         def produce() -> bytes:
             return self._encoder(plan, message)(PathBlocks(plan).whole(self.limits.default_chunk_size))
 
-        return await _run(produce, offload=plan.periods >= OFFLOAD_MIN_PRICES)
+        try:
+            return await _run(produce, offload=plan.periods >= OFFLOAD_MIN_PRICES)
+        except ParameterError as err:  # found only while generating (a calendar that runs dry)
+            await context.abort_with_status(invalid_argument(err))
 
     async def _stream_path(self, plan: GbmPlan, message: type, context: grpc.aio.ServicerContext) -> None:
         _LOGGER.debug("stream periods=%d seed=%d chunk_size=%d", plan.periods, plan.seed, plan.chunk_size)
@@ -232,7 +235,10 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
         ahead = _Ahead(produce, -(-plan.periods // plan.chunk_size), offload)
         try:
             while (upcoming := ahead.next()) is not None:
-                offset, count, data = await upcoming
+                try:
+                    offset, count, data = await upcoming
+                except ParameterError as err:  # found only while generating (a calendar that runs dry)
+                    await context.abort_with_status(invalid_argument(err))
                 self.tracker.generated(count)
                 if plan.ticks_per_second is not None:
                     # The chunk is due when its last tick is; the first tick is at start.

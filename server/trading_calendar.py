@@ -101,8 +101,13 @@ class TimeAxis:
             if start_ns < close_ns:
                 break
             day += dt.timedelta(days=1)
+        if open_ns < -_INT64_END:
+            raise ParameterError(
+                "start_time", "with a calendar, start_time must be after the first session of 1677-09-22"
+            )
         self._next_day = day
         self._lead_ns = max(0, start_ns - open_ns)
+        self._last_close = -_INT64_END
 
     def _session_day(self, day: dt.date) -> dt.date:
         """The first session day at or after ``day``."""
@@ -140,10 +145,17 @@ class TimeAxis:
         while self._elapsed <= offset or len(opens) < wanted:
             day = self._session_day(day)
             open_ns, close_ns, offset_before, switch, offset_after = self._session(day)
+            day += dt.timedelta(days=1)
             if close_ns >= _INT64_END:  # the end of int64 nanosecond time
                 if self._elapsed > offset:
                     break
                 raise ParameterError("periods", "the path would run past the year 2262")
+            # A day the zone skipped (Pacific/Apia, 2011-12-30) maps onto the next one:
+            # a session never starts before the last one closed.
+            open_ns = max(open_ns, self._last_close)
+            if close_ns <= open_ns:
+                continue
+            self._last_close = close_ns
             opens.append(open_ns)
             starts.append(self._elapsed)
             self._elapsed += close_ns - open_ns
@@ -151,7 +163,6 @@ class TimeAxis:
             before.append(offset_before)
             switches.append(switch)
             after.append(offset_after)
-            day += dt.timedelta(days=1)
         self._next_day = day
         self._arrays = tuple(np.array(column, dtype=np.int64) for column in self._columns)
 
@@ -169,6 +180,20 @@ class TimeAxis:
         if self.calendar is None:
             return self.start_ns + np.arange(first, first + n, dtype=np.int64) * self.step_ns
         return self._locate(first, n)[1]
+
+    def utc_of_local(self, local_ns: np.ndarray) -> np.ndarray:
+        """The UTC instants of local wall-clock times (whole seconds; the first of two
+        when the clock repeats). One zone lookup each: for the few starts of 1d bars."""
+        if self.calendar is None:
+            return np.asarray(local_ns, dtype=np.int64)
+        epoch = dt.datetime(1970, 1, 1)
+        return np.array(
+            [
+                int((epoch + dt.timedelta(seconds=t // NS)).replace(tzinfo=self._zone).timestamp()) * NS
+                for t in np.asarray(local_ns).tolist()
+            ],
+            dtype=np.int64,
+        )
 
     def local_shifts(self, first: int, n: int) -> np.ndarray:
         """Local time minus UTC of each position, in ns (zeros without a calendar)."""

@@ -548,3 +548,84 @@ def test_hourly_bars_stay_on_the_local_hour_through_a_session_with_a_clock_chang
     streamed = _stream(md, request, 97).bars
     assert streamed.start_time.tobytes() == bars.start_time.tobytes()
     assert streamed.close.tobytes() == bars.close.tobytes()
+
+
+# Sessions from 00:00 to 23:59 every day: the clock changes fall inside them.
+ROUND_THE_CLOCK = pb.TradingCalendar(session_open="00:00", session_close="23:59", weekdays=range(1, 8))
+
+
+@pytest.mark.parametrize(
+    ("start", "interval"),
+    [(dt.datetime(2026, 3, 7, tzinfo=dt.UTC), "1d"), (dt.datetime(2026, 10, 31, tzinfo=dt.UTC), "1h")],
+)
+def test_bars_through_a_clock_change_inside_a_session_do_not_depend_on_chunks(md, start, interval):
+    request = path_request(
+        "gbm",
+        3_000,
+        1 / 1439,  # one minute of a 23 h 59 min session
+        model_params=GBM,
+        start_time=start,
+        calendar=ROUND_THE_CLOCK,
+        bar_interval=interval,
+        seed=12,
+    )
+    whole = md.get_prices(request).bars
+    assert (np.diff(whole.start_time) > 0).all()
+    for chunk_size in (1, 7, 997):
+        streamed = _stream(md, request, chunk_size).bars
+        for name in ("start_time", "open", "high", "low", "close", "volume"):
+            assert getattr(streamed, name).tobytes() == getattr(whole, name).tobytes(), (chunk_size, name)
+    if interval == "1d":
+        # Each daily bar starts at its local midnight, whatever the offset later that day.
+        # (The path starts at 19:00 on the 6th in New York; the 8th is the day clocks spring forward.)
+        midnights = [dt.datetime(2026, 3, d, tzinfo=NY) for d in (6, 7, 8)]
+        assert whole.start_time.tolist() == [int(m.timestamp()) * 10**9 for m in midnights]
+
+
+def test_a_day_the_zone_skipped_has_no_session_and_time_never_goes_back(md):
+    # Samoa moved across the date line: 2011-12-30 never happened in Apia.
+    apia = pb.TradingCalendar(
+        timezone="Pacific/Apia", session_open="00:00", session_close="23:59", weekdays=range(1, 8)
+    )
+    request = path_request(
+        "gbm",
+        6_000,
+        1 / 1439,
+        model_params=GBM,
+        start_time=dt.datetime(2011, 12, 28, tzinfo=dt.UTC),
+        calendar=apia,
+        seed=13,
+    )
+    stamps = md.get_prices(request).timestamps
+    assert (np.diff(stamps) > 0).all()
+    days = {dt.datetime.fromtimestamp(int(t) // 10**9, ZoneInfo("Pacific/Apia")).date() for t in stamps}
+    assert dt.date(2011, 12, 30) not in days and dt.date(2011, 12, 31) in days
+
+
+def test_calendar_limits_found_only_while_generating_are_still_invalid_argument(stub):
+    mondays_2027_2028 = [dt.date(2027, 1, 4) + dt.timedelta(weeks=w) for w in range(104)]
+    request = path_request(
+        "gbm",
+        60,
+        1.0,
+        model_params=GBM,
+        start_time=dt.datetime(2026, 12, 1, tzinfo=dt.UTC),
+        calendar=pb.TradingCalendar(weekdays=[1]),
+        holidays=mondays_2027_2028,
+    )
+    for call in (stub.GetPrices, lambda r: list(stub.StreamPrices(r))):
+        with pytest.raises(grpc.RpcError) as info:
+            call(request)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "no session day in a whole year" in info.value.details()
+
+
+def test_a_calendar_path_starting_before_int64_time_is_refused(stub):
+    request = path_request(
+        "gbm", 100, 1 / 1439, model_params=GBM, start_time=FRIDAY_10AM, calendar=ROUND_THE_CLOCK
+    )
+    request.time.start_time.seconds = -(2**63) // 10**9 + 60  # a minute into int64 time, in 1677
+    with pytest.raises(grpc.RpcError) as info:
+        stub.GetPrices(request)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [f for f, _ in field_violations(info.value)] == ["time.start_time"]
