@@ -15,6 +15,7 @@ from client.api import field_violations
 from client.paths import CALENDARS, join, path_request
 from marketdata.v1 import market_data_pb2 as pb
 from server.requests import MAX_BARS_PER_MESSAGE
+from tests.conftest import ServerThread
 
 NY = ZoneInfo("America/New_York")
 GBM = {"start_price": 70.0, "mu": 0.05, "sigma": 0.3}
@@ -629,3 +630,28 @@ def test_a_calendar_path_starting_before_int64_time_is_refused(stub):
         stub.GetPrices(request)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert [f for f, _ in field_violations(info.value)] == ["time.start_time"]
+
+
+def test_the_protobuf_wire_sends_the_same_bytes_for_every_addition(server):
+    slow = ServerThread(wire="protobuf")
+    requests = [
+        path_request(
+            "gbm", 500, SECOND, model_params=GBM, start_time=FRIDAY_10AM, spread_bps=5, tick_size=0.01
+        ),
+        _bars_request("1m", periods=5_000),
+        _correlated(300, start_time=FRIDAY_10AM),
+    ]
+    try:
+        for request in requests:
+            request.seed = 14
+            replies = []
+            for target in (server.target, slow.target):
+                with grpc.insecure_channel(target) as channel:
+                    call = channel.unary_unary(
+                        "/marketdata.v1.MarketDataService/GetPrices",
+                        request_serializer=pb.PathRequest.SerializeToString,
+                    )
+                    replies.append(call(request))
+            assert replies[0] == replies[1]
+    finally:
+        slow.stop()
