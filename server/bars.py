@@ -195,7 +195,8 @@ def quotes(
         half = np.abs(mid) * (spread_vol * step_sd / 2)
     bid = np.floor((mid - half) / tick_size + 1e-9)
     ask = np.maximum(np.ceil((mid + half) / tick_size - 1e-9), bid + 1)
-    return on_grid(bid, tick_size), on_grid(ask, tick_size)
+    grid = TickGrid(tick_size)
+    return grid.prices(bid), grid.prices(ask)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -206,29 +207,34 @@ def _decimal_grid(tick_size: float) -> tuple[float, float]:
     return float(round(tick_size * scale)), scale
 
 
-def on_grid(ticks: np.ndarray, tick_size: float | np.ndarray) -> np.ndarray:
-    """``ticks`` whole ticks as prices, written exactly: 250.1 reads 250.1, not 250.10000000000002.
+class TickGrid:
+    """A price grid (one tick, or one per column) whose prices are written exactly:
+    250.1 reads 250.1, not 250.10000000000002.
 
-    The tick is an exact decimal (units / 10^decimals), so each price is one
-    integer divided once by a power of ten, the closest double to the decimal.
-    ``tick_size`` may be one tick or one per column. Zero comes out as 0.0,
-    never -0.0.
+    Each tick is an exact decimal (units / 10^decimals), worked out once here,
+    so each price is one integer divided once by a power of ten: the closest
+    double to the decimal. Zero comes out as 0.0, never -0.0. Where
+    ``at_least_one_tick`` holds (everywhere, or per column), rounding never
+    goes below one tick.
     """
-    if np.ndim(tick_size) == 0:
-        units, scale = _decimal_grid(float(tick_size))
-    else:
-        units, scale = np.array([_decimal_grid(float(t)) for t in tick_size]).T
-    return ticks * units / scale + 0.0
 
+    def __init__(self, tick_size: float | np.ndarray, at_least_one_tick: bool | np.ndarray = False) -> None:
+        self.tick_size = tick_size
+        if np.ndim(tick_size) == 0:
+            self._units, self._scale = _decimal_grid(float(tick_size))
+        else:
+            self._units, self._scale = np.array([_decimal_grid(float(t)) for t in tick_size]).T
+        self._floor = at_least_one_tick
 
-def round_to_grid(
-    values: np.ndarray, tick_size: float | np.ndarray, at_least_one_tick: bool | np.ndarray = False
-) -> np.ndarray:
-    """``values`` rounded to the nearest multiple of ``tick_size``; where ``at_least_one_tick``
-    holds (everywhere, or per column), never below one tick."""
-    ticks = np.round(values / tick_size)
-    if np.ndim(at_least_one_tick):
-        ticks = np.where(at_least_one_tick, np.maximum(ticks, 1.0), ticks)
-    elif at_least_one_tick:
-        ticks = np.maximum(ticks, 1.0)
-    return on_grid(ticks, tick_size)
+    def prices(self, ticks: np.ndarray) -> np.ndarray:
+        """``ticks`` whole ticks as prices."""
+        return ticks * self._units / self._scale + 0.0
+
+    def round(self, values: np.ndarray) -> np.ndarray:
+        """``values`` rounded to the nearest point of the grid."""
+        ticks = np.round(values / self.tick_size)
+        if np.ndim(self._floor):
+            ticks = np.where(self._floor, np.maximum(ticks, 1.0), ticks)
+        elif self._floor:
+            ticks = np.maximum(ticks, 1.0)
+        return self.prices(ticks)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from server import models
-from server.bars import round_to_grid
+from server.bars import TickGrid
 from server.generator import (
     DEFAULT_TRADING_DAYS_PER_YEAR,
     CorrelatedGbmStepper,
@@ -359,32 +359,30 @@ class Market:
             for n, (i, params) in enumerate(zip(instruments, config.model_params(), strict=True))
             if i.model != "gbm"
         ]
-        self._tick_sizes = np.array([i.tick_size for i in instruments])
-        self._floored = np.array([i.positive for i in instruments])
+        # Published values sit on each instrument's grid, as exact decimals. Prices (gbm,
+        # merton, heston) never go below one tick; arithmetic and Ornstein-Uhlenbeck values
+        # (spreads, rates) may be zero or negative.
+        self._grid = TickGrid(
+            np.array([i.tick_size for i in instruments]), np.array([i.positive for i in instruments])
+        )
         self._index = {s: n for n, s in enumerate(config.symbols)}
-        self.last = MarketTick(0, 0.0, self._round(self._step()))
+        self.last = MarketTick(0, 0.0, self._grid.round(self._step()))
 
     def _step(self) -> np.ndarray:
         """Every instrument's next unrounded value, in market order."""
-        values = np.empty(len(self._tick_sizes))
+        values = np.empty(len(self.config.instruments))
         if self._gbm_stepper is not None:
             values[self._gbm] = self._gbm_stepper.next_block(1)[0]
         for n, stepper in self._others:
             values[n] = stepper.next_block(1)[0]
         return values
 
-    def _round(self, values: np.ndarray) -> np.ndarray:
-        # Published values sit on each instrument's grid, as exact decimals. Prices (gbm,
-        # merton, heston) never go below one tick; arithmetic and Ornstein-Uhlenbeck values
-        # (spreads, rates) may be zero or negative.
-        return round_to_grid(values, self._tick_sizes, self._floored)
-
     def tick(self) -> MarketTick:
         """Advance every instrument by one step; all subscribers see this same tick."""
         values = self._step()
         sequence = self.last.sequence + 1
         self.last = MarketTick(
-            sequence, sequence * self.config.simulated_seconds_per_tick, self._round(values)
+            sequence, sequence * self.config.simulated_seconds_per_tick, self._grid.round(values)
         )
         return self.last
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from server import models
-from server.bars import BarBuilder, Bars, concat_bars, quotes, round_to_grid, step_volumes
+from server.bars import BarBuilder, Bars, TickGrid, concat_bars, quotes, step_volumes
 from server.generator import CorrelatedGbmParams, GbmParams, make_rng
 from server.requests import DEFAULT_QUOTE_TICK, GbmPlan
 from server.trading_calendar import NS
@@ -65,7 +65,8 @@ class PathBlocks:
             # Values of arithmetic and OU may be zero or negative: moves and spreads in price units.
             self._absolute = not models.model_of(plan.params).positive
             self._scale = step_scale(plan.params) if extras.quotes or extras.bar_interval_ns else 0.0
-        self._floor = not self._absolute  # prices never round below one tick
+        # Prices never round below one tick; arithmetic and OU values may.
+        self._grid = TickGrid(extras.tick_size, not self._absolute) if extras.tick_size else None
         self._bars = None
         if extras.bar_interval_ns is not None:
             # A day's local midnight may have another UTC offset than its first value:
@@ -86,8 +87,12 @@ class PathBlocks:
         offset = self._stepper.position
         raw = self._stepper.next_block(min(n, self._plan.periods - offset))
         count = len(raw)
-        prices = raw if not extras.tick_size else round_to_grid(raw, extras.tick_size, self._floor)
-        stamps = extras.time.stamps(offset, count) if extras.time is not None else None
+        prices = raw if self._grid is None else self._grid.round(raw)
+        shifts = None
+        if self._bars is not None:
+            stamps, shifts = extras.time.stamps_and_shifts(offset, count)
+        else:
+            stamps = extras.time.stamps(offset, count) if extras.time is not None else None
         bid = ask = None
         if extras.quotes:
             bid, ask = quotes(
@@ -100,7 +105,6 @@ class PathBlocks:
             )
         if self._bars is None:
             return Block(offset, count, prices.reshape(-1), stamps, bid, ask)
-        shifts = extras.time.local_shifts(offset, count)
         bars = self._bars.add(stamps, prices, self._volumes(raw), shifts)
         if offset + count == self._plan.periods:
             last = self._bars.flush()

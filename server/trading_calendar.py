@@ -197,11 +197,15 @@ class TimeAxis:
 
     def local_shifts(self, first: int, n: int) -> np.ndarray:
         """Local time minus UTC of each position, in ns (zeros without a calendar)."""
+        return self.stamps_and_shifts(first, n)[1]
+
+    def stamps_and_shifts(self, first: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """``stamps`` and ``local_shifts`` of the same positions, locating them once (bars need both)."""
         if self.calendar is None:
-            return np.zeros(n, dtype=np.int64)
+            return self.stamps(first, n), np.zeros(n, dtype=np.int64)
         sessions, stamps = self._locate(first, n)
         before, switches, after = self._arrays[3:]
-        return np.where(stamps >= switches[sessions], after[sessions], before[sessions])
+        return stamps, np.where(stamps >= switches[sessions], after[sessions], before[sessions])
 
     def check_fits(self, periods: int) -> None:
         """Refuse a path whose last stamp would not fit int64 nanoseconds (after 2262)."""
