@@ -41,6 +41,10 @@ class ParameterError(ValueError):
         super().__init__(message)
         self.field = field
 
+    def under(self, path: str) -> ParameterError:
+        """The same error for a field nested at ``path`` of a request, e.g. ``merton.sigma``."""
+        return ParameterError(f"{path}.{self.field}", f"{path}.{self}")
+
 
 def check_range(
     field: str,
@@ -59,6 +63,13 @@ def check_range(
     too_low = value <= low if low_open else value < low
     if too_low or value > high:
         raise ParameterError(field, f"{field} must be in {accepted}, got {value!r}")
+
+
+def years_per_period(delta: float, trading_days_per_year: float) -> float:
+    """One period's length in years, after checking both parts (every model has them)."""
+    check_range("delta", delta, 0.0, DELTA_MAX, low_open=True, unit="trading days")
+    check_range("trading_days_per_year", trading_days_per_year, TRADING_DAYS_MIN, TRADING_DAYS_MAX)
+    return delta / trading_days_per_year
 
 
 @dataclass(frozen=True)
@@ -81,13 +92,7 @@ class GbmParams:
         check_range("start_price", self.start_price, 0.0, START_PRICE_MAX, low_open=True)
         check_range("mu", self.mu, -MU_ABS_MAX, MU_ABS_MAX, unit="per year")
         check_range("sigma", self.sigma, 0.0, SIGMA_MAX, unit="per sqrt(year)")
-        check_range("delta", self.delta, 0.0, DELTA_MAX, low_open=True, unit="trading days")
-        check_range(
-            "trading_days_per_year",
-            self.trading_days_per_year,
-            TRADING_DAYS_MIN,
-            TRADING_DAYS_MAX,
-        )
+        years_per_period(self.delta, self.trading_days_per_year)
 
     @property
     def years_per_period(self) -> float:

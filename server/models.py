@@ -31,15 +31,10 @@ from server.generator import (
     GbmStepper,
     ParameterError,
     check_range,
+    years_per_period,
 )
 
 BIG = 1e12
-
-
-def _years(delta: float, trading_days_per_year: float) -> float:
-    check_range("delta", delta, 0.0, 10_000.0, low_open=True, unit="trading days")
-    check_range("trading_days_per_year", trading_days_per_year, 1.0, 1e6)
-    return delta / trading_days_per_year
 
 
 class _Stepper(BlockStepper):
@@ -71,13 +66,13 @@ class ArithmeticParams:
         check_range("start_price", self.start_price, -BIG, BIG)
         check_range("mu", self.mu, -BIG, BIG, unit="price units per year")
         check_range("sigma", self.sigma, 0.0, BIG, unit="price units per sqrt(year)")
-        _years(self.delta, self.trading_days_per_year)
+        years_per_period(self.delta, self.trading_days_per_year)
 
 
 class ArithmeticStepper(_Stepper):
     def __init__(self, params: ArithmeticParams, rng: np.random.Generator) -> None:
         super().__init__(params.start_price)
-        t = _years(params.delta, params.trading_days_per_year)
+        t = years_per_period(params.delta, params.trading_days_per_year)
         self._drift, self._vol = params.mu * t, params.sigma * math.sqrt(t)
         self._rng = rng
         self._level = params.start_price
@@ -111,7 +106,7 @@ class MertonParams:
         check_range("jump_intensity", self.jump_intensity, 0.0, 1e4, unit="jumps per year")
         check_range("jump_mean", self.jump_mean, -5.0, 5.0)
         check_range("jump_stdev", self.jump_stdev, 0.0, 5.0)
-        _years(self.delta, self.trading_days_per_year)
+        years_per_period(self.delta, self.trading_days_per_year)
 
     @property
     def jump_compensator(self) -> float:
@@ -122,7 +117,7 @@ class MertonParams:
 class MertonStepper(_Stepper):
     def __init__(self, params: MertonParams, rng: np.random.Generator) -> None:
         super().__init__(params.start_price)
-        t = _years(params.delta, params.trading_days_per_year)
+        t = years_per_period(params.delta, params.trading_days_per_year)
         p = params
         self._drift = (p.mu - p.sigma**2 / 2 - p.jump_intensity * p.jump_compensator) * t
         self._vol = p.sigma * math.sqrt(t)
@@ -171,7 +166,7 @@ class HestonParams:
         check_range("theta", self.theta, 0.0, 100.0)
         check_range("xi", self.xi, 0.0, 100.0)
         check_range("rho", self.rho, -1.0, 1.0)
-        _years(self.delta, self.trading_days_per_year)
+        years_per_period(self.delta, self.trading_days_per_year)
 
 
 class HestonStepper(_Stepper):
@@ -180,7 +175,7 @@ class HestonStepper(_Stepper):
 
     def __init__(self, params: HestonParams, rng: np.random.Generator) -> None:
         super().__init__(params.start_price)
-        self._t = _years(params.delta, params.trading_days_per_year)
+        self._t = years_per_period(params.delta, params.trading_days_per_year)
         self._params = params
         self._rng = rng
         self._log_price = math.log(params.start_price)
@@ -218,7 +213,7 @@ class OrnsteinUhlenbeckParams:
         check_range("mean", self.mean, -BIG, BIG)
         check_range("kappa", self.kappa, 0.0, 1e4, low_open=True, unit="per year")
         check_range("sigma", self.sigma, 0.0, BIG)
-        _years(self.delta, self.trading_days_per_year)
+        years_per_period(self.delta, self.trading_days_per_year)
 
     @property
     def stationary_variance(self) -> float:
@@ -230,7 +225,7 @@ class OrnsteinUhlenbeckStepper(_Stepper):
 
     def __init__(self, params: OrnsteinUhlenbeckParams, rng: np.random.Generator) -> None:
         super().__init__(params.start)
-        t = _years(params.delta, params.trading_days_per_year)
+        t = years_per_period(params.delta, params.trading_days_per_year)
         self._decay = math.exp(-params.kappa * t)
         self._noise = params.sigma * math.sqrt(-math.expm1(-2 * params.kappa * t) / (2 * params.kappa))
         self._params = params

@@ -108,9 +108,11 @@ class Extras:
     def quotes(self) -> bool:
         return self.spread_bps is not None or self.spread_volatility is not None
 
-    def bytes_per_period(self, width: int) -> int:
-        """Reply bytes one period of the path costs, for the message-size caps (bars aside)."""
-        return 8 * width + 8 * (self.time is not None) + 16 * self.quotes
+    @property
+    def bytes_per_period(self) -> int:
+        """Reply bytes one period of the path costs, for the message-size caps (bars aside):
+        a price per instrument, a timestamp, a bid and an ask."""
+        return 8 * max(1, len(self.symbols)) + 8 * (self.time is not None) + 16 * self.quotes
 
     @property
     def budget(self) -> int:
@@ -199,7 +201,7 @@ def plan_path_unary(request: market_data_pb2.PathRequest, limits: Limits) -> Gbm
                 f"{MAX_BARS_PER_MESSAGE} that fit gRPC's 4 MiB message limit; use StreamPrices",
             )
     else:
-        most = extras.budget // extras.bytes_per_period(_width(plan))
+        most = extras.budget // extras.bytes_per_period
         _check_unary_periods(plan.periods, min(limits.max_periods, most), "GetPrices", "StreamPrices")
     return plan
 
@@ -207,10 +209,6 @@ def plan_path_unary(request: market_data_pb2.PathRequest, limits: Limits) -> Gbm
 def plan_path_stream(request: market_data_pb2.PathRequest, limits: Limits) -> GbmPlan:
     """Check a StreamPrices request (any model)."""
     return _plan(request, limits, _model_of, _extras_of)
-
-
-def _width(plan: GbmPlan) -> int:
-    return max(1, len(plan.extras.symbols))
 
 
 def _most_bars(periods: int, extras: Extras) -> int:
@@ -228,13 +226,13 @@ def _most_bars(periods: int, extras: Extras) -> int:
     return min(periods, span // extras.bar_interval_ns + 2 * sessions)
 
 
-def _chunk_cap(limits: Limits, extras: Extras, width: int) -> tuple[int, str]:
+def _chunk_cap(limits: Limits, extras: Extras) -> tuple[int, str]:
     """The largest chunk_size for these extras, and why it is lower than the server's, if it is."""
     if extras.bar_interval_ns is not None:
         # A chunk closes at most one bar per value, plus the one carried over.
         cap = MAX_BARS_PER_MESSAGE - 1
     else:
-        cap = extras.budget // extras.bytes_per_period(width)
+        cap = extras.budget // extras.bytes_per_period
     if cap >= limits.max_chunk_size:
         return limits.max_chunk_size, ""
     return cap, " (so that a chunk with these timestamps, quotes, bars or assets fits 4 MiB)"
@@ -274,9 +272,7 @@ def _correlated(model: market_data_pb2.CorrelatedGbmModel, delta: float, years: 
             _check_symbol(a.symbol)
             assets.append(_gbm_params(a.start_price, a.mu, a.sigma, delta, years))
         except ParameterError as err:
-            if err.field in ("delta", "trading_days_per_year"):
-                raise
-            raise ParameterError(f"assets[{i}].{err.field}", f"assets[{i}].{err}") from None
+            raise _nested(err, f"assets[{i}]") from None
     named = [a.symbol for a in model.assets if a.symbol]
     repeated = sorted({s for s in named if named.count(s) > 1})
     if repeated:
@@ -294,6 +290,12 @@ def _correlated(model: market_data_pb2.CorrelatedGbmModel, delta: float, years: 
     return CorrelatedGbmParams(tuple(assets), factor)
 
 
+def _nested(err: ParameterError, path: str) -> ParameterError:
+    """A model's error named by its path in the request (e.g. merton.jump_stdev); the
+    period's own fields (delta, trading_days_per_year) are the request's, not the model's."""
+    return err if err.field in ("delta", "trading_days_per_year") else err.under(path)
+
+
 def _model_of(request: market_data_pb2.PathRequest, trading_days: float) -> object:
     name = request.WhichOneof("model")
     if name is None:
@@ -301,10 +303,7 @@ def _model_of(request: market_data_pb2.PathRequest, trading_days: float) -> obje
     try:
         return _MODELS[name](getattr(request, name), request.delta, trading_days)
     except ParameterError as err:
-        if err.field in ("delta", "trading_days_per_year"):
-            raise
-        # Name the field by its path in the request, e.g. merton.jump_stdev.
-        raise ParameterError(f"{name}.{err.field}", f"{name}.{err}") from None
+        raise _nested(err, name) from None
 
 
 _CLOCK = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
@@ -375,14 +374,12 @@ def _time_of(request: market_data_pb2.PathRequest, delta: float) -> TimeAxis | N
             "delta",
             f"with time set, a period must last at least 1 ns: delta >= {1 / day_ns:.3g} trading days",
         )
-    if not -(2**63) <= start.seconds * NS + start.nanos < 2**63:
-        raise ParameterError("time.start_time", "time.start_time must be within the years 1678 to 2262")
     try:
         axis = TimeAxis(start.seconds * NS + start.nanos, step_ns, calendar)
         axis.check_fits(request.periods)
     except ParameterError as err:
         if err.field in ("start_time", "calendar"):  # named by their path in the request
-            raise ParameterError(f"time.{err.field}", f"time.{err}") from None
+            raise err.under("time") from None
         raise
     return axis
 
@@ -475,7 +472,7 @@ def _plan(
     params = params_of(request, trading_days)
     _check_symbol(request.symbol)
     extras = extras_of(request, params) if extras_of is not None else NO_EXTRAS
-    most_chunk, why = _chunk_cap(limits, extras, max(1, len(extras.symbols)))
+    most_chunk, why = _chunk_cap(limits, extras)
 
     ticks_per_second: float | None = None
     if request.HasField("ticks_per_second"):
