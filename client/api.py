@@ -25,7 +25,7 @@ import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from client.wire import PriceChunk, PricePath, decode_gbm_price_chunk, decode_gbm_prices
+from client.wire import PriceChunk, PricePath, decode_price_chunk, decode_prices
 from marketdata.v1 import market_data_pb2, market_data_pb2_grpc
 
 _SERVICE = market_data_pb2.DESCRIPTOR.services_by_name["MarketDataService"]
@@ -378,16 +378,6 @@ class ManagedSubscription(Subscription):
         super().cancel()
 
 
-# Price replies all share two layouts (GbmPrices and GbmPriceChunk, which
-# Prices and PriceChunk copy), so two numpy decoders serve every price method.
-_NUMPY_DECODERS = {
-    "GetGbmPrices": decode_gbm_prices,
-    "StreamGbmPrices": decode_gbm_price_chunk,
-    "GetPrices": decode_gbm_prices,
-    "StreamPrices": decode_gbm_price_chunk,
-}
-
-
 def _numpy_call(
     channel: grpc.Channel, name: str
 ) -> grpc.UnaryUnaryMultiCallable | grpc.UnaryStreamMultiCallable:
@@ -397,7 +387,8 @@ def _numpy_call(
     return make(
         f"/{_SERVICE.full_name}/{name}",
         request_serializer=getattr(market_data_pb2, method.input_type.name).SerializeToString,
-        response_deserializer=_NUMPY_DECODERS[name],
+        # Every price reply has the layout of Prices (whole) or PriceChunk (streamed).
+        response_deserializer=decode_price_chunk if method.server_streaming else decode_prices,
     )
 
 

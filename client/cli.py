@@ -274,9 +274,7 @@ def _add_path_arguments(parser: argparse.ArgumentParser) -> None:
     )
     for name, (models, default, text) in MODEL_FLAGS.items():
         shown = "" if default is None else f", default {default}"
-        parser.add_argument(
-            "--" + name.replace("_", "-"), type=float, help=f"{' and '.join(models)}: {text}{shown}"
-        )
+        parser.add_argument(_flag(name), type=float, help=f"{' and '.join(models)}: {text}{shown}")
     parser.add_argument("--delta", type=float, help="period length in trading days (default 1)")
     parser.add_argument(
         "--period",
@@ -360,11 +358,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _flag(name: str) -> str:
+    """The command-line flag of a parameter: jump_mean -> --jump-mean."""
+    return "--" + name.replace("_", "-")
+
+
 def check_path_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Refuse flag combinations that would otherwise be ignored; fill in the defaults."""
     basket = args.model == "correlated_gbm"
     if basket:
-        given = [f"--{n.replace('_', '-')}" for n in DEFAULTS if getattr(args, n) is not None]
+        given = [_flag(n) for n in DEFAULTS if getattr(args, n) is not None]
         if given:
             parser.error(f"{', '.join(given)}: a basket's instruments carry their own (--asset)")
         if not args.asset:
@@ -383,8 +386,7 @@ def check_path_arguments(parser: argparse.ArgumentParser, args: argparse.Namespa
             setattr(args, name, default)
     for name, (models, _, _) in MODEL_FLAGS.items():
         if getattr(args, name) is not None and args.model not in models:
-            flag = "--" + name.replace("_", "-")
-            parser.error(f"{flag} applies to --model {' or '.join(models)}, not {args.model}")
+            parser.error(f"{_flag(name)} applies to --model {' or '.join(models)}, not {args.model}")
     if args.period is not None and args.delta is not None:
         parser.error("give --delta or --period, not both")
     if args.volume_rate is not None and args.bars is None:
@@ -393,7 +395,8 @@ def check_path_arguments(parser: argparse.ArgumentParser, args: argparse.Namespa
         parser.error("quotes (--spread-bps, --spread-vol) come with prices, not with --bars")
     if args.holiday and args.calendar is None:
         parser.error("--holiday needs --calendar")
-    if args.format == "npy" and _extras(args).any:
+    args.extras = _extras(args)  # what the output holds; every later step reads it
+    if args.format == "npy" and args.extras.any:
         parser.error("--format npy holds prices only: use csv or json for times, quotes or bars")
 
 
@@ -421,8 +424,7 @@ def _time_unit(args: argparse.Namespace) -> str:
 
 def _classic(args: argparse.Namespace) -> bool:
     """Plain GBM with nothing added goes through GetGbmPrices, as the original endpoint did."""
-    extras = _extras(args)
-    return args.model == "gbm" and not extras.any and args.tick_size is None
+    return args.model == "gbm" and not args.extras.any and args.tick_size is None
 
 
 def _day_seconds(args: argparse.Namespace) -> float:
@@ -475,9 +477,8 @@ def _gbm_kwargs(args: argparse.Namespace) -> dict:
 
 
 def _path_request(args: argparse.Namespace, **stream) -> market_data_pb2.PathRequest:
-    extras = _extras(args)
     start = args.start_time
-    if start is None and (extras.time or extras.bars):
+    if start is None and (args.extras.time or args.extras.bars):
         start = dt.datetime.combine(dt.datetime.now(dt.UTC).date(), dt.time(), tzinfo=dt.UTC)
     return path_request(
         args.model,
@@ -555,7 +556,7 @@ def _run_stream(md: MarketDataClient, args: argparse.Namespace, out: IO[str] | N
 
 def _write(args: argparse.Namespace, out: IO[str] | None, chunks: Iterable[PriceChunk], periods: int) -> None:
     """Write every chunk as it comes; keep them for --plot only."""
-    writer = PathWriter(args.format, out, args.output, periods, _extras(args))
+    writer = PathWriter(args.format, out, args.output, periods, args.extras)
     kept: list[PriceChunk] = []
     seed, symbol = 0, args.symbol
     for chunk in chunks:

@@ -252,8 +252,3 @@ def decode_price_chunk(data: bytes) -> PriceChunk:
     """A serialized PriceChunk or GbmPriceChunk as a PriceChunk (arrays read-only)."""
     found = _decode(data, _CHUNK)
     return PriceChunk(**_common(found), offset=found.get("offset", 0))
-
-
-# The names the GBM methods used first.
-decode_gbm_prices = decode_prices
-decode_gbm_price_chunk = decode_price_chunk

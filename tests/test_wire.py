@@ -9,8 +9,6 @@ import pytest
 
 from client.wire import (
     DecodeError,
-    decode_gbm_price_chunk,
-    decode_gbm_prices,
     decode_price_chunk,
     decode_prices,
 )
@@ -77,7 +75,7 @@ def test_encoder_takes_any_float64_layout():
 def test_fast_decoder_agrees_with_the_generated_parser(name):
     prices = PRICE_CASES[name]
     data = Chunk(prices=prices, offset=123, seed=2**64 - 1, symbol="X€").SerializeToString()
-    mine = decode_gbm_price_chunk(data)
+    mine = decode_price_chunk(data)
     theirs = Chunk.FromString(data)
     _same_chunk(mine, theirs)
     assert mine.prices.dtype == np.float64
@@ -109,7 +107,7 @@ UNKNOWN_FIELDS = {
 def test_unknown_fields_are_skipped_like_the_generated_parser_does(unknown):
     prices = np.array([1.0, 2.0, 3.0])
     data = UNKNOWN_FIELDS[unknown] + encode_chunk(prices, 4, 7, "S") + UNKNOWN_FIELDS[unknown]
-    _same_chunk(decode_gbm_price_chunk(data), Chunk.FromString(data))
+    _same_chunk(decode_price_chunk(data), Chunk.FromString(data))
 
 
 def test_fields_in_another_order_and_repeated_scalars():
@@ -125,7 +123,7 @@ def test_fields_in_another_order_and_repeated_scalars():
             _len_field(4, b"last"),
         ]
     )
-    mine, theirs = decode_gbm_price_chunk(data), Chunk.FromString(data)
+    mine, theirs = decode_price_chunk(data), Chunk.FromString(data)
     _same_chunk(mine, theirs)
     assert mine.prices.tolist() == [1.0, 2.0, 3.0, 4.0]
     assert (mine.seed, mine.symbol) == (12, "last")
@@ -133,20 +131,20 @@ def test_fields_in_another_order_and_repeated_scalars():
 
 def test_unpacked_prices_are_accepted():
     data = b"".join(_key(1, 1) + struct.pack("<d", p) for p in (3.0, 1.0, 2.0)) + _key(2, 0) + varint(9)
-    mine, theirs = decode_gbm_prices(data), Path.FromString(data)
+    mine, theirs = decode_prices(data), Path.FromString(data)
     assert mine.prices.tolist() == list(theirs.prices) == [3.0, 1.0, 2.0]
     assert mine.seed == theirs.seed == 9
 
 
 def test_empty_message_decodes_to_defaults():
-    chunk = decode_gbm_price_chunk(b"")
+    chunk = decode_price_chunk(b"")
     assert chunk.prices.shape == (0,)
     assert (chunk.offset, chunk.seed, chunk.symbol) == (0, 0, "")
 
 
 def test_decoded_prices_are_read_only_views():
     data = encode_gbm_prices(np.array([1.0, 2.0]), 1, "")
-    path = decode_gbm_prices(data)
+    path = decode_prices(data)
     with pytest.raises(ValueError):
         path.prices[0] = 5.0
 
@@ -166,7 +164,7 @@ def test_decoded_prices_are_read_only_views():
 )
 def test_malformed_bytes_are_rejected_as_the_generated_parser_does(data):
     with pytest.raises(DecodeError):
-        decode_gbm_price_chunk(data)
+        decode_price_chunk(data)
     with pytest.raises(Exception):  # noqa: B017 - the generated parser's own error type
         Chunk.FromString(data)
 
