@@ -1,8 +1,8 @@
 """OHLCV bars and bid/ask quotes from a fine price path (pure numpy).
 
-Bars: each fine step has a time (seconds from the path's start) and a price;
-a bar of interval I holds the steps with floor(time / I) equal, and is
-stamped with the start of its interval. open/close are its first and last
+Bars: each fine step has a time and a price; a bar of interval I holds the
+consecutive steps with floor(local time / I) equal, and is stamped with the
+start of its interval. open/close are its first and last
 prices, high/low the extremes, so high >= max(open, close) >= min(open,
 close) >= low always. Volume model: each fine step trades a Poisson number
 of units with mean ``volume_rate * step_seconds * (1 + |z|)``, where z is
@@ -44,7 +44,7 @@ def interval_seconds(name: str) -> int:
 class Bars:
     """Parallel arrays, one entry per bar, in time order."""
 
-    start: np.ndarray  # seconds from the path's start, a multiple of the interval
+    start: np.ndarray  # each interval's start, in the times' unit (UTC ns when served)
     open: np.ndarray
     high: np.ndarray
     low: np.ndarray

@@ -1,4 +1,4 @@
-"""Turns a GbmRequest into a checked plan for the generator.
+"""Turns a GbmRequest or PathRequest into a checked plan for the generator.
 
 Everything a caller can get wrong is checked here, once, and reported as a
 ParameterError naming the request field and its accepted range. The servicer
@@ -44,7 +44,8 @@ MAX_PRICES_PER_MESSAGE = (GRPC_DEFAULT_MAX_MESSAGE_BYTES - MESSAGE_OVERHEAD_BYTE
 
 # A bar costs six 8-byte values.
 MAX_BARS_PER_MESSAGE = (GRPC_DEFAULT_MAX_MESSAGE_BYTES - MESSAGE_OVERHEAD_BYTES) // 48
-# GetPrices with bar_interval generates its whole fine path in memory: at most this many values.
+# GetPrices with bar_interval generates its whole fine path (a chunk at a time) within one call:
+# at most this many values, so one call stays a few seconds of work.
 MAX_UNARY_BAR_STEPS = 2**23
 MAX_ASSETS = 64
 MAX_HOLIDAYS = 10_000

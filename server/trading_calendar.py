@@ -46,7 +46,7 @@ class TradingCalendar:
         if self.timezone not in _zone_names():
             raise ParameterError(
                 "timezone", f"timezone must be an IANA name such as America/New_York, got {self.timezone!r}"
-            ) from None
+            )
         if not self.open < self.close:
             raise ParameterError("session", f"session open {self.open} must be before close {self.close}")
         if not self.weekdays or not self.weekdays <= set(range(7)):
@@ -219,7 +219,7 @@ class TimeAxis:
             holidays = sum(1 for h in cal.holidays if h >= first and h.weekday() in cal.weekdays)
             weeks = -(-sessions // len(cal.weekdays)) + 1 + holidays
             span = weeks * 7 * 86_400 * NS
-        if self.start_ns + span >= 2**63:
+        if self.start_ns + span >= _INT64_END:
             raise ParameterError(
                 "periods", "the path would run past the year 2262, the end of int64 nanosecond time"
             )
