@@ -190,7 +190,7 @@ class _LogNormalSteps(BlockStepper):
         increments = acc[1:]
         self._rng.standard_normal(out=increments)  # row by row: one step's shocks together
         if self._factor_t is not None:
-            increments[...] = increments @ self._factor_t
+            increments[...] = _correlate(increments, self._factor_t)
         increments *= self._vol
         increments += self._drift
         np.add.accumulate(acc, axis=0, out=acc)
@@ -199,6 +199,36 @@ class _LogNormalSteps(BlockStepper):
         prices = np.exp(logs, out=logs)
         prices *= self._start
         return prices
+
+
+def _correlate(shocks: np.ndarray, factor_t: np.ndarray) -> np.ndarray:
+    """``shocks @ factor_t``, every row summed in one fixed order (j ascending).
+
+    A BLAS matrix product picks its kernel by shape, and kernels round
+    differently: with OpenBLAS on an AVX2 machine a one-row block differed
+    from the same row inside a larger block in the last bit, so a stream of
+    chunk_size 1 was not the unary path. Separate multiplies and adds give
+    every row the same bits whatever the number of rows. The two loops below
+    compute the same sums in the same order; each is the faster one for its
+    width (numpy's per-call cost against its short inner loops).
+    """
+    n, k = shocks.shape
+    out = np.empty_like(shocks)
+    if k <= 8:  # one column at a time: long strided loops
+        term = np.empty(n)
+        for i in range(k):
+            column = out[:, i]
+            np.multiply(shocks[:, 0], factor_t[0, i], out=column)
+            for j in range(1, k):
+                np.multiply(shocks[:, j], factor_t[j, i], out=term)
+                column += term
+        return out
+    np.multiply(shocks[:, :1], factor_t[0], out=out)  # one input column at a time, all outputs
+    term = np.empty_like(out)
+    for j in range(1, k):
+        np.multiply(shocks[:, j : j + 1], factor_t[j], out=term)
+        out += term
+    return out
 
 
 class GbmStepper(_LogNormalSteps):

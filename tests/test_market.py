@@ -118,6 +118,21 @@ def test_correlated_paths_do_not_depend_on_the_block_size(block):
     assert np.concatenate(pieces).tobytes() == whole.tobytes()
 
 
+@pytest.mark.parametrize("assets", [3, 12])
+def test_wide_baskets_do_not_depend_on_the_block_size_either(assets):
+    # Both ways of summing the correlated shocks (narrow and wide baskets) must give every
+    # row the same bits whether it comes alone or inside a larger block.
+    rng = np.random.default_rng(assets)
+    params = [GbmParams(100.0, 0.05, s, 1.0) for s in rng.uniform(0.1, 0.5, assets)]
+    shared = rng.uniform(0.1, 0.9)
+    rho = np.full((assets, assets), shared) + (1 - shared) * np.eye(assets)
+    factor = check_correlation(rho, [str(i) for i in range(assets)])
+    whole = CorrelatedGbmStepper(params, factor, make_rng(8)).next_block(600)
+    stepper = CorrelatedGbmStepper(params, factor, make_rng(8))
+    pieces = [stepper.next_block(1) for _ in range(300)] + [stepper.next_block(300)]
+    assert np.concatenate(pieces).tobytes() == whole.tobytes()
+
+
 def test_perfect_correlation_is_accepted():
     factor = check_correlation(np.ones((2, 2)), "ab")
     np.testing.assert_allclose(factor @ factor.T, np.ones((2, 2)), atol=1e-12)
