@@ -36,8 +36,9 @@ import numpy as np
 from client.api import MarketDataClient
 from client.paths import CALENDARS, path_request
 from marketdata.v1 import market_data_pb2, market_data_pb2_grpc
-from server.generator import GbmParams, GbmStepper, make_rng
-from server.requests import Limits
+from server.limits import Limits
+from server.sim.models import Gbm, GbmStepper
+from server.sim.seeding import make_rng
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PARAMS = dict(start_price=70.0, mu=0.05, sigma=0.3, delta=1.0)
@@ -136,7 +137,7 @@ def median_of(runs: int, measure: Callable[[], float]) -> float:
 def generation_rate(n: int, chunk: int) -> float:
     """Prices per second of the project's stepper, in process, chunk by chunk into one array."""
     out = np.empty(n)
-    stepper = GbmStepper(GbmParams(**PARAMS), make_rng(1))
+    stepper = GbmStepper(Gbm(**PARAMS), make_rng(1))
     started = time.perf_counter()
     while stepper.position < n:
         offset = stepper.position

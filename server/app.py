@@ -19,11 +19,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from marketdata.v1 import market_data_pb2
-from server.feed import SLOW_POLICIES, FeedLimits, MarketFeed
-from server.generator import new_seed
-from server.market import DEFAULT_MARKET, MarketConfig, load_market
-from server.requests import MAX_PRICES_PER_MESSAGE, Limits
-from server.servicer import WIRES, MarketDataServicer, add_to_server
+
+from .feed import MarketFeed
+from .limits import MAX_PRICES_PER_MESSAGE, SLOW_POLICIES, FeedLimits, Limits
+from .servicer import WIRES, MarketDataServicer, add_to_server
+from .sim.seeding import new_seed
+from .sim.universe import DEFAULT_MARKET, MarketConfig, load_market
 
 _LOGGER = logging.getLogger(__name__)
 

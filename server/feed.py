@@ -1,25 +1,26 @@
-"""The live feed: runs a Market on the server's clock and stamps each tick.
+"""The live feed: runs the simulated Market on the server's clock, stamps each
+tick and queues it for every subscriber.
 
-The Market (server.market) is pure; this module adds wall time. Tests leave
-the clock off and call ``advance()`` themselves.
+The Market (``sim.market``) is pure; this module adds wall time and the
+subscribers' bounded queues. Tests leave the clock off and call
+``advance()`` themselves.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import functools
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-
-from google.protobuf import timestamp_pb2
 
 from marketdata.v1 import market_data_pb2
-from server import wire
-from server.market import Market, MarketConfig, MarketTick
+
+from .limits import FeedLimits
+from .sim.market import Market, MarketTick
+from .sim.universe import MarketConfig
+from .wire import TickEncoding
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -190,33 +191,6 @@ class MarketFeed:
                 _LOGGER.warning("market clock fell %d ticks behind; subscribers see the gap", skipped)
 
 
-SLOW_POLICIES = ("conflate", "disconnect")
-
-
-@dataclass(frozen=True)
-class FeedLimits:
-    """Caps and policies of live subscriptions, set by server flags."""
-
-    max_subscribers: int = 10_000
-    max_symbols: int = 1_000  # per subscription
-    buffer_ticks: int = 16  # updates queued for one subscriber before the slow policy applies
-    heartbeat_seconds: float = 1.0
-    slow_policy: str = "conflate"
-
-    def __post_init__(self) -> None:
-        if self.slow_policy not in SLOW_POLICIES:
-            raise ValueError(f"slow policy must be one of {SLOW_POLICIES}, got {self.slow_policy!r}")
-        for name in ("max_subscribers", "max_symbols", "buffer_ticks"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not HEARTBEAT_MIN <= self.heartbeat_seconds <= HEARTBEAT_MAX:
-            raise ValueError(f"heartbeat must be in [{HEARTBEAT_MIN}, {HEARTBEAT_MAX}] s")
-
-
-HEARTBEAT_MIN = 0.05
-HEARTBEAT_MAX = 3600.0
-
-
 class LimitExceeded(Exception):
     """Too many subscribers, or too many symbols in one subscription."""
 
@@ -275,49 +249,3 @@ class Subscriber:
         if self._control:
             return self._control.popleft()
         return self._queue.popleft() if self._queue else None
-
-
-def exchange_timestamp(seconds: float) -> timestamp_pb2.Timestamp:
-    """A wall time in seconds as the Timestamp every market message carries."""
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromNanoseconds(round(seconds * 1e9))
-    return stamp
-
-
-class TickEncoding:
-    """One tick serialized once: each symbol's price entry, and each distinct
-    subscription's whole message, shared by every subscriber asking for it.
-    Nothing is encoded until a subscriber needs it, so a market nobody
-    follows costs no encoding at all."""
-
-    def __init__(self, tick: MarketTick, symbols: tuple[str, ...], exchange_time: float) -> None:
-        self.sequence = tick.sequence
-        self._tick, self._symbols, self._exchange_time = tick, symbols, exchange_time
-        self._messages: dict[tuple[tuple[int, ...], int], bytes] = {}
-
-    @functools.cached_property
-    def time(self) -> bytes:
-        """The tick's exchange time as a serialized Timestamp."""
-        return exchange_timestamp(self._exchange_time).SerializeToString()
-
-    @functools.cached_property
-    def _entries(self) -> list[bytes]:
-        prices = self._tick.prices.tolist()
-        return [wire.price_entry(s, p) for s, p in zip(self._symbols, prices, strict=True)]
-
-    def event(self, positions: tuple[int, ...], kind: int = wire.EVENT_UPDATE) -> bytes:
-        key = (positions, kind)
-        message = self._messages.get(key)
-        if message is None:
-            entries = b"".join(self._entries[p] for p in positions)
-            message = self._messages[key] = wire.market_event(self.sequence, self.time, kind, entries)
-        return message
-
-    @functools.cached_property
-    def heartbeat(self) -> bytes:
-        """The tick's heartbeat event, encoded once however many subscribers are quiet."""
-        return wire.market_event(self.sequence, self.time, wire.EVENT_HEARTBEAT, b"")
-
-    def status(self, payload: bytes) -> bytes:
-        """A status event (a serialized SubscriptionStatus) stamped with this tick."""
-        return wire.market_event(self.sequence, self.time, wire.EVENT_STATUS, payload)

@@ -1,8 +1,10 @@
-"""Turns a GbmRequest or PathRequest into a checked plan for the generator.
+"""Turns GbmRequest and PathRequest messages into checked plans: the only code
+that reads a price request.
 
-Everything a caller can get wrong is checked here, once, and reported as a
-ParameterError naming the request field and its accepted range. The servicer
-maps that to INVALID_ARGUMENT.
+Everything a caller can get wrong is checked here, once, before any work, and
+reported as a ParameterError naming the field by its path in the request and
+its accepted range (the models check their own parameters). The servicer maps
+that to INVALID_ARGUMENT.
 """
 
 from __future__ import annotations
@@ -11,190 +13,78 @@ import datetime as dt
 import functools
 import math
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, MutableSequence
+from dataclasses import dataclass
+from typing import Any
 
-import numpy as np
+from google.protobuf.message import Message
 
 from marketdata.v1 import market_data_pb2
-from server import models
-from server.bars import MOVE_CAP, interval_seconds
-from server.generator import (
-    DEFAULT_TRADING_DAYS_PER_YEAR,
-    CorrelatedGbmParams,
-    CorrelatedGbmStepper,
-    GbmParams,
-    ParameterError,
-    PriceStepper,
-    check_correlation,
-    check_range,
-    make_rng,
-    new_seed,
+
+from .limits import (
+    MAX_BARS_PER_MESSAGE,
+    MAX_UNARY_BAR_STEPS,
+    PACED_CHUNK_SECONDS,
+    TICKS_PER_SECOND_MAX,
+    Limits,
+    array_budget,
+    bytes_per_period,
+    chunk_cap,
 )
-from server.trading_calendar import NS, TimeAxis, TradingCalendar
+from .sim.bars import interval_seconds
+from .sim.calendar import MAX_HOLIDAYS, TradingCalendar
+from .sim.checks import ParameterError, check_range, check_symbol
+from .sim.models import DEFAULT_TRADING_DAYS_PER_YEAR, MODELS, Gbm, Model, nested
+from .sim.paths import PathPlan
+from .sim.quotes import QuoteSpec
+from .sim.seeding import new_seed
+from .sim.ticks import check_tick_size
+from .sim.time_axis import NS, TimeAxis
+from .sim.volume import DEFAULT_VOLUME_RATE, check_volume_rate
 
-# gRPC refuses to receive messages over 4 MiB unless both sides raise the limit.
-GRPC_DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
-# Room for everything in a price message besides the packed doubles: field
-# tags, the length prefix, offset, seed and a symbol of the longest length.
-SYMBOL_MAX_BYTES = 128
-MESSAGE_OVERHEAD_BYTES = 256
-# The most prices one message can carry and still fit the default limit.
-MAX_PRICES_PER_MESSAGE = (GRPC_DEFAULT_MAX_MESSAGE_BYTES - MESSAGE_OVERHEAD_BYTES) // 8
-
-# A bar costs six 8-byte values.
-MAX_BARS_PER_MESSAGE = (GRPC_DEFAULT_MAX_MESSAGE_BYTES - MESSAGE_OVERHEAD_BYTES) // 48
-# GetPrices with bar_interval generates its whole fine path (a chunk at a time) within one call:
-# at most this many values, so one call stays a few seconds of work.
-MAX_UNARY_BAR_STEPS = 2**23
-MAX_ASSETS = 64
-MAX_HOLIDAYS = 10_000
-TICK_SIZE_MIN, TICK_SIZE_MAX = 1e-9, 1e6
-SPREAD_BPS_MAX = 10_000.0
-SPREAD_VOLATILITY_MAX = 1_000.0
-DEFAULT_VOLUME_RATE = 10.0
-VOLUME_RATE_MAX = 1e9
-# Expected units in one bar at most, so volumes stay far inside 64-bit integers.
-VOLUME_MEAN_MAX = 1e15
-# Quotes of an unrounded path sit on a cent grid.
-DEFAULT_QUOTE_TICK = 0.01
-
-TICKS_PER_SECOND_MAX = 1e9
-# A paced stream with no chunk_size sends about this much wall time of ticks per message.
-PACED_CHUNK_SECONDS = 0.01
+_ONEOF = [f.name for f in market_data_pb2.PathRequest.DESCRIPTOR.oneofs_by_name["model"].fields]
+assert _ONEOF == list(MODELS), f"PathRequest.model {_ONEOF} and server.sim.models {list(MODELS)} differ"
+_NAMES = {model: model.parameter_names() for model in MODELS.values()}
 
 
 @dataclass(frozen=True)
-class Limits:
-    """Server-side caps, set by command-line flags."""
+class CallPlan:
+    """A checked request: the path to generate and how to deliver it."""
 
-    max_periods: int = 10**12
-    max_chunk_size: int = MAX_PRICES_PER_MESSAGE
-    # 1 MiB messages: the fastest in a sweep of 32Ki..512Ki prices on 2 cores
-    # (make bench); smaller chunks pay gRPC's per-message cost more often.
-    default_chunk_size: int = 131_072
-
-    def __post_init__(self) -> None:
-        if self.max_periods < 1:
-            raise ValueError(f"max_periods must be >= 1, got {self.max_periods}")
-        if not 1 <= self.max_chunk_size <= MAX_PRICES_PER_MESSAGE:
-            raise ValueError(
-                f"max_chunk_size must be in [1, {MAX_PRICES_PER_MESSAGE}] so a chunk fits "
-                f"gRPC's 4 MiB message limit, got {self.max_chunk_size}"
-            )
-        if not 1 <= self.default_chunk_size <= self.max_chunk_size:
-            raise ValueError(
-                f"default_chunk_size must be in [1, max_chunk_size={self.max_chunk_size}], "
-                f"got {self.default_chunk_size}"
-            )
-
-    @property
-    def max_unary_periods(self) -> int:
-        return min(self.max_periods, MAX_PRICES_PER_MESSAGE)
-
-
-@dataclass(frozen=True)
-class Extras:
-    """What a PathRequest adds to the bare path; the defaults add nothing."""
-
-    time: TimeAxis | None = None
-    bar_interval_ns: int | None = None
-    tick_size: float = 0.0  # 0: values as generated
-    spread_bps: float | None = None  # quotes: one of these two, or neither
-    spread_volatility: float | None = None
-    volume_rate: float = DEFAULT_VOLUME_RATE
-    symbols: tuple[str, ...] = ()  # correlated_gbm: one per column
-
-    @property
-    def quotes(self) -> bool:
-        return self.spread_bps is not None or self.spread_volatility is not None
-
-    @property
-    def bytes_per_period(self) -> int:
-        """Reply bytes one period of the path costs, for the message-size caps (bars aside):
-        a price per instrument, a timestamp, a bid and an ask."""
-        return 8 * max(1, len(self.symbols)) + 8 * (self.time is not None) + 16 * self.quotes
-
-    @property
-    def budget(self) -> int:
-        """Bytes of a reply left for the arrays: the limit less everything else, symbols included.
-
-        MESSAGE_OVERHEAD_BYTES leaves about 90 bytes to spare, enough for the
-        tags and lengths of timestamps, bid and ask."""
-        fixed = MESSAGE_OVERHEAD_BYTES + sum(len(s.encode("utf-8")) + 3 for s in self.symbols)
-        return GRPC_DEFAULT_MAX_MESSAGE_BYTES - fixed
-
-
-NO_EXTRAS = Extras()
-
-
-@dataclass(frozen=True)
-class GbmPlan:
-    """A checked request: what to generate and how to deliver it (any model)."""
-
-    params: object  # GbmParams, CorrelatedGbmParams or one of server.models' parameter classes
-    periods: int
-    seed: int
-    symbol: str
-    chunk_size: int
+    path: PathPlan
+    symbol: str  # the caller's label, echoed in every reply
+    chunk_size: int  # values per stream message
     ticks_per_second: float | None  # None: as fast as possible
-    extras: Extras = field(default=NO_EXTRAS)
 
-    def stepper(self) -> PriceStepper:
-        """A fresh stepper of the plan's model at the start of its seeded path."""
-        rng = make_rng(self.seed)
-        if isinstance(self.params, CorrelatedGbmParams):
-            return CorrelatedGbmStepper(self.params.assets, self.params.factor, rng)
-        return models.model_of(self.params).stepper(self.params, rng)
+    @property
+    def periods(self) -> int:
+        return self.path.periods
 
-
-@functools.lru_cache(maxsize=1024)
-def _gbm_params(start_price: float, mu: float, sigma: float, delta: float, trading_days: float) -> GbmParams:
-    """Checked parameters; callers tend to repeat the same few sets, so they are remembered.
-
-    (A ParameterError is raised afresh each time: lru_cache keeps only results.)
-    """
-    return GbmParams(start_price, mu, sigma, delta, trading_days)
+    @property
+    def seed(self) -> int:
+        return self.path.seed
 
 
-def _check_symbol(symbol: str) -> None:
-    size = len(symbol.encode("utf-8"))
-    if size > SYMBOL_MAX_BYTES:
-        raise ParameterError(
-            "symbol", f"symbol must be at most {SYMBOL_MAX_BYTES} bytes of UTF-8, got {size} bytes"
-        )
-
-
-def _check_unary_periods(periods: int, most: int, rpc: str, stream_rpc: str, what: str = "reply") -> None:
-    if not 1 <= periods <= most:
-        reason = (
-            f": the {what} would exceed gRPC's 4 MiB message limit; use {stream_rpc} for longer paths"
-            if periods > most
-            else ""
-        )
-        raise ParameterError("periods", f"periods must be in [1, {most}] for {rpc}, got {periods}{reason}")
-
-
-def plan_unary(request: market_data_pb2.GbmRequest, limits: Limits) -> GbmPlan:
+def plan_get_gbm_prices(request: market_data_pb2.GbmRequest, limits: Limits) -> CallPlan:
     """Check a GetGbmPrices request; the whole path must fit in one reply."""
     _check_unary_periods(request.periods, limits.max_unary_periods, "GetGbmPrices", "StreamGbmPrices")
     return _plan(request, limits, _gbm_of)
 
 
-def plan_stream(request: market_data_pb2.GbmRequest, limits: Limits) -> GbmPlan:
+def plan_stream_gbm_prices(request: market_data_pb2.GbmRequest, limits: Limits) -> CallPlan:
     """Check a StreamGbmPrices request."""
     return _plan(request, limits, _gbm_of)
 
 
-def plan_path_unary(request: market_data_pb2.PathRequest, limits: Limits) -> GbmPlan:
+def plan_get_prices(request: market_data_pb2.PathRequest, limits: Limits) -> CallPlan:
     """Check a GetPrices request (any model); its whole reply must fit one message."""
-    plan = _plan(request, limits, _model_of, _extras_of)
-    extras = plan.extras
-    if extras.bar_interval_ns is not None:
+    call = _plan(request, limits, _model_of, _additions_of)
+    plan = call.path
+    if plan.bar_interval_ns is not None:
         _check_unary_periods(
             plan.periods, min(limits.max_periods, MAX_UNARY_BAR_STEPS), "GetPrices with bars", "StreamPrices"
         )
-        bars = _most_bars(plan.periods, extras)
+        bars = plan.time.most_bars(plan.periods, plan.bar_interval_ns)
         if bars > MAX_BARS_PER_MESSAGE:
             raise ParameterError(
                 "periods",
@@ -202,110 +92,71 @@ def plan_path_unary(request: market_data_pb2.PathRequest, limits: Limits) -> Gbm
                 f"{MAX_BARS_PER_MESSAGE} that fit gRPC's 4 MiB message limit; use StreamPrices",
             )
     else:
-        most = extras.budget // extras.bytes_per_period
+        most = array_budget(plan) // bytes_per_period(plan)
         _check_unary_periods(plan.periods, min(limits.max_periods, most), "GetPrices", "StreamPrices")
-    return plan
+    return call
 
 
-def plan_path_stream(request: market_data_pb2.PathRequest, limits: Limits) -> GbmPlan:
+def plan_stream_prices(request: market_data_pb2.PathRequest, limits: Limits) -> CallPlan:
     """Check a StreamPrices request (any model)."""
-    return _plan(request, limits, _model_of, _extras_of)
+    return _plan(request, limits, _model_of, _additions_of)
 
 
-def _most_bars(periods: int, extras: Extras) -> int:
-    """An upper bound on the bars a path makes. Each session (the whole path, without a
-    calendar) covering s ns of path time touches at most s / interval + 2 intervals, so
-    the path makes at most span / interval + 2 x sessions bars."""
-    axis = extras.time
-    span = (periods - 1) * axis.step_ns
-    sessions = 1
-    if axis.calendar is not None:
-        # +2 for the partial first and last sessions; a clock change can shorten a
-        # session by an hour about once a year, hence the spare one per hundred.
-        sessions = span // (axis.calendar.session_seconds * NS) + 2
-        sessions += sessions // 100 + 1
-    return min(periods, span // extras.bar_interval_ns + 2 * sessions)
-
-
-def _chunk_cap(limits: Limits, extras: Extras) -> tuple[int, str]:
-    """The largest chunk_size for these extras, and why it is lower than the server's, if it is."""
-    if extras.bar_interval_ns is not None:
-        # A chunk closes at most one bar per value, plus the one carried over.
-        cap = MAX_BARS_PER_MESSAGE - 1
-    else:
-        cap = extras.budget // extras.bytes_per_period
-    if cap >= limits.max_chunk_size:
-        return limits.max_chunk_size, ""
-    return cap, " (so that a chunk with these timestamps, quotes, bars or assets fits 4 MiB)"
-
-
-def _gbm_of(request: market_data_pb2.GbmRequest, trading_days: float) -> GbmParams:
-    return _gbm_params(request.start_price, request.mu, request.sigma, request.delta, trading_days)
-
-
-def _single(name: str) -> Callable[[object, float, float], object]:
-    """Parameters of model ``name`` from its message: the message's fields are the parameters."""
-    model = models.MODELS[name]
-    names = model.parameter_names
-
-    def params_of(message, delta: float, trading_days: float) -> object:
-        return model.make_params({n: getattr(message, n) for n in names}, delta, trading_days)
-
-    return params_of
-
-
-_MODELS: dict[str, Callable[[object, float, float], object]] = {name: _single(name) for name in models.MODELS}
-# GBM parameters are remembered (see _gbm_params): the fast unary path meets the same few sets.
-_MODELS["gbm"] = lambda m, d, y: _gbm_params(m.start_price, m.mu, m.sigma, d, y)
-_MODELS["correlated_gbm"] = lambda m, d, y: _correlated(m, d, y)
-assert list(_MODELS) == [
-    f.name for f in market_data_pb2.PathRequest.DESCRIPTOR.oneofs_by_name["model"].fields
-]
-
-
-def _correlated(model: market_data_pb2.CorrelatedGbmModel, delta: float, years: float) -> CorrelatedGbmParams:
-    n = len(model.assets)
-    if not 1 <= n <= MAX_ASSETS:
-        raise ParameterError("assets", f"assets must hold 1 to {MAX_ASSETS} instruments, got {n}")
-    assets = []
-    for i, a in enumerate(model.assets):
-        try:
-            _check_symbol(a.symbol)
-            assets.append(_gbm_params(a.start_price, a.mu, a.sigma, delta, years))
-        except ParameterError as err:
-            raise _nested(err, f"assets[{i}]") from None
-    named = [a.symbol for a in model.assets if a.symbol]
-    repeated = sorted({s for s in named if named.count(s) > 1})
-    if repeated:
-        raise ParameterError("assets", f"assets' symbols must be unique; repeated: {', '.join(repeated)}")
-    symbols = [a.symbol or f"#{i}" for i, a in enumerate(model.assets)]
-    if not model.correlation:
-        return CorrelatedGbmParams(tuple(assets), None)
-    if len(model.correlation) != n * n:
-        raise ParameterError(
-            "correlation",
-            f"correlation must hold n x n = {n * n} numbers (row by row, n = {n} assets), "
-            f"got {len(model.correlation)}",
+def _check_unary_periods(periods: int, most: int, rpc: str, stream_rpc: str) -> None:
+    if not 1 <= periods <= most:
+        reason = (
+            f": the reply would exceed gRPC's 4 MiB message limit; use {stream_rpc} for longer paths"
+            if periods > most
+            else ""
         )
-    factor = check_correlation(np.array(model.correlation).reshape(n, n), symbols)
-    return CorrelatedGbmParams(tuple(assets), factor)
+        raise ParameterError("periods", f"periods must be in [1, {most}] for {rpc}, got {periods}{reason}")
 
 
-def _nested(err: ParameterError, path: str) -> ParameterError:
-    """A model's error named by its path in the request (e.g. merton.jump_stdev); the
-    period's own fields (delta, trading_days_per_year) are the request's, not the model's."""
-    return err if err.field in ("delta", "trading_days_per_year") else err.under(path)
+# ---------------------------------------------------------------- the model
 
 
-def _model_of(request: market_data_pb2.PathRequest, trading_days: float) -> object:
+@functools.lru_cache(maxsize=1024)
+def _cached_model(model: type[Model], values: tuple, delta: float, trading_days: float) -> Model:
+    """A checked single-instrument model; callers tend to repeat the same few sets, so
+    they are remembered. (A ParameterError is raised afresh each time: only results are kept.)"""
+    return model.from_values(dict(zip(_NAMES[model], values, strict=True)), delta, trading_days)
+
+
+def _message_values(message: Message) -> dict[str, Any]:
+    """A message's fields as plain values: numbers, strings, lists, nested dicts."""
+    values: dict[str, Any] = {}
+    for field in message.DESCRIPTOR.fields:
+        value = getattr(message, field.name)
+        if isinstance(value, MutableSequence):  # a repeated field (protobuf registers its containers)
+            value = [_message_values(v) if field.message_type else v for v in value]
+        elif field.message_type is not None:
+            value = _message_values(value)
+        values[field.name] = value
+    return values
+
+
+def _build(model: type[Model], message: Message, delta: float, trading_days: float) -> Model:
+    """Model ``model`` from the message holding its parameters (fields named as its parameters)."""
+    if model.single_instrument:
+        return _cached_model(model, tuple(getattr(message, n) for n in _NAMES[model]), delta, trading_days)
+    return model.from_values(_message_values(message), delta, trading_days)
+
+
+def _gbm_of(request: market_data_pb2.GbmRequest, trading_days: float) -> Model:
+    return _build(Gbm, request, request.delta, trading_days)
+
+
+def _model_of(request: market_data_pb2.PathRequest, trading_days: float) -> Model:
     name = request.WhichOneof("model")
     if name is None:
-        raise ParameterError("model", f"model: set exactly one of {', '.join(_MODELS)}")
+        raise ParameterError("model", f"model: set exactly one of {', '.join(MODELS)}")
     try:
-        return _MODELS[name](getattr(request, name), request.delta, trading_days)
+        return _build(MODELS[name], getattr(request, name), request.delta, trading_days)
     except ParameterError as err:
-        raise _nested(err, name) from None
+        raise nested(err, name) from None
 
+
+# ---------------------------------------------------------------- what a path adds
 
 _CLOCK = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 
@@ -356,7 +207,7 @@ def _calendar_of(message: market_data_pb2.TradingCalendar) -> TradingCalendar:
         raise ParameterError(f"{where}.{name}", f"{where}.{name}: {err}") from None
 
 
-def _time_of(request: market_data_pb2.PathRequest, delta: float) -> TimeAxis | None:
+def _time_of(request: market_data_pb2.PathRequest) -> TimeAxis | None:
     if not request.HasField("time"):
         return None
     time = request.time
@@ -369,7 +220,7 @@ def _time_of(request: market_data_pb2.PathRequest, delta: float) -> TimeAxis | N
         )
     calendar = _calendar_of(time.calendar) if time.HasField("calendar") else None
     day_ns = calendar.session_seconds * NS if calendar is not None else 86_400 * NS
-    step_ns = round(delta * day_ns)
+    step_ns = round(request.delta * day_ns)
     if step_ns < 1:
         raise ParameterError(
             "delta",
@@ -385,27 +236,16 @@ def _time_of(request: market_data_pb2.PathRequest, delta: float) -> TimeAxis | N
     return axis
 
 
-def _check_volumes_fit(volume_rate: float, bar_ns: int) -> None:
-    """A bar's expected volume (its time, at most one period plus its interval, times the
-    rate and the largest move factor) must stay far inside 64-bit integers."""
-    most = VOLUME_MEAN_MAX / (bar_ns / NS * (1 + MOVE_CAP))
-    if volume_rate > most:
-        raise ParameterError(
-            "volume_rate",
-            f"volume_rate must be in [0, {most:.6g}] units per second for this period and bar_interval "
-            f"(a bar may expect at most {VOLUME_MEAN_MAX:g} units), got {volume_rate!r}",
-        )
-
-
-def _extras_of(request: market_data_pb2.PathRequest, params: object) -> Extras:
-    correlated = isinstance(params, CorrelatedGbmParams)
-    time = _time_of(request, request.delta)
+def _additions_of(request: market_data_pb2.PathRequest, model: Model) -> dict[str, Any]:
+    """What the request adds to the bare path, as PathPlan's fields."""
+    several = not model.single_instrument
+    time = _time_of(request)
     bar_interval_ns = None
     if request.bar_interval:
         bar_interval_ns = interval_seconds(request.bar_interval) * NS
         if time is None:
             raise ParameterError("bar_interval", "bar_interval needs time (its start_time places the bars)")
-        if correlated:
+        if several:
             raise ParameterError("bar_interval", "bar_interval works with single-instrument models only")
         if bar_interval_ns < time.step_ns:
             raise ParameterError(
@@ -415,52 +255,36 @@ def _extras_of(request: market_data_pb2.PathRequest, params: object) -> Extras:
             )
     elif request.HasField("volume_rate"):
         raise ParameterError("volume_rate", "volume_rate only applies to bars: set bar_interval too")
-    volume_rate = DEFAULT_VOLUME_RATE
-    if request.HasField("volume_rate"):
-        check_range("volume_rate", request.volume_rate, 0.0, VOLUME_RATE_MAX, unit="units per second")
-        volume_rate = request.volume_rate
-    if bar_interval_ns is not None:
-        _check_volumes_fit(volume_rate, time.step_ns + bar_interval_ns)
-    tick = request.tick_size
-    if tick != 0.0 and not (math.isfinite(tick) and TICK_SIZE_MIN <= tick <= TICK_SIZE_MAX):
-        raise ParameterError(
-            "tick_size",
-            f"tick_size must be 0 (no rounding) or in [{TICK_SIZE_MIN:g}, {TICK_SIZE_MAX:g}], got {tick!r}",
-        )
-    spread_bps = spread_volatility = None
+    volume_rate = request.volume_rate if request.HasField("volume_rate") else DEFAULT_VOLUME_RATE
+    check_volume_rate(volume_rate, None if bar_interval_ns is None else time.step_ns + bar_interval_ns)
+    check_tick_size(request.tick_size)
+    quotes = None
     if request.HasField("quotes"):
         kind = request.quotes.WhichOneof("spread")
-        if kind is None:
-            raise ParameterError("quotes", "quotes: set spread_bps or spread_volatility")
-        if correlated or bar_interval_ns is not None:
+        if kind is not None and (several or bar_interval_ns is not None):
             raise ParameterError(
                 "quotes",
                 "quotes come with the values of a single-instrument path: not with correlated_gbm or bars",
             )
-        value = getattr(request.quotes, kind)
-        high = SPREAD_BPS_MAX if kind == "spread_bps" else SPREAD_VOLATILITY_MAX
-        check_range(f"quotes.{kind}", value, 0.0, high, low_open=True)
-        if kind == "spread_bps":
-            spread_bps = value
-        else:
-            spread_volatility = value
-    return Extras(
-        time=time,
-        bar_interval_ns=bar_interval_ns,
-        tick_size=tick,
-        spread_bps=spread_bps,
-        spread_volatility=spread_volatility,
-        volume_rate=volume_rate,
-        symbols=tuple(a.symbol for a in request.correlated_gbm.assets) if correlated else (),
-    )
+        quotes = QuoteSpec(**({kind: getattr(request.quotes, kind)} if kind else {}))
+    return {
+        "time": time,
+        "bar_interval_ns": bar_interval_ns,
+        "tick_size": request.tick_size,
+        "quotes": quotes,
+        "volume_rate": volume_rate,
+    }
+
+
+# ---------------------------------------------------------------- the whole request
 
 
 def _plan(
     request,
     limits: Limits,
-    params_of: Callable[[object, float], object],
-    extras_of: Callable[[object, object], Extras] | None = None,
-) -> GbmPlan:
+    model_of: Callable[[Any, float], Model],
+    additions_of: Callable[[Any, Model], dict[str, Any]] | None = None,
+) -> CallPlan:
     if not 1 <= request.periods <= limits.max_periods:
         raise ParameterError(
             "periods", f"periods must be in [1, {limits.max_periods}], got {request.periods}"
@@ -470,10 +294,12 @@ def _plan(
         if request.HasField("trading_days_per_year")
         else DEFAULT_TRADING_DAYS_PER_YEAR
     )
-    params = params_of(request, trading_days)
-    _check_symbol(request.symbol)
-    extras = extras_of(request, params) if extras_of is not None else NO_EXTRAS
-    most_chunk, why = _chunk_cap(limits, extras)
+    model = model_of(request, trading_days)
+    check_symbol(request.symbol)
+    additions = additions_of(request, model) if additions_of is not None else {}
+    seed = request.seed if request.HasField("seed") else new_seed()
+    path = PathPlan(model, request.periods, seed, **additions)
+    most_chunk, why = chunk_cap(limits, path)
 
     ticks_per_second: float | None = None
     if request.HasField("ticks_per_second"):
@@ -497,14 +323,4 @@ def _plan(
     else:
         chunk_size = limits.default_chunk_size
     chunk_size = min(chunk_size, most_chunk)
-
-    seed = request.seed if request.HasField("seed") else new_seed()
-    return GbmPlan(
-        params=params,
-        periods=request.periods,
-        seed=seed,
-        symbol=request.symbol,
-        chunk_size=chunk_size,
-        ticks_per_second=ticks_per_second,
-        extras=extras,
-    )
+    return CallPlan(path, request.symbol, chunk_size, ticks_per_second)

@@ -1,4 +1,4 @@
-"""Protobuf wire format for price messages, written straight from numpy buffers.
+"""Every reply written from numpy: price messages and the live feed's events.
 
 A ``repeated double`` field is encoded packed: one tag, one length, then the
 values as little-endian float64 bytes. That is exactly a numpy float64
@@ -7,6 +7,10 @@ Python work. The other fields are encoded as the protobuf library would
 (ascending field numbers, zero values omitted), so the bytes are identical to
 ``SerializeToString()`` of the generated classes and any protobuf peer
 parses them.
+
+``ProtobufPathEncoder`` builds the same price messages through the generated
+classes instead: the same bytes, slower, kept so the two can be compared
+(``--wire protobuf``, make bench).
 """
 
 from __future__ import annotations
@@ -16,8 +20,13 @@ import math
 import struct
 
 import numpy as np
+from google.protobuf import timestamp_pb2
 
 from marketdata.v1 import market_data_pb2
+
+from .sim.bars import Bars
+from .sim.market import MarketTick
+from .sim.paths import Block
 
 _LENGTH_DELIMITED = 2
 _VARINT = 0
@@ -73,11 +82,11 @@ assert list(_BARS) == ["start_time", "open", "high", "low", "close", "volume"]
 assert list(_BARS.values()) == sorted(_BARS.values())
 
 
-def encode_bars(bars) -> bytes:
-    """A serialized marketdata.v1.Bars from a server.bars.Bars."""
+def encode_bars(bars: Bars) -> bytes:
+    """A serialized marketdata.v1.Bars from the simulation's Bars."""
     return b"".join(
         [
-            *packed(_BARS["start_time"], bars.start, _LITTLE_I8),
+            *packed(_BARS["start_time"], bars.start_time, _LITTLE_I8),
             *(
                 piece
                 for name in ("open", "high", "low", "close")
@@ -101,7 +110,7 @@ def _layout(message: type) -> dict[str, int]:
 
 
 class PathEncoder:
-    """Serializes the replies of one request from its blocks (server.paths.Block).
+    """Serializes the replies of one request from its blocks (``sim.paths.Block``).
 
     ``message`` is the reply type: GbmPrices or Prices for a whole path,
     GbmPriceChunk or PriceChunk for a stream. Fields go out in ascending
@@ -115,7 +124,7 @@ class PathEncoder:
         # Every entry of a repeated string is written, empty ones included.
         self._symbols = b"".join(message_field(numbers["symbols"], s.encode("utf-8")) for s in symbols)
 
-    def encode(self, block) -> bytes:
+    def encode(self, block: Block) -> bytes:
         n = self._numbers
         parts = packed_doubles(n["prices"], block.prices)
         if self._offset is not None:
@@ -175,3 +184,85 @@ def market_event(sequence: int, exchange_time: bytes, kind: int, entries: bytes)
             message_field(kind, entries),
         ]
     )
+
+
+class ProtobufPathEncoder:
+    """PathEncoder's replies built with the generated classes: the reference it is compared with."""
+
+    def __init__(self, message: type, seed: int, symbol: str, symbols: tuple[str, ...] = ()) -> None:
+        self._message, self._seed, self._symbol, self._symbols = message, seed, symbol, symbols
+        self._chunked = "offset" in message.DESCRIPTOR.fields_by_name
+
+    def encode(self, block: Block) -> bytes:
+        reply = self._message(prices=block.prices, seed=self._seed, symbol=self._symbol)
+        if self._chunked:
+            reply.offset = block.offset
+        if block.timestamps is not None:
+            reply.timestamps[:] = block.timestamps.tolist()
+        if block.bid is not None:
+            reply.bid[:] = block.bid.tolist()
+            reply.ask[:] = block.ask.tolist()
+        if block.bars is not None and len(block.bars):
+            b = block.bars
+            reply.bars.CopyFrom(
+                market_data_pb2.Bars(
+                    start_time=b.start_time.tolist(),
+                    open=b.open,
+                    high=b.high,
+                    low=b.low,
+                    close=b.close,
+                    volume=b.volume.tolist(),
+                )
+            )
+        if self._symbols:
+            reply.symbols[:] = self._symbols
+        return reply.SerializeToString()
+
+
+ENCODERS = {"fast": PathEncoder, "protobuf": ProtobufPathEncoder}
+
+
+def exchange_timestamp(seconds: float) -> timestamp_pb2.Timestamp:
+    """A wall time in seconds as the Timestamp every market message carries."""
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromNanoseconds(round(seconds * 1e9))
+    return stamp
+
+
+class TickEncoding:
+    """One tick serialized once: each symbol's price entry, and each distinct
+    subscription's whole message, shared by every subscriber asking for it.
+    Nothing is encoded until a subscriber needs it, so a market nobody
+    follows costs no encoding at all."""
+
+    def __init__(self, tick: MarketTick, symbols: tuple[str, ...], exchange_time: float) -> None:
+        self.sequence = tick.sequence
+        self._tick, self._symbols, self._exchange_time = tick, symbols, exchange_time
+        self._messages: dict[tuple[tuple[int, ...], int], bytes] = {}
+
+    @functools.cached_property
+    def time(self) -> bytes:
+        """The tick's exchange time as a serialized Timestamp."""
+        return exchange_timestamp(self._exchange_time).SerializeToString()
+
+    @functools.cached_property
+    def _entries(self) -> list[bytes]:
+        prices = self._tick.prices.tolist()
+        return [price_entry(s, p) for s, p in zip(self._symbols, prices, strict=True)]
+
+    def event(self, positions: tuple[int, ...], kind: int = EVENT_UPDATE) -> bytes:
+        key = (positions, kind)
+        message = self._messages.get(key)
+        if message is None:
+            entries = b"".join(self._entries[p] for p in positions)
+            message = self._messages[key] = market_event(self.sequence, self.time, kind, entries)
+        return message
+
+    @functools.cached_property
+    def heartbeat(self) -> bytes:
+        """The tick's heartbeat event, encoded once however many subscribers are quiet."""
+        return market_event(self.sequence, self.time, EVENT_HEARTBEAT, b"")
+
+    def status(self, payload: bytes) -> bytes:
+        """A status event (a serialized SubscriptionStatus) stamped with this tick."""
+        return market_event(self.sequence, self.time, EVENT_STATUS, payload)

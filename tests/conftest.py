@@ -18,8 +18,8 @@ import pytest
 from client.api import MarketDataClient
 from marketdata.v1 import market_data_pb2_grpc
 from server.app import RunningServer, ServerOptions, start_server
-from server.market import DEFAULT_MARKET, MarketConfig
-from server.requests import Limits
+from server.limits import Limits
+from server.sim.universe import DEFAULT_MARKET, MarketConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

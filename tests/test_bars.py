@@ -5,12 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from server.bars import INTERVALS, BarBuilder, interval_seconds, ohlcv, quotes, step_volumes
-from server.generator import GbmParams, ParameterError, gbm_path, make_rng
+from server.sim.bars import INTERVALS, BarBuilder, interval_seconds, ohlcv
+from server.sim.checks import ParameterError
+from server.sim.models import Gbm, gbm_path
+from server.sim.quotes import quotes
+from server.sim.seeding import make_rng
+from server.sim.volume import step_volumes
 
 # One-second steps over 2.5 trading-ish days of seconds.
 SECONDS = 200_000
-PARAMS = GbmParams(100.0, 0.05, 0.3, delta=1 / 23_400)  # one second of a 6.5 h day
+PARAMS = Gbm(100.0, 0.05, 0.3, delta=1 / 23_400)  # one second of a 6.5 h day
 
 
 @pytest.fixture(scope="module")
@@ -28,14 +32,14 @@ def test_bars_are_consistent(path, name):
     interval = interval_seconds(name)
     bars = ohlcv(times, prices, volumes, interval)
     assert len(bars) == -(-SECONDS // interval)
-    assert (bars.start % interval == 0).all()
-    assert (np.diff(bars.start) == interval).all()
+    assert (bars.start_time % interval == 0).all()
+    assert (np.diff(bars.start_time) == interval).all()
     assert (bars.high >= np.maximum(bars.open, bars.close)).all()
     assert (bars.low <= np.minimum(bars.open, bars.close)).all()
     assert bars.volume.sum() == volumes.sum()
     assert bars.open[0] == prices[0] and bars.close[-1] == prices[-1]
     # Each bar's close is the next bar's previous price: no step is lost or doubled.
-    assert (bars.close[:-1] == prices[bars.start[1:] - 1]).all()
+    assert (bars.close[:-1] == prices[bars.start_time[1:] - 1]).all()
 
 
 @pytest.mark.parametrize("block", [1_000, 59_999, 131_072])
@@ -48,7 +52,7 @@ def test_bars_built_from_blocks_equal_bars_of_the_whole_path(path, block):
         for i in range(0, SECONDS, block)
     ]
     parts.append(builder.flush())
-    for field in ("start", "open", "high", "low", "close", "volume"):
+    for field in ("start_time", "open", "high", "low", "close", "volume"):
         joined = np.concatenate([getattr(p, field) for p in parts])
         assert joined.tobytes() == getattr(whole, field).tobytes(), field
 

@@ -8,8 +8,9 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from server.generator import ParameterError
-from server.trading_calendar import NS, TimeAxis, TradingCalendar
+from server.sim.calendar import TradingCalendar
+from server.sim.checks import ParameterError
+from server.sim.time_axis import NS, TimeAxis
 
 NY = ZoneInfo("America/New_York")
 HOLIDAY = dt.date(2026, 3, 9)  # a Monday, declared a holiday for the test

@@ -16,11 +16,11 @@ import numpy as np
 
 from client.api import MarketDataClient
 from client.paths import path_request
-from server.generator import GbmParams, gbm_path
-from server.market import DEFAULT_MARKET, MarketConfig
+from server.sim.models import Gbm, gbm_path
+from server.sim.universe import DEFAULT_MARKET, MarketConfig
 from tests.conftest import REPO_ROOT, ServerThread
 
-ORIGINAL = GbmParams(70.0, 0.05, 0.3, 1.0)
+ORIGINAL = Gbm(70.0, 0.05, 0.3, delta=1.0)
 
 
 def run_client(python, *args, timeout=60):

@@ -9,7 +9,7 @@ import pytest
 
 from client.api import field_violations, gbm_request
 from marketdata.v1 import market_data_pb2_grpc
-from server.requests import MAX_PRICES_PER_MESSAGE, Limits
+from server.limits import MAX_PRICES_PER_MESSAGE, Limits
 from tests.conftest import ServerThread
 
 GOOD = {"periods": 100, "start_price": 70.0, "mu": 0.05, "sigma": 0.3, "delta": 1.0}

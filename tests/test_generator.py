@@ -8,17 +8,12 @@ import os
 import numpy as np
 import pytest
 
-from server.generator import (
-    GbmParams,
-    GbmStepper,
-    ParameterError,
-    gbm_path,
-    iter_blocks,
-    make_rng,
-    new_seed,
-)
+from server.sim.checks import ParameterError
+from server.sim.models import Gbm, GbmStepper, gbm_path
+from server.sim.seeding import make_rng, new_seed
+from server.sim.steppers import iter_blocks
 
-ORIGINAL = GbmParams(start_price=70.0, mu=0.05, sigma=0.3, delta=1.0)
+ORIGINAL = Gbm(start_price=70.0, mu=0.05, sigma=0.3, delta=1.0)
 
 
 def test_original_example_has_periods_prices_starting_at_start_price():
@@ -37,9 +32,9 @@ def test_single_period_is_just_the_start_price():
     "params",
     [
         ORIGINAL,
-        GbmParams(start_price=1e-6, mu=-10.0, sigma=10.0, delta=10_000.0, trading_days_per_year=1.0),
-        GbmParams(start_price=1e12, mu=10.0, sigma=10.0, delta=5.0),
-        GbmParams(start_price=5.0, mu=0.0, sigma=0.0, delta=1.0),
+        Gbm(start_price=1e-6, mu=-10.0, sigma=10.0, delta=10_000.0, trading_days_per_year=1.0),
+        Gbm(start_price=1e12, mu=10.0, sigma=10.0, delta=5.0),
+        Gbm(start_price=5.0, mu=0.0, sigma=0.0, delta=1.0),
     ],
     ids=["original", "extreme-down", "extreme-up", "no-volatility"],
 )
@@ -50,7 +45,7 @@ def test_prices_are_never_negative_or_nan(params):
 
 
 def test_zero_volatility_is_pure_drift():
-    params = GbmParams(start_price=100.0, mu=0.1, sigma=0.0, delta=1.0)
+    params = Gbm(start_price=100.0, mu=0.1, sigma=0.0, delta=1.0)
     prices = gbm_path(params, 253, seed=0)
     expected = 100.0 * np.exp(0.1 * np.arange(253) / 252)
     np.testing.assert_allclose(prices, expected, rtol=1e-12)
@@ -60,7 +55,7 @@ def test_log_returns_match_the_closed_form():
     # t = delta / 252 years; log-returns ~ N((mu - sigma^2/2) t, sigma^2 t), i.i.d.
     mu, sigma, delta = 0.05, 0.3, 1.0
     n = 1_000_000
-    prices = gbm_path(GbmParams(70.0, mu, sigma, delta), n + 1, seed=2024)
+    prices = gbm_path(Gbm(70.0, mu, sigma, delta=delta), n + 1, seed=2024)
     r = np.diff(np.log(prices))
     t = delta / 252
     mean, sd = (mu - sigma**2 / 2) * t, sigma * math.sqrt(t)
@@ -78,7 +73,7 @@ def test_log_returns_match_the_closed_form():
 def test_trading_days_per_year_sets_the_period_length():
     n = 400_000
     sigma = 0.2
-    prices = gbm_path(GbmParams(50.0, 0.0, sigma, 1.0, trading_days_per_year=365.0), n + 1, seed=5)
+    prices = gbm_path(Gbm(50.0, 0.0, sigma, delta=1.0, trading_days_per_year=365.0), n + 1, seed=5)
     sd = sigma * math.sqrt(1 / 365)
     assert abs(np.diff(np.log(prices)).std() - sd) < 5 * sd / math.sqrt(2 * n)
 
@@ -135,7 +130,7 @@ def test_global_random_state_is_neither_used_nor_changed():
 def test_bad_parameters_raise_naming_the_field_and_range(field, kwargs):
     args = {"start_price": 70.0, "mu": 0.05, "sigma": 0.3, "delta": 1.0} | kwargs
     with pytest.raises(ParameterError) as info:
-        GbmParams(**args)
+        Gbm(**args)
     assert info.value.field == field
     assert str(info.value).startswith(f"{field} must be")
     assert "[" in str(info.value) or "(" in str(info.value)

@@ -10,16 +10,18 @@ import tomllib
 import numpy as np
 import pytest
 
-from server import models
-from server.generator import CorrelatedGbmStepper, GbmParams, ParameterError, check_correlation, make_rng
-from server.market import (
+from server.sim import models
+from server.sim.checks import ParameterError
+from server.sim.correlation import check_correlation
+from server.sim.market import Market, instrument_rng
+from server.sim.models import CorrelatedGbmStepper, Gbm
+from server.sim.seeding import make_rng
+from server.sim.universe import (
     DEFAULT_MARKET,
     MODELS,
     TRADING_SECONDS_PER_DAY,
     Instrument,
-    Market,
     MarketConfig,
-    instrument_rng,
     load_market,
     parse_market,
 )
@@ -92,7 +94,7 @@ def test_unknown_symbols_are_listed():
 
 def test_correlated_log_returns_show_the_configured_correlation():
     rho = np.array([[1.0, 0.8, -0.3], [0.8, 1.0, 0.0], [-0.3, 0.0, 1.0]])
-    params = [GbmParams(100.0, 0.05, s, 1.0) for s in (0.2, 0.4, 0.3)]
+    params = [Gbm(100.0, 0.05, s, delta=1.0) for s in (0.2, 0.4, 0.3)]
     n = 200_000
     stepper = CorrelatedGbmStepper(params, check_correlation(rho, "abc"), make_rng(3))
     returns = np.diff(np.log(stepper.next_block(n + 1)), axis=0)
@@ -108,7 +110,7 @@ def test_correlated_log_returns_show_the_configured_correlation():
 
 @pytest.mark.parametrize("block", [1, 2, 7, 1000])
 def test_correlated_paths_do_not_depend_on_the_block_size(block):
-    params = [GbmParams(100.0, 0.05, 0.2, 1.0), GbmParams(50.0, 0.0, 0.5, 1.0)]
+    params = [Gbm(100.0, 0.05, 0.2, delta=1.0), Gbm(50.0, 0.0, 0.5, delta=1.0)]
     factor = check_correlation(np.array([[1.0, 0.6], [0.6, 1.0]]), "ab")
     whole = CorrelatedGbmStepper(params, factor, make_rng(5)).next_block(5000)
     stepper = CorrelatedGbmStepper(params, factor, make_rng(5))
@@ -123,7 +125,7 @@ def test_wide_baskets_do_not_depend_on_the_block_size_either(assets):
     # Both ways of summing the correlated shocks (narrow and wide baskets) must give every
     # row the same bits whether it comes alone or inside a larger block.
     rng = np.random.default_rng(assets)
-    params = [GbmParams(100.0, 0.05, s, 1.0) for s in rng.uniform(0.1, 0.5, assets)]
+    params = [Gbm(100.0, 0.05, s, delta=1.0) for s in rng.uniform(0.1, 0.5, assets)]
     shared = rng.uniform(0.1, 0.9)
     rho = np.full((assets, assets), shared) + (1 - shared) * np.eye(assets)
     factor = check_correlation(rho, [str(i) for i in range(assets)])
@@ -396,7 +398,7 @@ def test_an_all_gbm_market_is_the_correlated_gbm_stepper_rounded():
         AAA, BBB, market="seed = 5\nsimulated_seconds_per_tick = 600\ncorrelation = [[1, 0.7], [0.7, 1]]\n"
     )
     delta = 600 / (6.5 * 3600)
-    params = [GbmParams(100.0, 0.05, 0.2, delta), GbmParams(20.0, 0.0, 0.4, delta)]
+    params = [Gbm(100.0, 0.05, 0.2, delta=delta), Gbm(20.0, 0.0, 0.4, delta=delta)]
     raw = CorrelatedGbmStepper(params, check_correlation(rho, ["AAA", "BBB"]), make_rng(5)).next_block(1001)
     # Today's rounding, written out: whole ticks, at least one, in exact decimal units.
     sizes, units, scale = np.array([0.01, 0.05]), np.array([1.0, 5.0]), np.array([100.0, 100.0])
@@ -439,21 +441,21 @@ def test_instrument_streams_are_distinct_and_derived_from_the_seed():
 @pytest.mark.parametrize(
     ("table", "stepper", "params"),
     [
-        (SPREAD_ARITHMETIC, models.ArithmeticStepper, lambda d: models.ArithmeticParams(0.3, 0.0, 2.0, d)),
+        (SPREAD_ARITHMETIC, models.ArithmeticStepper, lambda d: models.Arithmetic(0.3, 0.0, 2.0, delta=d)),
         (
             JUMPY_MERTON,
             models.MertonStepper,
-            lambda d: models.MertonParams(40.0, 0.03, 0.25, 20.0, -0.02, 0.05, d),
+            lambda d: models.Merton(40.0, 0.03, 0.25, 20.0, -0.02, 0.05, delta=d),
         ),
         (
             VOL_HESTON,
             models.HestonStepper,
-            lambda d: models.HestonParams(60.0, 0.04, 0.09, 2.0, 0.04, 0.5, -0.7, d),
+            lambda d: models.Heston(60.0, 0.04, 0.09, 2.0, 0.04, 0.5, -0.7, delta=d),
         ),
         (
             RATE_OU,
             models.OrnsteinUhlenbeckStepper,
-            lambda d: models.OrnsteinUhlenbeckParams(0.5, -0.25, 12.6, 0.8, d),
+            lambda d: models.OrnsteinUhlenbeck(0.5, -0.25, 12.6, 0.8, delta=d),
         ),
     ],
 )

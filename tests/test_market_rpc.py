@@ -9,7 +9,8 @@ import pytest
 
 from client.api import field_violations
 from marketdata.v1 import market_data_pb2, market_data_pb2_grpc
-from server.market import DEFAULT_MARKET, Instrument, Market, MarketConfig
+from server.sim.market import Market
+from server.sim.universe import DEFAULT_MARKET, Instrument, MarketConfig
 from tests.conftest import REPO_ROOT, ServerThread
 
 SMALL = MarketConfig(

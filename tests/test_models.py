@@ -7,17 +7,18 @@ import math
 import numpy as np
 import pytest
 
-from server.generator import ParameterError, make_rng
-from server.models import (
-    ArithmeticParams,
+from server.sim.checks import ParameterError
+from server.sim.models import (
+    Arithmetic,
     ArithmeticStepper,
-    HestonParams,
+    Heston,
     HestonStepper,
-    MertonParams,
+    Merton,
     MertonStepper,
-    OrnsteinUhlenbeckParams,
+    OrnsteinUhlenbeck,
     OrnsteinUhlenbeckStepper,
 )
+from server.sim.seeding import make_rng
 
 T = 1 / 252
 
@@ -32,21 +33,19 @@ def _within(sample: np.ndarray, mean: float, variance: float) -> None:
 
 
 def test_arithmetic_increments():
-    params = ArithmeticParams(start_price=10.0, mu=2.0, sigma=3.0)
+    params = Arithmetic(start_price=10.0, mu=2.0, sigma=3.0)
     path = ArithmeticStepper(params, make_rng(1)).next_block(400_001)
     assert path[0] == 10.0
     _within(np.diff(path), 2.0 * T, 9.0 * T)
 
 
 def test_arithmetic_paths_can_go_below_zero():
-    path = ArithmeticStepper(ArithmeticParams(1.0, 0.0, 50.0), make_rng(2)).next_block(1000)
+    path = ArithmeticStepper(Arithmetic(1.0, 0.0, 50.0), make_rng(2)).next_block(1000)
     assert path.min() < 0
 
 
 def test_merton_log_returns_carry_the_jump_moments():
-    p = MertonParams(
-        start_price=50.0, mu=0.08, sigma=0.2, jump_intensity=25.0, jump_mean=-0.03, jump_stdev=0.05
-    )
+    p = Merton(start_price=50.0, mu=0.08, sigma=0.2, jump_intensity=25.0, jump_mean=-0.03, jump_stdev=0.05)
     path = MertonStepper(p, make_rng(3)).next_block(400_001)
     assert path[0] == 50.0 and (path > 0).all()
     lam = p.jump_intensity * T
@@ -56,13 +55,13 @@ def test_merton_log_returns_carry_the_jump_moments():
 
 
 def test_merton_without_jumps_is_gbm():
-    p = MertonParams(50.0, 0.05, 0.3, 0.0, 0.0, 0.0)
+    p = Merton(50.0, 0.05, 0.3, 0.0, 0.0, 0.0)
     r = np.diff(np.log(MertonStepper(p, make_rng(4)).next_block(200_001)))
     _within(r, (0.05 - 0.045) * T, 0.09 * T)
 
 
 def test_heston_variance_mean_reverts_as_the_closed_form_says():
-    p = HestonParams(start_price=100.0, mu=0.05, v0=0.09, kappa=2.0, theta=0.04, xi=0.3, rho=-0.7)
+    p = Heston(start_price=100.0, mu=0.05, v0=0.09, kappa=2.0, theta=0.04, xi=0.3, rho=-0.7)
     rng = make_rng(5)
     finals, prices = [], []
     for _ in range(2000):
@@ -78,13 +77,13 @@ def test_heston_variance_mean_reverts_as_the_closed_form_says():
 
 def test_heston_full_truncation_survives_a_violated_feller_condition():
     # 2 kappa theta < xi^2: the variance hits zero often; prices stay finite and positive.
-    p = HestonParams(100.0, 0.0, v0=0.04, kappa=0.5, theta=0.04, xi=1.5, rho=0.0)
+    p = Heston(100.0, 0.0, v0=0.04, kappa=0.5, theta=0.04, xi=1.5, rho=0.0)
     path = HestonStepper(p, make_rng(6)).next_block(20_000)
     assert np.isfinite(path).all() and (path > 0).all()
 
 
 def test_ou_reaches_its_stationary_mean_and_variance():
-    p = OrnsteinUhlenbeckParams(start=1.5, mean=1.5, kappa=5.0, sigma=0.4)
+    p = OrnsteinUhlenbeck(start=1.5, mean=1.5, kappa=5.0, sigma=0.4)
     x = OrnsteinUhlenbeckStepper(p, make_rng(7)).next_block(400_000)
     a = math.exp(-p.kappa * T)
     effective = len(x) * (1 - a) / (1 + a)  # independent samples' worth of an AR(1) path
@@ -97,10 +96,10 @@ def test_ou_reaches_its_stationary_mean_and_variance():
 
 
 STEPPERS = {
-    "arithmetic": lambda rng: ArithmeticStepper(ArithmeticParams(10.0, 1.0, 2.0), rng),
-    "merton": lambda rng: MertonStepper(MertonParams(10.0, 0.05, 0.2, 30.0, -0.02, 0.04), rng),
-    "heston": lambda rng: HestonStepper(HestonParams(10.0, 0.05, 0.04, 2.0, 0.04, 0.3, -0.5), rng),
-    "ou": lambda rng: OrnsteinUhlenbeckStepper(OrnsteinUhlenbeckParams(0.0, 1.0, 3.0, 0.5), rng),
+    "arithmetic": lambda rng: ArithmeticStepper(Arithmetic(10.0, 1.0, 2.0), rng),
+    "merton": lambda rng: MertonStepper(Merton(10.0, 0.05, 0.2, 30.0, -0.02, 0.04), rng),
+    "heston": lambda rng: HestonStepper(Heston(10.0, 0.05, 0.04, 2.0, 0.04, 0.3, -0.5), rng),
+    "ou": lambda rng: OrnsteinUhlenbeckStepper(OrnsteinUhlenbeck(0.0, 1.0, 3.0, 0.5), rng),
 }
 
 
@@ -118,13 +117,13 @@ def test_every_model_is_independent_of_the_block_size(model, block):
 @pytest.mark.parametrize(
     ("build", "field"),
     [
-        (lambda: ArithmeticParams(1.0, 0.0, -1.0), "sigma"),
-        (lambda: MertonParams(1.0, 0.0, 0.2, -1.0, 0.0, 0.1), "jump_intensity"),
-        (lambda: MertonParams(1.0, 0.0, 0.2, 1.0, 0.0, math.nan), "jump_stdev"),
-        (lambda: HestonParams(1.0, 0.0, 0.04, 1.0, 0.04, 0.3, 1.5), "rho"),
-        (lambda: HestonParams(1.0, 0.0, -0.01, 1.0, 0.04, 0.3, 0.0), "v0"),
-        (lambda: OrnsteinUhlenbeckParams(0.0, 0.0, 0.0, 1.0), "kappa"),
-        (lambda: OrnsteinUhlenbeckParams(0.0, 0.0, 1.0, 1.0, delta=0.0), "delta"),
+        (lambda: Arithmetic(1.0, 0.0, -1.0), "sigma"),
+        (lambda: Merton(1.0, 0.0, 0.2, -1.0, 0.0, 0.1), "jump_intensity"),
+        (lambda: Merton(1.0, 0.0, 0.2, 1.0, 0.0, math.nan), "jump_stdev"),
+        (lambda: Heston(1.0, 0.0, 0.04, 1.0, 0.04, 0.3, 1.5), "rho"),
+        (lambda: Heston(1.0, 0.0, -0.01, 1.0, 0.04, 0.3, 0.0), "v0"),
+        (lambda: OrnsteinUhlenbeck(0.0, 0.0, 0.0, 1.0), "kappa"),
+        (lambda: OrnsteinUhlenbeck(0.0, 0.0, 1.0, 1.0, delta=0.0), "delta"),
     ],
 )
 def test_bad_model_parameters_name_the_field(build, field):

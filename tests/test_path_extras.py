@@ -14,7 +14,7 @@ import pytest
 from client.api import field_violations
 from client.paths import CALENDARS, join, path_request
 from marketdata.v1 import market_data_pb2 as pb
-from server.requests import MAX_BARS_PER_MESSAGE
+from server.limits import MAX_BARS_PER_MESSAGE
 from tests.conftest import ServerThread
 
 NY = ZoneInfo("America/New_York")

@@ -13,7 +13,7 @@ import pytest
 
 from client.api import MarketDataClient, channel_target, gbm_request
 from marketdata.v1 import market_data_pb2
-from server.requests import Limits
+from server.limits import Limits
 from tests.conftest import REPO_ROOT, ServerThread
 
 GET = "/marketdata.v1.MarketDataService/GetGbmPrices"

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from client.api import MarketDataClient, gbm_request
-from server.generator import GbmParams, gbm_path
+from server.sim.models import Gbm, gbm_path
 
-ORIGINAL = GbmParams(70.0, 0.05, 0.3, 1.0)
+ORIGINAL = Gbm(70.0, 0.05, 0.3, delta=1.0)
 
 
 def test_chunks_are_contiguous_and_sized_as_asked(stub):

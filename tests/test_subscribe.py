@@ -9,8 +9,10 @@ import pytest
 
 from client.api import MarketDataClient, field_violations
 from marketdata.v1 import market_data_pb2
-from server.feed import FeedLimits, Subscriber
-from server.market import Instrument, Market, MarketConfig
+from server.feed import Subscriber
+from server.limits import FeedLimits
+from server.sim.market import Market
+from server.sim.universe import Instrument, MarketConfig
 from tests.conftest import ServerThread
 
 SMALL = MarketConfig(

@@ -7,8 +7,8 @@ import pytest
 
 from client.api import gbm_request
 from marketdata.v1 import market_data_pb2
-from server.generator import GbmParams, gbm_path
-from server.requests import MAX_PRICES_PER_MESSAGE
+from server.limits import MAX_PRICES_PER_MESSAGE
+from server.sim.models import Gbm, gbm_path
 
 
 def test_original_example(md):
@@ -18,7 +18,7 @@ def test_original_example(md):
     assert (path.prices > 0).all()
     assert path.symbol == "XYZ"
     # The server used the generator with the seed it reports.
-    expected = gbm_path(GbmParams(70.0, 0.05, 0.3, 1.0), 100, seed=path.seed)
+    expected = gbm_path(Gbm(70.0, 0.05, 0.3, delta=1.0), 100, seed=path.seed)
     assert path.prices.tobytes() == expected.tobytes()
 
 
@@ -35,7 +35,7 @@ def test_without_seed_the_server_draws_one_that_replays_the_path(md):
 def test_seed_zero_is_a_seed(stub):
     reply = stub.GetGbmPrices(gbm_request(50, 70, 0.05, 0.3, seed=0))
     assert reply.seed == 0
-    assert list(reply.prices) == gbm_path(GbmParams(70, 0.05, 0.3), 50, seed=0).tolist()
+    assert list(reply.prices) == gbm_path(Gbm(70, 0.05, 0.3), 50, seed=0).tolist()
 
 
 def test_unset_trading_days_per_year_means_252(md):

@@ -13,9 +13,9 @@ from client.wire import (
     decode_prices,
 )
 from marketdata.v1 import market_data_pb2
-from server.bars import Bars as ServerBars
-from server.paths import Block
-from server.requests import MAX_PRICES_PER_MESSAGE
+from server.limits import MAX_PRICES_PER_MESSAGE
+from server.sim.bars import Bars as ServerBars
+from server.sim.paths import Block
 from server.wire import PathEncoder, varint
 
 Chunk = market_data_pb2.GbmPriceChunk
@@ -172,8 +172,8 @@ def test_malformed_bytes_are_rejected_as_the_generated_parser_does(data):
 def test_market_events_equal_the_generated_serializer_and_are_encoded_once():
     from google.protobuf import timestamp_pb2
 
-    from server.feed import TickEncoding
-    from server.market import MarketTick
+    from server.sim.market import MarketTick
+    from server.wire import TickEncoding
 
     tick = MarketTick(sequence=12, simulated_seconds=12.0, prices=np.array([101.25, 0.05, 7.0]))
     encoding = TickEncoding(tick, ("AAA", "BB€", "C"), exchange_time=1_700_000_000.123456789)
@@ -254,7 +254,7 @@ def _generated(message: type, block: Block, seed: int, symbol: str, symbols: tup
         generated.ask.extend(block.ask.tolist())
     if block.bars is not None and len(block.bars):
         bars = block.bars
-        generated.bars.start_time.extend(int(t) for t in bars.start)
+        generated.bars.start_time.extend(int(t) for t in bars.start_time)
         for name in ("open", "high", "low", "close"):
             getattr(generated.bars, name).extend(getattr(bars, name).tolist())
         generated.bars.volume.extend(int(v) for v in bars.volume)
@@ -358,7 +358,7 @@ def test_decoding_gives_back_the_encoded_arrays(kind, prices, stamped, quoted, b
         assert mine.bars is None
     else:
         assert len(mine.bars) == len(block.bars)
-        _assert_array(mine.bars.start_time, block.bars.start, np.int64)
+        _assert_array(mine.bars.start_time, block.bars.start_time, np.int64)
         for name in ("open", "high", "low", "close"):
             _assert_array(getattr(mine.bars, name), getattr(block.bars, name), np.float64)
         _assert_array(mine.bars.volume, block.bars.volume, np.uint64)
@@ -382,7 +382,7 @@ def test_gbm_messages_decode_with_the_general_decoders():
 def _bars_message(bars: ServerBars, part: slice = slice(None), names=None):
     """A generated Bars holding ``part`` of each array named in ``names`` (default: all)."""
     arrays = {
-        "start_time": bars.start,
+        "start_time": bars.start_time,
         "open": bars.open,
         "high": bars.high,
         "low": bars.low,
@@ -420,7 +420,7 @@ def test_bars_split_over_two_occurrences_decode_to_their_concatenation(kind, spl
     mine, theirs = DECODERS[kind](data), message.FromString(data)
     _same_as_generated(mine, theirs)
     assert mine.symbol == "between"
-    _assert_array(mine.bars.start_time, bars.start, np.int64)
+    _assert_array(mine.bars.start_time, bars.start_time, np.int64)
     _assert_array(mine.bars.open, bars.open, np.float64)
     _assert_array(mine.bars.close, bars.close, np.float64)
     _assert_array(mine.bars.volume, bars.volume, np.uint64)
@@ -449,13 +449,13 @@ def test_unpacked_timestamps_are_accepted(kind):
 def test_unpacked_bar_times_and_volumes_are_accepted():
     bars = _server_bars(4)
     payload = b"".join(
-        [*(_key(1, 1) + struct.pack("<q", t) for t in bars.start.tolist())]
+        [*(_key(1, 1) + struct.pack("<q", t) for t in bars.start_time.tolist())]
         + [*(_key(6, 1) + struct.pack("<Q", v) for v in bars.volume.tolist())]
     )
     data = _len_field(7, payload)
     mine, theirs = decode_prices(data), market_data_pb2.Prices.FromString(data)
     _same_as_generated(mine, theirs)
-    _assert_array(mine.bars.start_time, bars.start, np.int64)
+    _assert_array(mine.bars.start_time, bars.start_time, np.int64)
     _assert_array(mine.bars.volume, bars.volume, np.uint64)
 
 

@@ -1,59 +1,34 @@
-"""The simulated market: a universe of instruments advanced together, tick by tick.
+"""The live market's universe: its instruments, their models and tick sizes, its clock.
 
-Pure numpy and the standard library, no gRPC: the server's live feed drives a
-``Market`` from its clock, tests drive it by calling ``tick()``. Each
-instrument follows its own price model (GBM unless the universe says
-otherwise). The GBM instruments share the core's CorrelatedGbmStepper, so
-their log-returns can be correlated; every other instrument has a stepper of
-its own with an independent random stream. With a seed the whole market
-replays exactly.
+A universe comes from a TOML file (see README, "The live market") or is built
+in code; ``DEFAULT_MARKET`` serves when none is given. Each instrument
+follows one of the single-instrument models, its parameters named as in the
+model's class (and protobuf message); only GBM instruments can be correlated.
 """
 
 from __future__ import annotations
 
-import hashlib
-import math
 import numbers
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from server import models
-from server.bars import TickGrid
-from server.generator import (
-    DEFAULT_TRADING_DAYS_PER_YEAR,
-    CorrelatedGbmStepper,
-    GbmParams,
-    ParameterError,
-    check_correlation,
-    check_range,
-    make_rng,
-    new_seed,
-)
+from .checks import ParameterError, check_range
+from .correlation import check_correlation
+from .models import DEFAULT_TRADING_DAYS_PER_YEAR, Gbm, Model
+from .models import MODELS as ALL_MODELS
 
 # A trading day of an equity exchange (6.5 hours), to turn simulated seconds into trading days.
 TRADING_SECONDS_PER_DAY = 6.5 * 3600
 SYMBOL_MAX_CHARS = 32
 
 
-def _price_mu_sigma(v: Mapping[str, float]) -> tuple[float, float, float]:
-    return v["start_price"], v["mu"], v["sigma"]
-
-
-# start_price, mu and sigma as ListInstruments shows them, from each model's parameters.
-_SUMMARIES: dict[str, Callable[[Mapping[str, float]], tuple[float, float, float]]] = {
-    "gbm": _price_mu_sigma,
-    "arithmetic": _price_mu_sigma,
-    "merton": _price_mu_sigma,
-    "heston": lambda v: (v["start_price"], v["mu"], math.sqrt(v["v0"])),
-    "ornstein_uhlenbeck": lambda v: (v["start"], 0.0, v["sigma"]),
-}
-assert _SUMMARIES.keys() == models.MODELS.keys()
-MODELS: tuple[str, ...] = tuple(models.MODELS)
+# The models an instrument may follow: the single-instrument ones.
+MODELS: tuple[str, ...] = tuple(name for name, model in ALL_MODELS.items() if model.single_instrument)
 # Parameters that may be left out, as mu always could be for GBM: no drift.
 _DEFAULTS: dict[str, float] = {"mu": 0.0}
 
@@ -63,10 +38,10 @@ def _checked_parameters(model: str, given: Mapping[str, object]) -> tuple[tuple[
 
     ParameterError names the offending field and, for ranges, the accepted interval.
     """
-    spec = models.MODELS.get(model) if isinstance(model, str) else None
+    spec = ALL_MODELS.get(model) if isinstance(model, str) and model in MODELS else None
     if spec is None:
         raise ParameterError("model", f"model must be one of {', '.join(MODELS)}, got {model!r}")
-    names = spec.parameter_names
+    names = spec.parameter_names()
     takes = ", ".join(names)
     unknown = [name for name in given if name not in names]
     if unknown:
@@ -82,7 +57,7 @@ def _checked_parameters(model: str, given: Mapping[str, object]) -> tuple[tuple[
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise ParameterError(name, f"{name} must be a number, got {value!r}")
         values[name] = float(value)
-    spec.params(**values)  # the ranges do not depend on the period length, checked once it is known
+    spec(**values)  # the ranges do not depend on the period length, checked once it is known
     return tuple(values.items())
 
 
@@ -120,7 +95,7 @@ class Instrument:
             given = {"start_price": self.start_price, "mu": self.mu, "sigma": self.sigma}
         parameters = _checked_parameters(self.model, given)
         object.__setattr__(self, "parameters", parameters)
-        summary = _SUMMARIES[self.model](dict(parameters))
+        summary = ALL_MODELS[self.model](**dict(parameters)).summary
         if (self.start_price, self.mu, self.sigma) != summary:
             raise ParameterError(
                 "parameters",
@@ -139,17 +114,19 @@ class Instrument:
         parameter or a value out of range raises ParameterError naming it.
         """
         checked = _checked_parameters(model, parameters)
-        start_price, mu, sigma = _SUMMARIES[model](dict(checked))
+        start_price, mu, sigma = ALL_MODELS[model](**dict(checked)).summary
         return cls(symbol, start_price, mu, sigma, tick_size, model, checked)
 
     @property
     def positive(self) -> bool:
         """Whether the model's values are prices above zero (gbm, merton, heston), floored at one tick."""
-        return models.MODELS[self.model].positive
+        return ALL_MODELS[self.model].positive
 
-    def model_params(self, delta: float, trading_days_per_year: float = DEFAULT_TRADING_DAYS_PER_YEAR) -> Any:
-        """The model's parameter object (GbmParams, models.MertonParams, ...) for ``delta``-day periods."""
-        return models.MODELS[self.model].make_params(dict(self.parameters), delta, trading_days_per_year)
+    def model_params(
+        self, delta: float, trading_days_per_year: float = DEFAULT_TRADING_DAYS_PER_YEAR
+    ) -> Model:
+        """The instrument's model (a Gbm, Merton, ...) for ``delta``-day periods."""
+        return ALL_MODELS[self.model].from_values(dict(self.parameters), delta, trading_days_per_year)
 
 
 @dataclass(frozen=True)
@@ -226,11 +203,11 @@ class MarketConfig:
         """Trading days one tick represents: the ``delta`` of every instrument's model."""
         return self.simulated_seconds_per_tick / TRADING_SECONDS_PER_DAY
 
-    def gbm_params(self) -> list[GbmParams]:
+    def gbm_params(self) -> list[Gbm]:
         """Parameters of the GBM instruments only, in market order (what the correlated stepper takes)."""
         return [i.model_params(self.period_days) for i in self.instruments if i.model == "gbm"]
 
-    def model_params(self) -> list[Any]:
+    def model_params(self) -> list[Model]:
         """Every instrument's model parameters for one tick, in market order."""
         return [i.model_params(self.period_days) for i in self.instruments]
 
@@ -318,80 +295,3 @@ def load_market(path: str | Path) -> MarketConfig:
         return parse_market(document)
     except ParameterError as err:
         raise ParameterError(err.field, f"{path}: {err}") from None
-
-
-def instrument_rng(seed: int, symbol: str) -> np.random.Generator:
-    """The random stream of a non-GBM instrument of the market run with ``seed``.
-
-    A child of the market seed's SeedSequence, keyed by the symbol rather than
-    by position, so adding, removing or reordering other instruments changes
-    none of its draws; and independent of the GBM instruments' stream
-    (``make_rng(seed)``), so adding it changes none of theirs.
-    """
-    key = int.from_bytes(hashlib.sha256(symbol.encode("utf-8")).digest()[:8], "big")
-    return make_rng(seed, stream=key)
-
-
-@dataclass(frozen=True)
-class MarketTick:
-    """Every instrument's price at one step of the market clock."""
-
-    sequence: int  # 1 for the first tick after the start prices, then +1 per tick
-    simulated_seconds: float  # trading time since the market opened
-    prices: np.ndarray  # in the order of MarketConfig.instruments, rounded to each tick size
-
-
-class Market:
-    """The market state, advanced by ``tick()``: one correlated stepper for the
-    GBM instruments, one stepper per other instrument."""
-
-    def __init__(self, config: MarketConfig, seed: int | None = None) -> None:
-        self.config = config
-        self.seed = seed if seed is not None else (config.seed if config.seed is not None else new_seed())
-        instruments = config.instruments
-        self._gbm = np.array([n for n, i in enumerate(instruments) if i.model == "gbm"], dtype=np.intp)
-        gbm_params = config.gbm_params()
-        self._gbm_stepper = (
-            CorrelatedGbmStepper(gbm_params, config.factor, make_rng(self.seed)) if gbm_params else None
-        )
-        self._others = [
-            (n, models.MODELS[i.model].stepper(params, instrument_rng(self.seed, i.symbol)))
-            for n, (i, params) in enumerate(zip(instruments, config.model_params(), strict=True))
-            if i.model != "gbm"
-        ]
-        # Published values sit on each instrument's grid, as exact decimals. Prices (gbm,
-        # merton, heston) never go below one tick; arithmetic and Ornstein-Uhlenbeck values
-        # (spreads, rates) may be zero or negative.
-        self._grid = TickGrid(
-            np.array([i.tick_size for i in instruments]), np.array([i.positive for i in instruments])
-        )
-        self._index = {s: n for n, s in enumerate(config.symbols)}
-        self.last = MarketTick(0, 0.0, self._grid.round(self._step()))
-
-    def _step(self) -> np.ndarray:
-        """Every instrument's next unrounded value, in market order."""
-        values = np.empty(len(self.config.instruments))
-        if self._gbm_stepper is not None:
-            values[self._gbm] = self._gbm_stepper.next_block(1)[0]
-        for n, stepper in self._others:
-            values[n] = stepper.next_block(1)[0]
-        return values
-
-    def tick(self) -> MarketTick:
-        """Advance every instrument by one step; all subscribers see this same tick."""
-        values = self._step()
-        sequence = self.last.sequence + 1
-        self.last = MarketTick(
-            sequence, sequence * self.config.simulated_seconds_per_tick, self._grid.round(values)
-        )
-        return self.last
-
-    def index_of(self, symbols: Sequence[str]) -> list[int]:
-        """Positions of ``symbols``; ParameterError listing every unknown one."""
-        unknown = [s for s in symbols if s not in self._index]
-        if unknown:
-            raise ParameterError("symbols", f"unknown symbols: {', '.join(unknown)}")
-        return [self._index[s] for s in symbols]
-
-    def last_price(self, symbol: str) -> float:
-        return float(self.last.prices[self.index_of([symbol])[0]])

@@ -1,33 +1,21 @@
-"""OHLCV bars and bid/ask quotes from a fine price path (pure numpy).
+"""OHLCV bars from a fine path, built block by block.
 
-Bars: each fine step has a time and a price; a bar of interval I holds the
+Each fine step has a time and a value; a bar of interval I holds the
 consecutive steps with floor(local time / I) equal, and is stamped with the
-start of its interval. open/close are its first and last
-prices, high/low the extremes, so high >= max(open, close) >= min(open,
-close) >= low always. Volume model: each fine step trades a Poisson number
-of units with mean ``volume_rate * step_seconds * (1 + |z|)``, where z is
-the step's log-return in standard deviations (at most MOVE_CAP), so big
-moves trade more; a bar's volume is the sum over its steps.
-
-Quotes: bid and ask around the mid, half a spread each side, the spread
-either fixed in basis points of the mid or a multiple of the step's
-volatility; bid rounded down and ask up to the tick grid, never closer than
-one tick.
+start of its interval. open/close are its first and last values, high/low
+the extremes, so high >= max(open, close) >= min(open, close) >= low always.
+A bar's volume is the sum of its steps' volumes (see ``volume``).
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
 
 import numpy as np
 
-from server.generator import ParameterError
+from .checks import ParameterError
 
-# Moves count for volume up to this many standard deviations (a bound keeps volumes finite).
-MOVE_CAP = 50.0
 INTERVALS = {"1s": 1, "1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
 
 
@@ -44,7 +32,7 @@ def interval_seconds(name: str) -> int:
 class Bars:
     """Parallel arrays, one entry per bar, in time order."""
 
-    start: np.ndarray  # each interval's start, in the times' unit (UTC ns when served)
+    start_time: np.ndarray  # each interval's start, in the times' unit (UTC ns when served)
     open: np.ndarray
     high: np.ndarray
     low: np.ndarray
@@ -52,7 +40,7 @@ class Bars:
     volume: np.ndarray
 
     def __len__(self) -> int:
-        return len(self.start)
+        return len(self.start_time)
 
 
 def _empty() -> Bars:
@@ -71,7 +59,7 @@ def ohlcv(
 
     With ``shift`` (each step's local time minus UTC), intervals are aligned
     to the local clock, so 1h bars start on the local hour and 1d bars at
-    local midnight; ``start`` stays in the times' (UTC) scale: the interval's
+    local midnight; ``start_time`` stays in the times' (UTC) scale: the interval's
     local start less the shift of the bar's first step.
     """
     return _cut(times, prices, volumes, interval, shift)[0]
@@ -91,7 +79,7 @@ def _cut(
     ends = np.concatenate((cuts, [len(prices)])) - 1
     keys = ids[starts]
     bars = Bars(
-        start=keys * interval - (0 if shift is None else shift[starts]),
+        start_time=keys * interval - (0 if shift is None else shift[starts]),
         open=prices[starts],
         high=np.maximum.reduceat(prices, starts),
         low=np.minimum.reduceat(prices, starts),
@@ -137,7 +125,7 @@ class BarBuilder:
             if keys[0] == self._open_key:
                 o = self._open
                 merged = Bars(
-                    start=o.start,
+                    start_time=o.start_time,
                     open=o.open,
                     high=np.maximum(o.high, bars.high[:1]),
                     low=np.minimum(o.low, bars.low[:1]),
@@ -158,83 +146,3 @@ class BarBuilder:
         """The last bar, finished or not (at the end of the path)."""
         last, self._open = self._open, None
         return last if last is not None else _empty()
-
-
-def step_volumes(
-    log_returns: np.ndarray, step_sd: float, step_seconds: float, volume_rate: float, rng: np.random.Generator
-) -> np.ndarray:
-    """Units traded in each fine step (see the module docstring)."""
-    if step_sd > 0:
-        # A move beyond MOVE_CAP sds (or not a number, after a price reached 0) counts as MOVE_CAP.
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            z = np.fmin(np.abs(log_returns) / step_sd, MOVE_CAP)
-    else:
-        z = np.zeros(len(log_returns))
-    return rng.poisson(volume_rate * step_seconds * (1.0 + z))
-
-
-def quotes(
-    mid: np.ndarray,
-    tick_size: float,
-    *,
-    spread_bps: float | None = None,
-    spread_vol: float | None = None,
-    step_sd: float = 0.0,
-    absolute: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Bid and ask on the tick grid around ``mid``: a fixed spread in basis points,
-    or ``spread_vol`` times the step's volatility ``step_sd``, a fraction of the
-    mid, or with ``absolute`` in price units (models whose values may be <= 0)."""
-    if (spread_bps is None) == (spread_vol is None):
-        raise ParameterError("spread", "give exactly one of spread_bps and spread_vol")
-    if spread_bps is not None:
-        half = np.abs(mid) * (spread_bps / 1e4 / 2)
-    elif absolute:
-        half = np.full(len(mid), spread_vol * step_sd / 2)
-    else:
-        half = np.abs(mid) * (spread_vol * step_sd / 2)
-    bid = np.floor((mid - half) / tick_size + 1e-9)
-    ask = np.maximum(np.ceil((mid + half) / tick_size - 1e-9), bid + 1)
-    grid = TickGrid(tick_size)
-    return grid.prices(bid), grid.prices(ask)
-
-
-@functools.lru_cache(maxsize=1024)
-def _decimal_grid(tick_size: float) -> tuple[float, float]:
-    """The tick as an exact decimal: (units, 10^decimals), e.g. 0.05 -> (5, 100)."""
-    decimals = max(0, -Decimal(repr(tick_size)).as_tuple().exponent)
-    scale = 10.0**decimals
-    return float(round(tick_size * scale)), scale
-
-
-class TickGrid:
-    """A price grid (one tick, or one per column) whose prices are written exactly:
-    250.1 reads 250.1, not 250.10000000000002.
-
-    Each tick is an exact decimal (units / 10^decimals), worked out once here,
-    so each price is one integer divided once by a power of ten: the closest
-    double to the decimal. Zero comes out as 0.0, never -0.0. Where
-    ``at_least_one_tick`` holds (everywhere, or per column), rounding never
-    goes below one tick.
-    """
-
-    def __init__(self, tick_size: float | np.ndarray, at_least_one_tick: bool | np.ndarray = False) -> None:
-        self.tick_size = tick_size
-        if np.ndim(tick_size) == 0:
-            self._units, self._scale = _decimal_grid(float(tick_size))
-        else:
-            self._units, self._scale = np.array([_decimal_grid(float(t)) for t in tick_size]).T
-        self._floor = at_least_one_tick
-
-    def prices(self, ticks: np.ndarray) -> np.ndarray:
-        """``ticks`` whole ticks as prices."""
-        return ticks * self._units / self._scale + 0.0
-
-    def round(self, values: np.ndarray) -> np.ndarray:
-        """``values`` rounded to the nearest point of the grid."""
-        ticks = np.round(values / self.tick_size)
-        if np.ndim(self._floor):
-            ticks = np.where(self._floor, np.maximum(ticks, 1.0), ticks)
-        elif self._floor:
-            ticks = np.maximum(ticks, 1.0)
-        return self.prices(ticks)

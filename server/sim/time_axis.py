@@ -1,67 +1,24 @@
-"""Timestamps for a path: plain UTC steps, or steps inside trading sessions.
+"""Timestamps of path positions: plain UTC steps, or steps inside trading sessions.
 
 Without a calendar, value i of a path is stamped start + i x step. With one,
-the path's clock runs only during sessions: weekdays that are not holidays,
-from the session open to the close in the exchange's time zone (so DST moves
-the UTC time of the open, not the local one, and a session that a clock
-change falls in is an hour shorter or longer). Step i lands i x step seconds
-of session time after the first session moment at or after the start,
-rolling over to the next session when a session is used up. Timestamps come back as
-one int64 array of UTC nanoseconds, not one object per price.
+the path's clock runs only during sessions (see ``calendar``): step i lands
+i x step of session time after the first session moment at or after the
+start, rolling over to the next session when a session is used up.
+Timestamps come back as one int64 array of UTC nanoseconds, not one object
+per value.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
-from dataclasses import dataclass, field
-from zoneinfo import ZoneInfo, available_timezones
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from server.generator import ParameterError
+from .calendar import TradingCalendar
+from .checks import ParameterError
 
 NS = 1_000_000_000
-
-
-@functools.cache
-def _zone_names() -> frozenset[str]:
-    """IANA zone names, without the host-dependent ones ("localtime", "Factory", posix/, right/)."""
-    return frozenset(
-        name
-        for name in available_timezones()
-        if name not in ("localtime", "Factory") and not name.startswith(("posix/", "right/"))
-    )
-
-
-@dataclass(frozen=True)
-class TradingCalendar:
-    timezone: str = "America/New_York"
-    open: dt.time = dt.time(9, 30)
-    close: dt.time = dt.time(16, 0)
-    weekdays: frozenset[int] = frozenset(range(5))  # Monday = 0
-    holidays: frozenset[dt.date] = field(default_factory=frozenset)
-
-    def __post_init__(self) -> None:
-        if self.timezone not in _zone_names():
-            raise ParameterError(
-                "timezone", f"timezone must be an IANA name such as America/New_York, got {self.timezone!r}"
-            )
-        if not self.open < self.close:
-            raise ParameterError("session", f"session open {self.open} must be before close {self.close}")
-        if not self.weekdays or not self.weekdays <= set(range(7)):
-            raise ParameterError("weekdays", "weekdays must be a non-empty set of 0 (Monday) to 6 (Sunday)")
-
-    @property
-    def session_seconds(self) -> int:
-        day = dt.date(2000, 1, 3)
-        return int(
-            (dt.datetime.combine(day, self.close) - dt.datetime.combine(day, self.open)).total_seconds()
-        )
-
-    def is_session_day(self, day: dt.date) -> bool:
-        return day.weekday() in self.weekdays and day not in self.holidays
-
 
 _INT64_END = 2**63
 
@@ -223,3 +180,16 @@ class TimeAxis:
             raise ParameterError(
                 "periods", "the path would run past the year 2262, the end of int64 nanosecond time"
             )
+
+    def most_bars(self, periods: int, interval_ns: int) -> int:
+        """An upper bound on the bars of ``interval_ns`` a path of ``periods`` values makes.
+        Each session (the whole path, without a calendar) covering s ns of path time
+        touches at most s / interval + 2 intervals."""
+        span = (periods - 1) * self.step_ns
+        sessions = 1
+        if self.calendar is not None:
+            # +2 for the partial first and last sessions; a clock change can shorten a
+            # session by an hour about once a year, hence the spare one per hundred.
+            sessions = span // (self.calendar.session_seconds * NS) + 2
+            sessions += sessions // 100 + 1
+        return min(periods, span // interval_ns + 2 * sessions)

@@ -1,0 +1,99 @@
+"""The simulated market: a universe of instruments advanced together, tick by tick.
+
+The server's live feed drives a ``Market`` from its clock, tests drive it by
+calling ``tick()``. The GBM instruments share one CorrelatedGbmStepper, so
+their log-returns can be correlated; every other instrument has a stepper of
+its own with an independent random stream. With a seed the whole market
+replays exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .checks import ParameterError
+from .models import CorrelatedGbmStepper
+from .seeding import make_rng, new_seed
+from .ticks import TickGrid
+from .universe import MarketConfig
+
+
+def instrument_rng(seed: int, symbol: str) -> np.random.Generator:
+    """The random stream of a non-GBM instrument of the market run with ``seed``.
+
+    A child of the market seed's SeedSequence, keyed by the symbol rather than
+    by position, so adding, removing or reordering other instruments changes
+    none of its draws; and independent of the GBM instruments' stream
+    (``make_rng(seed)``), so adding it changes none of theirs.
+    """
+    key = int.from_bytes(hashlib.sha256(symbol.encode("utf-8")).digest()[:8], "big")
+    return make_rng(seed, stream=key)
+
+
+@dataclass(frozen=True)
+class MarketTick:
+    """Every instrument's price at one step of the market clock."""
+
+    sequence: int  # 1 for the first tick after the start prices, then +1 per tick
+    simulated_seconds: float  # trading time since the market opened
+    prices: np.ndarray  # in the order of MarketConfig.instruments, rounded to each tick size
+
+
+class Market:
+    """The market state, advanced by ``tick()``: one correlated stepper for the
+    GBM instruments, one stepper per other instrument."""
+
+    def __init__(self, config: MarketConfig, seed: int | None = None) -> None:
+        self.config = config
+        self.seed = seed if seed is not None else (config.seed if config.seed is not None else new_seed())
+        instruments = config.instruments
+        self._gbm = np.array([n for n, i in enumerate(instruments) if i.model == "gbm"], dtype=np.intp)
+        gbm_params = config.gbm_params()
+        self._gbm_stepper = (
+            CorrelatedGbmStepper(gbm_params, config.factor, make_rng(self.seed)) if gbm_params else None
+        )
+        self._others = [
+            (n, model.stepper(instrument_rng(self.seed, i.symbol)))
+            for n, (i, model) in enumerate(zip(instruments, config.model_params(), strict=True))
+            if i.model != "gbm"
+        ]
+        # Published values sit on each instrument's grid, as exact decimals. Prices (gbm,
+        # merton, heston) never go below one tick; arithmetic and Ornstein-Uhlenbeck values
+        # (spreads, rates) may be zero or negative.
+        self._grid = TickGrid(
+            np.array([i.tick_size for i in instruments]), np.array([i.positive for i in instruments])
+        )
+        self._index = {s: n for n, s in enumerate(config.symbols)}
+        self.last = MarketTick(0, 0.0, self._grid.round(self._step()))
+
+    def _step(self) -> np.ndarray:
+        """Every instrument's next unrounded value, in market order."""
+        values = np.empty(len(self.config.instruments))
+        if self._gbm_stepper is not None:
+            values[self._gbm] = self._gbm_stepper.next_block(1)[0]
+        for n, stepper in self._others:
+            values[n] = stepper.next_block(1)[0]
+        return values
+
+    def tick(self) -> MarketTick:
+        """Advance every instrument by one step; all subscribers see this same tick."""
+        values = self._step()
+        sequence = self.last.sequence + 1
+        self.last = MarketTick(
+            sequence, sequence * self.config.simulated_seconds_per_tick, self._grid.round(values)
+        )
+        return self.last
+
+    def index_of(self, symbols: Sequence[str]) -> list[int]:
+        """Positions of ``symbols``; ParameterError listing every unknown one."""
+        unknown = [s for s in symbols if s not in self._index]
+        if unknown:
+            raise ParameterError("symbols", f"unknown symbols: {', '.join(unknown)}")
+        return [self._index[s] for s in symbols]
+
+    def last_price(self, symbol: str) -> float:
+        return float(self.last.prices[self.index_of([symbol])[0]])

@@ -1,0 +1,83 @@
+"""Heston stochastic volatility, full-truncation Euler scheme.
+
+The variance process may dip below zero between steps, but only its positive
+part ever drives prices or its own drift and diffusion, so the variance used
+is never negative.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from ..checks import check_range
+from ..steppers import FillStepper
+from .base import MU_ABS_MAX, PRICE_MAX, Model
+
+
+@dataclass(frozen=True)
+class Heston(Model):
+    """Variance starts at ``v0`` and reverts to ``theta`` at speed ``kappa``, with
+    volatility ``xi``; ``rho`` correlates the price and variance shocks."""
+
+    name: ClassVar[str] = "heston"
+
+    start_price: float
+    mu: float
+    v0: float
+    kappa: float
+    theta: float
+    xi: float
+    rho: float
+
+    def _check(self) -> None:
+        check_range("start_price", self.start_price, 0.0, PRICE_MAX, low_open=True)
+        check_range("mu", self.mu, -MU_ABS_MAX, MU_ABS_MAX, unit="per year")
+        check_range("v0", self.v0, 0.0, 100.0)
+        check_range("kappa", self.kappa, 0.0, 1e3)
+        check_range("theta", self.theta, 0.0, 100.0)
+        check_range("xi", self.xi, 0.0, 100.0)
+        check_range("rho", self.rho, -1.0, 1.0)
+
+    @property
+    def step_scale(self) -> float:
+        """The long-run variance's log-return standard deviation over one period."""
+        return math.sqrt(self.theta * self.years)
+
+    @property
+    def summary(self) -> tuple[float, float, float]:
+        """The volatility shown is the starting one, sqrt(v0)."""
+        return self.start_price, self.mu, math.sqrt(self.v0)
+
+    def stepper(self, rng: np.random.Generator) -> HestonStepper:
+        return HestonStepper(self, rng)
+
+
+class HestonStepper(FillStepper):
+    def __init__(self, model: Heston, rng: np.random.Generator) -> None:
+        super().__init__(model.start_price)
+        self._t = model.years
+        self._model = model
+        self._rng = rng
+        self._log_price = math.log(model.start_price)
+        self.variance = model.v0
+
+    def _fill(self, out: np.ndarray) -> None:
+        m, t = self._model, self._t
+        sqrt_t = math.sqrt(t)
+        shocks = self._rng.standard_normal((len(out), 2))  # row i: step i's two shocks, in order
+        z_price = shocks[:, 0]
+        z_var = m.rho * shocks[:, 0] + math.sqrt(1 - m.rho**2) * shocks[:, 1]
+        log_price, v = self._log_price, self.variance
+        logs = np.empty(len(out))
+        for i in range(len(out)):  # each step depends on the last variance
+            vp = v if v > 0.0 else 0.0
+            root = math.sqrt(vp)
+            log_price += (m.mu - vp / 2) * t + root * sqrt_t * z_price[i]
+            v += m.kappa * (m.theta - vp) * t + m.xi * root * sqrt_t * z_var[i]
+            logs[i] = log_price
+        self._log_price, self.variance = log_price, v
+        np.exp(logs, out=out)

@@ -1,0 +1,54 @@
+"""How failures reach callers: every status the service ends a call with, and its words."""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from .sim.checks import ParameterError
+
+
+def invalid_argument(err: ParameterError) -> grpc.Status:
+    """INVALID_ARGUMENT with the message and a google.rpc.BadRequest naming the field."""
+    violation = error_details_pb2.BadRequest.FieldViolation(field=err.field, description=str(err))
+    detail = any_pb2.Any()
+    detail.Pack(error_details_pb2.BadRequest(field_violations=[violation]))
+    return rpc_status.to_status(
+        status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=str(err), details=[detail])
+    )
+
+
+async def abort_invalid(context: grpc.aio.ServicerContext, err: ParameterError) -> NoReturn:
+    """End the call with INVALID_ARGUMENT naming the field (see invalid_argument)."""
+    await context.abort_with_status(invalid_argument(err))
+    raise AssertionError("abort_with_status returned") from err  # pragma: no cover
+
+
+async def abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
+    """End the call with ``code`` and ``message``."""
+    await context.abort(code, message)
+    raise AssertionError("abort returned")  # pragma: no cover
+
+
+SUBSCRIPTION_CLOSING = "server is shutting down; subscribe again to another server"
+
+
+def stream_draining(offset: int) -> str:
+    """Why a stream was cut by shutdown, and how to get the rest."""
+    return (
+        f"server is shutting down; the stream stopped before offset {offset}. "
+        "Send the same request with the returned seed to another server to replay it."
+    )
+
+
+def slow_subscriber(buffer_ticks: int) -> str:
+    """Why a subscriber under --slow-subscriber disconnect was ended."""
+    return (
+        f"subscriber fell more than {buffer_ticks} ticks behind the market and "
+        "was disconnected (server policy --slow-subscriber disconnect); "
+        "read faster or subscribe to fewer symbols"
+    )

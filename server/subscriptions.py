@@ -1,0 +1,80 @@
+"""Live subscriptions as RPCs: a subscriber's messages pumped onto its call, and
+ManageSubscription's requests applied as they arrive."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+
+import grpc
+
+from marketdata.v1 import market_data_pb2
+
+from . import status
+from .feed import MarketFeed, Subscriber
+from .limits import HEARTBEAT_MAX, HEARTBEAT_MIN
+from .sim.checks import ParameterError, check_range
+from .streaming import Drain, send
+from .wire import EVENT_SNAPSHOT
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def heartbeat_seconds(request, current: float) -> float:
+    """The request's heartbeat_seconds, checked, or ``current`` when it has none."""
+    if not request.HasField("heartbeat_seconds"):
+        return current
+    check_range("heartbeat_seconds", request.heartbeat_seconds, HEARTBEAT_MIN, HEARTBEAT_MAX, unit="s")
+    return request.heartbeat_seconds
+
+
+async def apply_requests(
+    feed: MarketFeed,
+    subscriber: Subscriber,
+    requests: AsyncIterator[market_data_pb2.SubscriptionRequest],
+    heartbeat: list[float],
+) -> None:
+    """Apply each ManageSubscription request: a status event, then a snapshot of what was
+    added. A bad request ends the subscription (the pump reports it)."""
+    try:
+        async for request in requests:
+            heartbeat[0] = heartbeat_seconds(request, heartbeat[0])
+            add = request.subscribe.symbols if request.HasField("subscribe") else ()
+            remove = request.unsubscribe.symbols if request.HasField("unsubscribe") else ()
+            outcome, added = feed.change(subscriber, list(add), list(remove))
+            if outcome:
+                subscriber.send(feed.status_event(outcome))
+            if added:
+                subscriber.send(feed.encoding.event(added, EVENT_SNAPSHOT))
+    except ParameterError as err:
+        subscriber.fail(err)
+
+
+async def pump(
+    feed: MarketFeed,
+    subscriber: Subscriber,
+    context: grpc.aio.ServicerContext,
+    heartbeat: Callable[[], float],
+    drain: Drain,
+) -> None:
+    """Send a subscriber's messages until it ends; always unregisters it."""
+    if drain.started:
+        subscriber.close()
+    try:
+        while True:
+            event = await subscriber.next(heartbeat())
+            if isinstance(subscriber.problem, ParameterError):
+                await status.abort_invalid(context, subscriber.problem)
+            if subscriber.closing:
+                await status.abort(context, grpc.StatusCode.UNAVAILABLE, status.SUBSCRIPTION_CLOSING)
+            if subscriber.overflowed:
+                await status.abort(
+                    context,
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    status.slow_subscriber(feed.limits.buffer_ticks),
+                )
+            if not await send(context, event if event is not None else feed.encoding.heartbeat):
+                _LOGGER.debug("subscriber left")
+                return
+    finally:
+        feed.unsubscribe(subscriber)
