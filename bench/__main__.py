@@ -88,10 +88,12 @@ class Service:
             self.proc.wait()
 
 
-def launch(args: Sequence[str], ready: str = r"(?:listening|workers) on 127\.0\.0\.1:(\d+)") -> Service:
+def launch(
+    args: Sequence[str], ready: str = r"(?:listening|workers) on 127\.0\.0\.1:(\d+)", root: Path = REPO_ROOT
+) -> Service:
     proc = subprocess.Popen(
         [sys.executable, *args],
-        cwd=REPO_ROOT,
+        cwd=root,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -122,9 +124,9 @@ def launch(args: Sequence[str], ready: str = r"(?:listening|workers) on 127\.0\.
     return Service(proc, port[0], log)
 
 
-def launch_server(*flags: str) -> Service:
-    """The project's server on a free port, logging its start and stop."""
-    return launch(["-m", "server", "--port", "0", "--log-level", "INFO", *flags])
+def launch_server(*flags: str, root: Path = REPO_ROOT) -> Service:
+    """The project's server (of the checkout at ``root``) on a free port, logging its start and stop."""
+    return launch(["-m", "server", "--port", "0", "--log-level", "INFO", *flags], root=root)
 
 
 # ---------------------------------------------------------------- measurements
@@ -226,7 +228,10 @@ def h2load(
 
 
 def median_load(runs: int, measure: Callable[[], Load]) -> Load:
-    results = [measure() for _ in range(runs)]
+    return medians([measure() for _ in range(runs)])
+
+
+def medians(results: Sequence[Load]) -> Load:
     return Load(
         *(statistics.median(getattr(r, f) for r in results) for f in ("rps", "p50_ms", "p99_ms", "cpu_us"))
     )
@@ -261,6 +266,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--stream-prices", type=int, default=10_000_000)
     parser.add_argument("--rss-prices", type=int, default=100_000_000)
     parser.add_argument("--rows", default="1,2,3,4,5,6,7", help="which rows to measure (default %(default)s)")
+    parser.add_argument(
+        "--compare",
+        metavar="DIR",
+        type=Path,
+        help="instead of the rows: an A/B run of rows 2b and 3 (GetGbmPrices) between this checkout (A) "
+        "and the one in DIR (B, with its generated code), runs alternating A, B, A, B",
+    )
     args = parser.parse_args(argv)
     wanted = {int(r) for r in args.rows.split(",")}
     if shutil.which("h2load") is None:
@@ -276,6 +288,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     chunk = Limits().default_chunk_size
     n = args.stream_prices
     print(f"measuring on {machine()}", file=sys.stderr)
+    if args.compare is not None:
+        compare_rows(args, args.compare.resolve(), row)
+        return print_table(args, rows)
 
     # 1. The limit L (the stream rows need it).
     limit = median_of(args.runs, lambda: generation_rate(n, chunk)) / 1e6
@@ -307,6 +322,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if 7 in wanted:
         additions_rows(args, limit, row)
 
+    return print_table(args, rows)
+
+
+def print_table(args: argparse.Namespace, rows: list[tuple[str, str, str]]) -> int:
     print(f"\nMachine: {machine()}; medians of {args.runs} runs.\n")
     print("| measurement | result | notes |")
     print("|---|---|---|")
@@ -477,6 +496,39 @@ def unary_rows(args: argparse.Namespace, row: Callable[..., None]) -> None:
         empty.stop()
         flask.stop()
         fast.stop()
+
+
+def compare_rows(args: argparse.Namespace, other: Path, row: Callable[..., None]) -> None:
+    """Rows 2b and 3 for two servers in one launch, their runs interleaved so that both
+    meet the same machine: A is this checkout, B the one at ``other``."""
+    services = {"A": launch_server(), "B": launch_server(root=other)}
+    try:
+        for service in services.values():
+            check_replies(service)
+        n = args.stream_prices
+        rates: dict[str, list[float]] = {name: [] for name in services}
+        for _ in range(args.runs):
+            for name, service in services.items():
+                rates[name].append(stream_rate_fast(f"127.0.0.1:{service.port}", n) / 1e6)
+        a, b = (statistics.median(rates[name]) for name in services)
+        row(f"A/B 2b. StreamGbmPrices {n / 1e6:.0f}M", f"A {a:.1f}, B {b:.1f} M prices/s", f"B/A {b / a:.2f}")
+        body = grpc_body()
+        for concurrency in (1, 16):
+            loads: dict[str, list[Load]] = {name: [] for name in services}
+            for _ in range(args.runs):
+                for name, service in services.items():
+                    url = f"http://127.0.0.1:{service.port}{GET_PATH}"
+                    loads[name].append(h2load(url, concurrency, args.seconds, service, body))
+            a, b = (medians(loads[name]) for name in services)
+            row(
+                f"A/B 3. GetGbmPrices periods=100, concurrency {concurrency}",
+                f"A {a.rps:,.0f}, B {b.rps:,.0f} req/s",
+                f"B/A {b.rps / a.rps:.2f}; p99 A {a.p99_ms:.2f}, B {b.p99_ms:.2f} ms; "
+                f"CPU A {a.cpu_us:.0f}, B {b.cpu_us:.0f} us/req",
+            )
+    finally:
+        for service in services.values():
+            service.stop()
 
 
 def memory_row(args: argparse.Namespace, row: Callable[..., None]) -> None:
