@@ -13,36 +13,8 @@ from typing import ClassVar
 import numpy as np
 
 from ..checks import check_range
-from ..steppers import FillStepper
+from ..steppers import BlockStepper, FillStepper
 from .base import LEVEL_MAX, Model
-
-
-@dataclass(frozen=True)
-class Arithmetic(Model):
-    """Drift ``mu`` in price units per year, volatility ``sigma`` in price units per sqrt(year)."""
-
-    name: ClassVar[str] = "arithmetic"
-    positive: ClassVar[bool] = False
-
-    start_price: float
-    mu: float
-    sigma: float
-
-    def _check(self) -> None:
-        check_range("start_price", self.start_price, -LEVEL_MAX, LEVEL_MAX)
-        check_range("mu", self.mu, -LEVEL_MAX, LEVEL_MAX, unit="price units per year")
-        check_range("sigma", self.sigma, 0.0, LEVEL_MAX, unit="price units per sqrt(year)")
-
-    @property
-    def step_scale(self) -> float:
-        return self.sigma * math.sqrt(self.years)
-
-    @property
-    def summary(self) -> tuple[float, float, float]:
-        return self.start_price, self.mu, self.sigma
-
-    def stepper(self, rng: np.random.Generator) -> ArithmeticStepper:
-        return ArithmeticStepper(self, rng)
 
 
 class ArithmeticStepper(FillStepper):
@@ -62,3 +34,21 @@ class ArithmeticStepper(FillStepper):
         np.add.accumulate(acc, out=acc)
         out[:] = acc[1:]
         self._level = float(acc[-1])
+
+
+@dataclass(frozen=True)
+class Arithmetic(Model):
+    """Drift ``mu`` in price units per year, volatility ``sigma`` in price units per sqrt(year)."""
+
+    stepper_class: ClassVar[type[BlockStepper]] = ArithmeticStepper
+    name: ClassVar[str] = "arithmetic"
+    positive: ClassVar[bool] = False
+
+    start_price: float
+    mu: float
+    sigma: float
+
+    def _check(self) -> None:
+        check_range("start_price", self.start_price, -LEVEL_MAX, LEVEL_MAX)
+        check_range("mu", self.mu, -LEVEL_MAX, LEVEL_MAX, unit="price units per year")
+        check_range("sigma", self.sigma, 0.0, LEVEL_MAX, unit="price units per sqrt(year)")

@@ -3,6 +3,7 @@ them when built, knows its volatility scale and makes its stepper."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
@@ -34,6 +35,7 @@ class Model:
     """
 
     name: ClassVar[str]  # its field of PathRequest's model oneof, and its name in the market file
+    stepper_class: ClassVar[type[BlockStepper]]  # built as stepper_class(model, rng)
     positive: ClassVar[bool] = True  # values are prices above zero; else levels that may be <= 0
     single_instrument: ClassVar[bool] = True  # one value per period (the market's instruments)
 
@@ -64,21 +66,24 @@ class Model:
         """One period's length in years."""
         return self.delta / self.trading_days_per_year
 
+    # The next two fit the models named by start_price, mu and sigma (sigma per square-root
+    # year: of the log-return for prices, of the value for levels); the others override them.
+
     @property
     def step_scale(self) -> float:
         """A typical move over one period: the log-return's standard deviation for
         prices, the value's (in value units) for levels that may go below zero.
         The volume model and volatility-scaled quotes use it."""
-        raise NotImplementedError
+        return self.sigma * math.sqrt(self.years)
 
     @property
     def summary(self) -> tuple[float, float, float]:
         """(start, drift, volatility) as ListInstruments shows every instrument."""
-        raise NotImplementedError
+        return self.start_price, self.mu, self.sigma
 
     def stepper(self, rng: np.random.Generator) -> BlockStepper:
         """A stepper at the start of this model's path, drawing from ``rng``."""
-        raise NotImplementedError
+        return self.stepper_class(self, rng)
 
 
 def nested(err: ParameterError, path: str) -> ParameterError:

@@ -20,43 +20,6 @@ from ..steppers import BlockStepper
 from .base import MU_ABS_MAX, PRICE_MAX, SIGMA_MAX, Model
 
 
-@dataclass(frozen=True)
-class Gbm(Model):
-    """GBM with annualised drift ``mu`` and volatility ``sigma``."""
-
-    name: ClassVar[str] = "gbm"
-
-    start_price: float
-    mu: float
-    sigma: float
-
-    def _check(self) -> None:
-        check_range("start_price", self.start_price, 0.0, PRICE_MAX, low_open=True)
-        check_range("mu", self.mu, -MU_ABS_MAX, MU_ABS_MAX, unit="per year")
-        check_range("sigma", self.sigma, 0.0, SIGMA_MAX, unit="per sqrt(year)")
-
-    @property
-    def log_drift(self) -> float:
-        """Mean of the log-return over one period."""
-        return (self.mu - 0.5 * self.sigma**2) * self.years
-
-    @property
-    def log_volatility(self) -> float:
-        """Standard deviation of the log-return over one period."""
-        return self.sigma * math.sqrt(self.years)
-
-    @property
-    def step_scale(self) -> float:
-        return self.log_volatility
-
-    @property
-    def summary(self) -> tuple[float, float, float]:
-        return self.start_price, self.mu, self.sigma
-
-    def stepper(self, rng: np.random.Generator) -> GbmStepper:
-        return GbmStepper(self, rng)
-
-
 class LogNormalSteps(BlockStepper):
     """Exact log-space GBM for one instrument (scalar parameters) or several
     (vectors, optionally correlated by ``factor``). The running log-return is
@@ -96,6 +59,33 @@ class GbmStepper(LogNormalSteps):
     def __init__(self, model: Gbm, rng: np.random.Generator) -> None:
         super().__init__(model.start_price, model.log_drift, model.log_volatility, None, rng)
         self.model = model
+
+
+@dataclass(frozen=True)
+class Gbm(Model):
+    """GBM with annualised drift ``mu`` and volatility ``sigma``."""
+
+    stepper_class: ClassVar[type[BlockStepper]] = GbmStepper
+    name: ClassVar[str] = "gbm"
+
+    start_price: float
+    mu: float
+    sigma: float
+
+    def _check(self) -> None:
+        check_range("start_price", self.start_price, 0.0, PRICE_MAX, low_open=True)
+        check_range("mu", self.mu, -MU_ABS_MAX, MU_ABS_MAX, unit="per year")
+        check_range("sigma", self.sigma, 0.0, SIGMA_MAX, unit="per sqrt(year)")
+
+    @property
+    def log_drift(self) -> float:
+        """Mean of the log-return over one period."""
+        return (self.mu - 0.5 * self.sigma**2) * self.years
+
+    @property
+    def log_volatility(self) -> float:
+        """Standard deviation of the log-return over one period."""
+        return self.sigma * math.sqrt(self.years)
 
 
 def gbm_path(model: Gbm, periods: int, seed: int) -> np.ndarray:

@@ -14,8 +14,35 @@ from typing import ClassVar
 import numpy as np
 
 from ..checks import check_range
-from ..steppers import FillStepper
+from ..steppers import BlockStepper, FillStepper
 from .base import MU_ABS_MAX, PRICE_MAX, Model
+
+
+class HestonStepper(FillStepper):
+    def __init__(self, model: Heston, rng: np.random.Generator) -> None:
+        super().__init__(model.start_price)
+        self._t = model.years
+        self._model = model
+        self._rng = rng
+        self._log_price = math.log(model.start_price)
+        self.variance = model.v0
+
+    def _fill(self, out: np.ndarray) -> None:
+        m, t = self._model, self._t
+        sqrt_t = math.sqrt(t)
+        shocks = self._rng.standard_normal((len(out), 2))  # row i: step i's two shocks, in order
+        z_price = shocks[:, 0]
+        z_var = m.rho * shocks[:, 0] + math.sqrt(1 - m.rho**2) * shocks[:, 1]
+        log_price, v = self._log_price, self.variance
+        logs = np.empty(len(out))
+        for i in range(len(out)):  # each step depends on the last variance
+            vp = v if v > 0.0 else 0.0
+            root = math.sqrt(vp)
+            log_price += (m.mu - vp / 2) * t + root * sqrt_t * z_price[i]
+            v += m.kappa * (m.theta - vp) * t + m.xi * root * sqrt_t * z_var[i]
+            logs[i] = log_price
+        self._log_price, self.variance = log_price, v
+        np.exp(logs, out=out)
 
 
 @dataclass(frozen=True)
@@ -23,6 +50,7 @@ class Heston(Model):
     """Variance starts at ``v0`` and reverts to ``theta`` at speed ``kappa``, with
     volatility ``xi``; ``rho`` correlates the price and variance shocks."""
 
+    stepper_class: ClassVar[type[BlockStepper]] = HestonStepper
     name: ClassVar[str] = "heston"
 
     start_price: float
@@ -51,33 +79,3 @@ class Heston(Model):
     def summary(self) -> tuple[float, float, float]:
         """The volatility shown is the starting one, sqrt(v0)."""
         return self.start_price, self.mu, math.sqrt(self.v0)
-
-    def stepper(self, rng: np.random.Generator) -> HestonStepper:
-        return HestonStepper(self, rng)
-
-
-class HestonStepper(FillStepper):
-    def __init__(self, model: Heston, rng: np.random.Generator) -> None:
-        super().__init__(model.start_price)
-        self._t = model.years
-        self._model = model
-        self._rng = rng
-        self._log_price = math.log(model.start_price)
-        self.variance = model.v0
-
-    def _fill(self, out: np.ndarray) -> None:
-        m, t = self._model, self._t
-        sqrt_t = math.sqrt(t)
-        shocks = self._rng.standard_normal((len(out), 2))  # row i: step i's two shocks, in order
-        z_price = shocks[:, 0]
-        z_var = m.rho * shocks[:, 0] + math.sqrt(1 - m.rho**2) * shocks[:, 1]
-        log_price, v = self._log_price, self.variance
-        logs = np.empty(len(out))
-        for i in range(len(out)):  # each step depends on the last variance
-            vp = v if v > 0.0 else 0.0
-            root = math.sqrt(vp)
-            log_price += (m.mu - vp / 2) * t + root * sqrt_t * z_price[i]
-            v += m.kappa * (m.theta - vp) * t + m.xi * root * sqrt_t * z_var[i]
-            logs[i] = log_price
-        self._log_price, self.variance = log_price, v
-        np.exp(logs, out=out)

@@ -9,48 +9,8 @@ from typing import ClassVar
 import numpy as np
 
 from ..checks import check_range
-from ..steppers import FillStepper
+from ..steppers import BlockStepper, FillStepper
 from .base import MU_ABS_MAX, PRICE_MAX, SIGMA_MAX, Model
-
-
-@dataclass(frozen=True)
-class Merton(Model):
-    """``mu`` is the total expected return per year, jumps included; ``sigma`` the
-    diffusion's volatility; jumps arrive ``jump_intensity`` times a year on average,
-    each multiplying the price by e^Y with Y ~ N(jump_mean, jump_stdev^2)."""
-
-    name: ClassVar[str] = "merton"
-
-    start_price: float
-    mu: float
-    sigma: float
-    jump_intensity: float
-    jump_mean: float
-    jump_stdev: float
-
-    def _check(self) -> None:
-        check_range("start_price", self.start_price, 0.0, PRICE_MAX, low_open=True)
-        check_range("mu", self.mu, -MU_ABS_MAX, MU_ABS_MAX, unit="per year")
-        check_range("sigma", self.sigma, 0.0, SIGMA_MAX, unit="per sqrt(year)")
-        check_range("jump_intensity", self.jump_intensity, 0.0, 1e4, unit="jumps per year")
-        check_range("jump_mean", self.jump_mean, -5.0, 5.0)
-        check_range("jump_stdev", self.jump_stdev, 0.0, 5.0)
-
-    @property
-    def jump_compensator(self) -> float:
-        """k = E[e^Y] - 1: the drift correction that keeps mu the total expected return."""
-        return math.exp(self.jump_mean + self.jump_stdev**2 / 2) - 1
-
-    @property
-    def step_scale(self) -> float:
-        return self.sigma * math.sqrt(self.years)
-
-    @property
-    def summary(self) -> tuple[float, float, float]:
-        return self.start_price, self.mu, self.sigma
-
-    def stepper(self, rng: np.random.Generator) -> MertonStepper:
-        return MertonStepper(self, rng)
 
 
 class MertonStepper(FillStepper):
@@ -82,3 +42,33 @@ class MertonStepper(FillStepper):
         self._log_return = float(acc[-1])
         np.exp(acc[1:], out=out)
         out *= m.start_price
+
+
+@dataclass(frozen=True)
+class Merton(Model):
+    """``mu`` is the total expected return per year, jumps included; ``sigma`` the
+    diffusion's volatility; jumps arrive ``jump_intensity`` times a year on average,
+    each multiplying the price by e^Y with Y ~ N(jump_mean, jump_stdev^2)."""
+
+    stepper_class: ClassVar[type[BlockStepper]] = MertonStepper
+    name: ClassVar[str] = "merton"
+
+    start_price: float
+    mu: float
+    sigma: float
+    jump_intensity: float
+    jump_mean: float
+    jump_stdev: float
+
+    def _check(self) -> None:
+        check_range("start_price", self.start_price, 0.0, PRICE_MAX, low_open=True)
+        check_range("mu", self.mu, -MU_ABS_MAX, MU_ABS_MAX, unit="per year")
+        check_range("sigma", self.sigma, 0.0, SIGMA_MAX, unit="per sqrt(year)")
+        check_range("jump_intensity", self.jump_intensity, 0.0, 1e4, unit="jumps per year")
+        check_range("jump_mean", self.jump_mean, -5.0, 5.0)
+        check_range("jump_stdev", self.jump_stdev, 0.0, 5.0)
+
+    @property
+    def jump_compensator(self) -> float:
+        """k = E[e^Y] - 1: the drift correction that keeps mu the total expected return."""
+        return math.exp(self.jump_mean + self.jump_stdev**2 / 2) - 1

@@ -12,44 +12,8 @@ from typing import ClassVar
 import numpy as np
 
 from ..checks import check_range
-from ..steppers import FillStepper
+from ..steppers import BlockStepper, FillStepper
 from .base import LEVEL_MAX, Model
-
-
-@dataclass(frozen=True)
-class OrnsteinUhlenbeck(Model):
-    """Starts at ``start`` and reverts to ``mean`` at speed ``kappa`` per year, with
-    volatility ``sigma`` in value units per sqrt(year); values may be <= 0."""
-
-    name: ClassVar[str] = "ornstein_uhlenbeck"
-    positive: ClassVar[bool] = False
-
-    start: float
-    mean: float
-    kappa: float
-    sigma: float
-
-    def _check(self) -> None:
-        check_range("start", self.start, -LEVEL_MAX, LEVEL_MAX)
-        check_range("mean", self.mean, -LEVEL_MAX, LEVEL_MAX)
-        check_range("kappa", self.kappa, 0.0, 1e4, low_open=True, unit="per year")
-        check_range("sigma", self.sigma, 0.0, LEVEL_MAX)
-
-    @property
-    def stationary_variance(self) -> float:
-        return self.sigma**2 / (2 * self.kappa)
-
-    @property
-    def step_scale(self) -> float:
-        return self.sigma * math.sqrt(self.years)
-
-    @property
-    def summary(self) -> tuple[float, float, float]:
-        """No drift parameter: ``mean`` is a level, so the drift shown is 0."""
-        return self.start, 0.0, self.sigma
-
-    def stepper(self, rng: np.random.Generator) -> OrnsteinUhlenbeckStepper:
-        return OrnsteinUhlenbeckStepper(self, rng)
 
 
 class OrnsteinUhlenbeckStepper(FillStepper):
@@ -69,3 +33,33 @@ class OrnsteinUhlenbeckStepper(FillStepper):
             x = mean + (x - mean) * decay + shock
             out[i] = x
         self._level = x
+
+
+@dataclass(frozen=True)
+class OrnsteinUhlenbeck(Model):
+    """Starts at ``start`` and reverts to ``mean`` at speed ``kappa`` per year, with
+    volatility ``sigma`` in value units per sqrt(year); values may be <= 0."""
+
+    stepper_class: ClassVar[type[BlockStepper]] = OrnsteinUhlenbeckStepper
+    name: ClassVar[str] = "ornstein_uhlenbeck"
+    positive: ClassVar[bool] = False
+
+    start: float
+    mean: float
+    kappa: float
+    sigma: float
+
+    def _check(self) -> None:
+        check_range("start", self.start, -LEVEL_MAX, LEVEL_MAX)
+        check_range("mean", self.mean, -LEVEL_MAX, LEVEL_MAX)
+        check_range("kappa", self.kappa, 0.0, 1e4, low_open=True, unit="per year")
+        check_range("sigma", self.sigma, 0.0, LEVEL_MAX)
+
+    @property
+    def stationary_variance(self) -> float:
+        return self.sigma**2 / (2 * self.kappa)
+
+    @property
+    def summary(self) -> tuple[float, float, float]:
+        """No drift parameter: ``mean`` is a level, so the drift shown is 0."""
+        return self.start, 0.0, self.sigma
