@@ -10,7 +10,8 @@ from client.api import (
     Subscription,
     field_violations,
 )
-from client.paths import CALENDARS, join, path_request
+from client.decoding import join
+from client.paths import CALENDARS, path_request
 
 __all__ = [
     "CALENDARS",

@@ -25,7 +25,7 @@ import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from client.wire import PriceChunk, PricePath, decode_price_chunk, decode_prices
+from client.decoding import PriceChunk, PricePath, decode_price_chunk, decode_prices
 from marketdata.v1 import market_data_pb2, market_data_pb2_grpc
 
 _SERVICE = market_data_pb2.DESCRIPTOR.services_by_name["MarketDataService"]

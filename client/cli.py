@@ -29,8 +29,8 @@ import numpy as np
 from tqdm import tqdm
 
 from client.api import DEFAULT_TARGET, MarketDataClient, field_violations
-from client.paths import CALENDARS, MODELS, as_datetime64, join, path_message, path_request, session_seconds
-from client.wire import Bars, PriceChunk, PricePath
+from client.decoding import Bars, PriceChunk, PricePath, as_datetime64, join
+from client.paths import CALENDARS, MODELS, path_message, path_request, session_seconds
 from marketdata.v1 import market_data_pb2
 
 BAR_INTERVALS = ("1s", "1m", "5m", "15m", "1h", "1d")
@@ -73,7 +73,8 @@ class PathWriter:
 
     def write(self, chunk: PriceChunk) -> None:
         extras = self.extras
-        times = extras.format_times((chunk.bars or _NO_BARS).start_time if extras.bars else chunk.timestamps)
+        bars = chunk.bars or Bars.empty()
+        times = extras.format_times(bars.start_time if extras.bars else chunk.timestamps)
         if self._array is not None:
             self._array[chunk.offset : chunk.offset + len(chunk.prices)] = chunk.prices
         elif self.fmt == "json":
@@ -132,7 +133,7 @@ class Extras:
 
     def csv_columns(self, chunk: PriceChunk, times: list[str]) -> list[list[str]]:
         if self.bars:
-            b = chunk.bars or _NO_BARS
+            b = chunk.bars or Bars.empty()
             prices = [list(map(repr, getattr(b, name).tolist())) for name in ("open", "high", "low", "close")]
             return [times, *prices, list(map(str, b.volume.tolist()))]
         columns = [list(map(str, range(chunk.offset, chunk.offset + len(chunk.prices))))]
@@ -146,7 +147,7 @@ class Extras:
 
     def json_columns(self, chunk: PriceChunk, times: list[str]) -> dict[str, list]:
         if self.bars:
-            b = chunk.bars or _NO_BARS
+            b = chunk.bars or Bars.empty()
             return {
                 "bars": [
                     {"time": t, "open": o, "high": h, "low": lo, "close": c, "volume": v}
@@ -173,7 +174,6 @@ class Extras:
 
 
 _BAR_VALUES = ("open", "high", "low", "close", "volume")
-_NO_BARS = Bars(*(np.empty(0, dtype=d) for d in (np.int64, float, float, float, float, np.uint64)))
 
 
 # Model parameters beyond start price, mu and sigma: flag -> (models that take it, default, help).

@@ -1,4 +1,4 @@
-"""Building PathRequests and putting streamed chunks back together.
+"""Building PathRequests.
 
     request = path_request(
         "merton", 23_400, delta=1 / 23_400,
@@ -16,11 +16,8 @@ Timestamps and bar start times are UTC nanoseconds since the epoch (int64);
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
-import numpy as np
-
-from client.wire import Bars, PriceChunk, PricePath
 from marketdata.v1 import market_data_pb2 as pb
 
 MODELS = tuple(f.name for f in pb.PathRequest.DESCRIPTOR.oneofs_by_name["model"].fields)
@@ -102,29 +99,3 @@ def path_request(
 def path_message(model: str) -> type:
     """The message class of ``model``'s parameters, e.g. pb.MertonModel for "merton"."""
     return getattr(pb, pb.PathRequest.DESCRIPTOR.fields_by_name[model].message_type.name)
-
-
-def join(chunks: Iterable[PriceChunk]) -> PricePath:
-    """One PricePath from a stream's chunks (in order), as GetPrices would have sent it."""
-    parts = list(chunks)
-    if not parts:
-        raise ValueError("no chunks to join")
-    first = parts[0]
-    bars = [c.bars for c in parts if c.bars is not None]
-    return PricePath(
-        prices=np.concatenate([c.prices for c in parts]),
-        seed=first.seed,
-        symbol=first.symbol,
-        timestamps=np.concatenate([c.timestamps for c in parts]),
-        bid=np.concatenate([c.bid for c in parts]),
-        ask=np.concatenate([c.ask for c in parts]),
-        bars=Bars(*(np.concatenate([getattr(b, f) for b in bars]) for f in Bars.__dataclass_fields__))
-        if bars
-        else None,
-        symbols=first.symbols,
-    )
-
-
-def as_datetime64(nanoseconds: np.ndarray) -> np.ndarray:
-    """UTC nanoseconds since the epoch as numpy datetime64[ns] values."""
-    return np.asarray(nanoseconds).astype("datetime64[ns]")

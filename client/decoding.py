@@ -1,4 +1,4 @@
-"""Parses price messages straight into numpy arrays.
+"""Price replies decoded straight into numpy arrays, and streamed chunks joined back into a path.
 
 The packed ``prices`` field of a price message is a run of little-endian
 float64 bytes, read with one ``numpy.frombuffer`` instead of one Python float
@@ -11,7 +11,8 @@ fields of every wire type (skipped).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -159,6 +160,16 @@ class Bars:
     def __len__(self) -> int:
         return len(self.start_time)
 
+    @classmethod
+    def empty(cls) -> Bars:
+        """No bars: read-only empty arrays of each field's type."""
+        return decode_bars(b"")
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[Bars]) -> Bars:
+        """The bars of ``parts`` one after the other, field by field."""
+        return cls(**{f.name: np.concatenate([getattr(b, f.name) for b in parts]) for f in fields(cls)})
+
 
 _BAR_FIELDS = {
     f.number: (
@@ -252,3 +263,27 @@ def decode_price_chunk(data: bytes) -> PriceChunk:
     """A serialized PriceChunk or GbmPriceChunk as a PriceChunk (arrays read-only)."""
     found = _decode(data, _CHUNK)
     return PriceChunk(**_common(found), offset=found.get("offset", 0))
+
+
+def join(chunks: Iterable[PriceChunk]) -> PricePath:
+    """One PricePath from a stream's chunks (in order), as GetPrices would have sent it."""
+    parts = list(chunks)
+    if not parts:
+        raise ValueError("no chunks to join")
+    first = parts[0]
+    bars = [c.bars for c in parts if c.bars is not None]
+    return PricePath(
+        prices=np.concatenate([c.prices for c in parts]),
+        seed=first.seed,
+        symbol=first.symbol,
+        timestamps=np.concatenate([c.timestamps for c in parts]),
+        bid=np.concatenate([c.bid for c in parts]),
+        ask=np.concatenate([c.ask for c in parts]),
+        bars=Bars.concatenate(bars) if bars else None,
+        symbols=first.symbols,
+    )
+
+
+def as_datetime64(nanoseconds: np.ndarray) -> np.ndarray:
+    """UTC nanoseconds since the epoch (timestamps, bar start times) as numpy datetime64[ns] values."""
+    return np.asarray(nanoseconds).astype("datetime64[ns]")
