@@ -11,7 +11,7 @@ from client.api import (
     field_violations,
 )
 from client.decoding import join
-from client.paths import CALENDARS, path_request
+from client.requests import CALENDARS, gbm_request, path_request
 
 __all__ = [
     "CALENDARS",
@@ -23,6 +23,7 @@ __all__ = [
     "PriceStream",
     "Subscription",
     "field_violations",
+    "gbm_request",
     "join",
     "path_request",
 ]

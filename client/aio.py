@@ -18,8 +18,8 @@ from client.api import (
     SequenceGaps,
     channel_options,
     channel_target,
-    subscribe_request,
 )
+from client.requests import subscribe_request
 from marketdata.v1 import market_data_pb2, market_data_pb2_grpc
 
 

@@ -26,6 +26,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from client.decoding import PriceChunk, PricePath, decode_price_chunk, decode_prices
+from client.requests import gbm_request, subscribe_request
 from marketdata.v1 import market_data_pb2, market_data_pb2_grpc
 
 _SERVICE = market_data_pb2.DESCRIPTOR.services_by_name["MarketDataService"]
@@ -75,15 +76,6 @@ def channel_options(options: list[tuple[str, object]] | None) -> list[tuple[str,
     return [("grpc.service_config", ROUND_ROBIN_CONFIG), *(options or [])]
 
 
-def subscribe_request(
-    symbols: Sequence[str], heartbeat_seconds: float | None
-) -> market_data_pb2.SubscribeRequest:
-    request = market_data_pb2.SubscribeRequest(symbols=list(symbols))
-    if heartbeat_seconds is not None:
-        request.heartbeat_seconds = heartbeat_seconds
-    return request
-
-
 class PriceStream(_CancelOnExit):
     """Iterates the chunks of one StreamGbmPrices call; ``cancel()`` stops the server's work.
 
@@ -95,34 +87,6 @@ class PriceStream(_CancelOnExit):
 
     def __iter__(self) -> Iterator[PriceChunk]:
         return iter(self._call)
-
-
-def gbm_request(
-    periods: int,
-    start_price: float,
-    mu: float,
-    sigma: float,
-    delta: float = 1.0,
-    *,
-    trading_days_per_year: float | None = None,
-    seed: int | None = None,
-    chunk_size: int | None = None,
-    ticks_per_second: float | None = None,
-    symbol: str = "",
-) -> market_data_pb2.GbmRequest:
-    """Build a GbmRequest, leaving unset what the caller left as None."""
-    request = market_data_pb2.GbmRequest(
-        periods=periods, start_price=start_price, mu=mu, sigma=sigma, delta=delta, symbol=symbol
-    )
-    if trading_days_per_year is not None:
-        request.trading_days_per_year = trading_days_per_year
-    if seed is not None:
-        request.seed = seed
-    if chunk_size is not None:
-        request.chunk_size = chunk_size
-    if ticks_per_second is not None:
-        request.ticks_per_second = ticks_per_second
-    return request
 
 
 def channel_target(target: str | Sequence[str]) -> str:

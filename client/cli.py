@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from client.api import DEFAULT_TARGET, MarketDataClient, field_violations
 from client.decoding import Bars, PriceChunk, PricePath, as_datetime64, join
-from client.paths import CALENDARS, MODELS, path_message, path_request, session_seconds
+from client.requests import CALENDARS, MODELS, path_message, path_request, session_seconds
 from marketdata.v1 import market_data_pb2
 
 BAR_INTERVALS = ("1s", "1m", "5m", "15m", "1h", "1d")

@@ -1,4 +1,4 @@
-"""Building PathRequests.
+"""The request messages a client sends, built from Python values.
 
     request = path_request(
         "merton", 23_400, delta=1 / 23_400,
@@ -9,8 +9,8 @@
     )
     bars = md.get_prices(request).bars
 
-Timestamps and bar start times are UTC nanoseconds since the epoch (int64);
-``as_datetime64`` turns them into numpy datetimes.
+Every builder leaves unset what the caller left as None, so the server's
+defaults apply; the server checks every value.
 """
 
 from __future__ import annotations
@@ -18,9 +18,18 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 
+from client.models import MODELS, path_message
 from marketdata.v1 import market_data_pb2 as pb
 
-MODELS = tuple(f.name for f in pb.PathRequest.DESCRIPTOR.oneofs_by_name["model"].fields)
+__all__ = [
+    "CALENDARS",
+    "MODELS",
+    "gbm_request",
+    "path_message",
+    "path_request",
+    "session_seconds",
+    "subscribe_request",
+]
 
 # Regular hours of a few exchanges (no lunch breaks, no holidays: add those per request).
 CALENDARS = {
@@ -96,6 +105,37 @@ def path_request(
     return request
 
 
-def path_message(model: str) -> type:
-    """The message class of ``model``'s parameters, e.g. pb.MertonModel for "merton"."""
-    return getattr(pb, pb.PathRequest.DESCRIPTOR.fields_by_name[model].message_type.name)
+def gbm_request(
+    periods: int,
+    start_price: float,
+    mu: float,
+    sigma: float,
+    delta: float = 1.0,
+    *,
+    trading_days_per_year: float | None = None,
+    seed: int | None = None,
+    chunk_size: int | None = None,
+    ticks_per_second: float | None = None,
+    symbol: str = "",
+) -> pb.GbmRequest:
+    """A GbmRequest, the original endpoint's parameters in its order."""
+    request = pb.GbmRequest(
+        periods=periods, start_price=start_price, mu=mu, sigma=sigma, delta=delta, symbol=symbol
+    )
+    if trading_days_per_year is not None:
+        request.trading_days_per_year = trading_days_per_year
+    if seed is not None:
+        request.seed = seed
+    if chunk_size is not None:
+        request.chunk_size = chunk_size
+    if ticks_per_second is not None:
+        request.ticks_per_second = ticks_per_second
+    return request
+
+
+def subscribe_request(symbols: Sequence[str], heartbeat_seconds: float | None = None) -> pb.SubscribeRequest:
+    """A SubscribeRequest for ``symbols`` (every instrument when empty)."""
+    request = pb.SubscribeRequest(symbols=list(symbols))
+    if heartbeat_seconds is not None:
+        request.heartbeat_seconds = heartbeat_seconds
+    return request
