@@ -28,8 +28,10 @@ import grpc
 import numpy as np
 from tqdm import tqdm
 
-from client.api import DEFAULT_TARGET, MarketDataClient, field_violations
+from client.api import MarketDataClient
+from client.base import DEFAULT_TARGET
 from client.decoding import Bars, PriceChunk, PricePath, as_datetime64, join
+from client.errors import field_violations
 from client.requests import CALENDARS, MODELS, path_message, path_request, session_seconds
 from marketdata.v1 import market_data_pb2
 

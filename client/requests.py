@@ -80,15 +80,14 @@ def path_request(
         periods=periods, delta=delta, symbol=symbol, bar_interval=bar_interval, tick_size=tick_size
     )
     getattr(request, model).CopyFrom(path_message(model)(**(model_params or {})))
-    for name, value in (
-        ("trading_days_per_year", trading_days_per_year),
-        ("seed", seed),
-        ("chunk_size", chunk_size),
-        ("ticks_per_second", ticks_per_second),
-        ("volume_rate", volume_rate),
-    ):
-        if value is not None:
-            setattr(request, name, value)
+    _set_given(
+        request,
+        trading_days_per_year=trading_days_per_year,
+        seed=seed,
+        chunk_size=chunk_size,
+        ticks_per_second=ticks_per_second,
+        volume_rate=volume_rate,
+    )
     if start_time is not None:
         if start_time.tzinfo is None:
             raise ValueError("start_time must be time-zone aware, e.g. datetime(..., tzinfo=UTC)")
@@ -98,10 +97,7 @@ def path_request(
             raise ValueError("a calendar needs start_time")
         request.time.calendar.CopyFrom(calendar or pb.TradingCalendar())
         request.time.calendar.holidays.extend(d.isoformat() for d in holidays)
-    if spread_bps is not None:
-        request.quotes.spread_bps = spread_bps
-    if spread_volatility is not None:
-        request.quotes.spread_volatility = spread_volatility
+    _set_given(request.quotes, spread_bps=spread_bps, spread_volatility=spread_volatility)
     return request
 
 
@@ -112,30 +108,31 @@ def gbm_request(
     sigma: float,
     delta: float = 1.0,
     *,
-    trading_days_per_year: float | None = None,
-    seed: int | None = None,
-    chunk_size: int | None = None,
-    ticks_per_second: float | None = None,
     symbol: str = "",
+    **optional: float | None,
 ) -> pb.GbmRequest:
-    """A GbmRequest, the original endpoint's parameters in its order."""
+    """A GbmRequest, the original endpoint's parameters first.
+
+    ``optional`` takes the request's optional fields by name
+    (``trading_days_per_year``, ``seed``, ``chunk_size``, ``ticks_per_second``);
+    one that is None stays unset.
+    """
     request = pb.GbmRequest(
         periods=periods, start_price=start_price, mu=mu, sigma=sigma, delta=delta, symbol=symbol
     )
-    if trading_days_per_year is not None:
-        request.trading_days_per_year = trading_days_per_year
-    if seed is not None:
-        request.seed = seed
-    if chunk_size is not None:
-        request.chunk_size = chunk_size
-    if ticks_per_second is not None:
-        request.ticks_per_second = ticks_per_second
+    _set_given(request, **optional)
     return request
 
 
 def subscribe_request(symbols: Sequence[str], heartbeat_seconds: float | None = None) -> pb.SubscribeRequest:
     """A SubscribeRequest for ``symbols`` (every instrument when empty)."""
     request = pb.SubscribeRequest(symbols=list(symbols))
-    if heartbeat_seconds is not None:
-        request.heartbeat_seconds = heartbeat_seconds
+    _set_given(request, heartbeat_seconds=heartbeat_seconds)
     return request
+
+
+def _set_given(message: object, **values: object) -> None:
+    """Set each field whose value is not None; the others stay unset, so the server's defaults apply."""
+    for name, value in values.items():
+        if value is not None:
+            setattr(message, name, value)

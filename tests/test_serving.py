@@ -11,8 +11,7 @@ import threading
 import grpc
 import pytest
 
-from client import MarketDataClient, gbm_request
-from client.api import channel_target
+from client import MarketDataClient, channel_target, gbm_request
 from marketdata.v1 import market_data_pb2
 from server.requests import Limits
 from tests.conftest import REPO_ROOT, ServerThread
