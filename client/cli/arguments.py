@@ -1,4 +1,8 @@
-"""The command line's flags and the types of their values."""
+"""The command line's flags and the types of their values.
+
+The model parameter flags are not listed here: they come from the proto,
+one per field of the single-instrument models' messages (client.models).
+"""
 
 from __future__ import annotations
 
@@ -9,27 +13,29 @@ import re
 
 from client.base import DEFAULT_TARGET
 from client.cli.output import FORMATS
-from client.requests import CALENDARS, MODELS
+from client.models import MODELS, Parameter, message_parameters, parameters, single_instrument
+from client.requests import CALENDARS
+from marketdata.v1 import market_data_pb2 as pb
 
 BAR_INTERVALS = ("1s", "1m", "5m", "15m", "1h", "1d")
-
-
-# Model parameters beyond start price, mu and sigma: flag -> (models that take it, default, help).
-MODEL_FLAGS = {
-    "jump_intensity": (("merton",), 5.0, "expected jumps per year"),
-    "jump_mean": (("merton",), -0.02, "mean log size of a jump"),
-    "jump_stdev": (("merton",), 0.05, "standard deviation of a jump's log size"),
-    "v0": (("heston",), None, "initial variance per year (default sigma^2)"),
-    "kappa": (("heston", "ornstein_uhlenbeck"), 2.0, "speed of mean reversion per year"),
-    "theta": (("heston",), None, "long-run variance per year (default sigma^2)"),
-    "xi": (("heston",), 0.3, "volatility of the variance"),
-    "rho": (("heston",), -0.7, "correlation of price and variance shocks"),
-    "mean": (("ornstein_uhlenbeck",), None, "long-run level (default the start price)"),
-}
-CLI_MODELS = MODELS
-DEFAULTS = {"start_price": 70.0, "mu": 0.05, "sigma": 0.3}
+BASKET = "correlated_gbm"  # the model given by --asset and --correlation instead of parameter flags
+ASSET = message_parameters(pb.CorrelatedAsset.DESCRIPTOR)  # the parts of --asset, in field order
+ASSET_METAVAR = ":".join(p.name.upper() for p in ASSET)
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def model_flags() -> dict[str, dict[str, Parameter]]:
+    """One flag per distinct parameter name of the single-instrument models, in order of appearance.
+
+    Field name -> {model: its parameter}: a flag applies to the models whose message has that field.
+    """
+    flags: dict[str, dict[str, Parameter]] = {}
+    for model in MODELS:
+        if single_instrument(model):
+            for parameter in parameters(model):
+                flags.setdefault(parameter.name, {})[model] = parameter
+    return flags
 
 
 def duration_seconds(text: str) -> float:
@@ -52,18 +58,15 @@ def start_time(text: str) -> dt.datetime:
 
 
 def asset(text: str) -> dict[str, object]:
-    """``SYMBOL:START_PRICE:MU:SIGMA`` as one CorrelatedAsset's fields (an argparse type)."""
+    """``SYMBOL:START_PRICE:MU:SIGMA`` (CorrelatedAsset's fields in order) as one asset (an argparse type)."""
     parts = text.split(":")
     try:
-        if len(parts) != 4:
+        if len(parts) != len(ASSET):
             raise ValueError
-        return {
-            "symbol": parts[0],
-            **dict(zip(("start_price", "mu", "sigma"), map(float, parts[1:]), strict=True)),
-        }
+        return {p.name: p.type(part) for p, part in zip(ASSET, parts, strict=True)}
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected SYMBOL:START_PRICE:MU:SIGMA such as AAA:50:0.05:0.2, got {text!r}"
+            f"expected {ASSET_METAVAR} such as AAA:50:0.05:0.2, got {text!r}"
         ) from None
 
 
@@ -89,30 +92,28 @@ def _add_path_arguments(parser: argparse.ArgumentParser) -> None:
         default=100,
         help="number of prices, start price included (default %(default)s)",
     )
-    parser.add_argument(
-        "--model", choices=CLI_MODELS, default="gbm", help="price model (default %(default)s)"
+    parser.add_argument("--model", choices=MODELS, default="gbm", help="price model (default %(default)s)")
+    model = parser.add_argument_group(
+        "model parameters", "each applies to the models named; defaults are the proto's example values"
     )
-    parser.add_argument("--start-price", type=float, help=f"first price (default {DEFAULTS['start_price']})")
-    parser.add_argument("--mu", type=float, help=f"annualised drift (default {DEFAULTS['mu']})")
-    parser.add_argument("--sigma", type=float, help=f"annualised volatility (default {DEFAULTS['sigma']})")
-    parser.add_argument(
+    for name, per_model in model_flags().items():
+        kind = next(iter(per_model.values())).type
+        model.add_argument(flag(name), type=kind, help=_model_flag_help(per_model))
+    model.add_argument(
         "--asset",
         type=asset,
         action="append",
         default=[],
-        metavar="SYMBOL:START_PRICE:MU:SIGMA",
-        help="correlated_gbm: one instrument of the basket (repeat for each)",
+        metavar=ASSET_METAVAR,
+        help=f"{BASKET}: one instrument of the basket (repeat for each)",
     )
-    parser.add_argument(
+    model.add_argument(
         "--correlation",
         type=numbers,
         metavar="RHO | R11,R12,...",
-        help="correlated_gbm: one correlation for every pair, or the whole matrix row by row "
+        help=f"{BASKET}: one correlation for every pair, or the whole matrix row by row "
         "(default: independent)",
     )
-    for name, (models, default, text) in MODEL_FLAGS.items():
-        shown = "" if default is None else f", default {default}"
-        parser.add_argument(flag(name), type=float, help=f"{' and '.join(models)}: {text}{shown}")
     parser.add_argument("--delta", type=float, help="period length in trading days (default 1)")
     parser.add_argument(
         "--period",
@@ -194,6 +195,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="JSON lines even on a terminal (default there: a live table)"
     )
     return parser
+
+
+def _model_flag_help(per_model: dict[str, Parameter]) -> str:
+    """Each model's comment on the field and its default, models that say the same thing together."""
+    said: dict[str, list[str]] = {}
+    for model, p in per_model.items():
+        default = "required" if p.example is None else f"default {p.example:g}"
+        text = f"{p.comment.rstrip('.')} ({default})" if p.comment else default
+        said.setdefault(text.replace("%", "%%"), []).append(model)  # argparse formats help with %
+    return "; ".join(f"{', '.join(models)}: {text}" for text, models in said.items())
 
 
 def flag(name: str) -> str:

@@ -6,35 +6,39 @@ import argparse
 
 import numpy as np
 
-from client.cli.arguments import DEFAULTS, MODEL_FLAGS, flag
+from client.cli.arguments import ASSET, ASSET_METAVAR, BASKET, flag, model_flags
 from client.cli.output import Columns
-from client.requests import CALENDARS, path_message, session_seconds
+from client.models import parameters
+from client.requests import CALENDARS, session_seconds
 
 
 def check_path_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Refuse flag combinations that would otherwise be ignored; fill in the defaults."""
-    basket = args.model == "correlated_gbm"
-    if basket:
-        given = [flag(n) for n in DEFAULTS if getattr(args, n) is not None]
-        if given:
-            parser.error(f"{', '.join(given)}: a basket's instruments carry their own (--asset)")
+    """Refuse flag combinations that would otherwise be ignored (exit 2).
+
+    Sets ``args.model_params`` (the model's message fields, defaults filled
+    in from the proto's examples) and ``args.columns`` (what the output holds).
+    """
+    flags = model_flags()
+    given = [name for name in flags if getattr(args, name) is not None]
+    if args.model == BASKET:
+        own = [flag(name) for name in given if name in {p.name for p in ASSET}]
+        if own:
+            parser.error(f"{', '.join(own)}: a basket's instruments carry their own (--asset)")
         if not args.asset:
-            parser.error("--model correlated_gbm needs at least one --asset SYMBOL:START_PRICE:MU:SIGMA")
+            parser.error(f"--model {BASKET} needs at least one --asset {ASSET_METAVAR}")
         if args.bars or args.spread_bps is not None or args.spread_vol is not None:
-            parser.error("bars and quotes are for one instrument, not a correlated_gbm basket")
+            parser.error(f"bars and quotes are for one instrument, not a {BASKET} basket")
         n = len(args.asset)
         if args.correlation is not None and len(args.correlation) not in (1, n * n):
             parser.error(
                 f"--correlation takes one number or {n * n} (a {n}x{n} matrix), got {len(args.correlation)}"
             )
     elif args.asset or args.correlation is not None:
-        parser.error("--asset and --correlation apply to --model correlated_gbm")
-    for name, default in DEFAULTS.items():
-        if getattr(args, name) is None:
-            setattr(args, name, default)
-    for name, (models, _, _) in MODEL_FLAGS.items():
-        if getattr(args, name) is not None and args.model not in models:
-            parser.error(f"{flag(name)} applies to --model {' or '.join(models)}, not {args.model}")
+        parser.error(f"--asset and --correlation apply to --model {BASKET}")
+    for name in given:
+        if args.model not in flags[name]:
+            models = " or ".join(flags[name])
+            parser.error(f"{flag(name)} applies to --model {models}, not {args.model}")
     if args.period is not None and args.delta is not None:
         parser.error("give --delta or --period, not both")
     if args.volume_rate is not None and args.bars is None:
@@ -43,9 +47,35 @@ def check_path_arguments(parser: argparse.ArgumentParser, args: argparse.Namespa
         parser.error("quotes (--spread-bps, --spread-vol) come with prices, not with --bars")
     if args.holiday and args.calendar is None:
         parser.error("--holiday needs --calendar")
+    args.model_params = _basket(args) if args.model == BASKET else _parameters(parser, args)
     args.columns = columns(args)  # what the output holds; every later step reads it
     if args.format == "npy" and args.columns.any:
         parser.error("--format npy holds prices only: use csv or json for times, quotes or bars")
+
+
+def _parameters(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, object]:
+    """Every field of the model's message: its flag's value, else the field's example value."""
+    values = {}
+    for p in parameters(args.model):
+        value = getattr(args, p.name)
+        if value is None:
+            if p.example is None:
+                parser.error(f"--model {args.model} needs {flag(p.name)}")
+            value = p.type(p.example)
+        values[p.name] = value
+    return values
+
+
+def _basket(args: argparse.Namespace) -> dict[str, object]:
+    params: dict[str, object] = {"assets": args.asset}
+    if args.correlation is not None:
+        n, given = len(args.asset), args.correlation
+        params["correlation"] = (
+            given
+            if len(given) > 1
+            else (np.full((n, n), given[0]) + (1 - given[0]) * np.eye(n)).ravel().tolist()
+        )
+    return params
 
 
 def columns(args: argparse.Namespace) -> Columns:
@@ -81,29 +111,3 @@ def delta(args: argparse.Namespace) -> float:
     if args.period is None:
         return 1.0 if args.delta is None else args.delta
     return args.period / day_seconds(args)
-
-
-def model_params(args: argparse.Namespace) -> dict[str, object]:
-    """The parameters of the model's message, by field name."""
-    if args.model == "correlated_gbm":
-        params: dict[str, object] = {"assets": args.asset}
-        if args.correlation is not None:
-            n, given = len(args.asset), args.correlation
-            params["correlation"] = (
-                given
-                if len(given) > 1
-                else (np.full((n, n), given[0]) + (1 - given[0]) * np.eye(n)).ravel().tolist()
-            )
-        return params
-    return _singlemodel_params(args)
-
-
-def _singlemodel_params(args: argparse.Namespace) -> dict[str, float]:
-    given = {name: getattr(args, name) for name in MODEL_FLAGS}
-    variance = args.sigma**2
-    defaults = {name: default for name, (_, default, _) in MODEL_FLAGS.items()}
-    defaults.update(v0=variance, theta=variance, mean=args.start_price)
-    values = {k: (v if v is not None else defaults[k]) for k, v in given.items()}
-    values.update(start_price=args.start_price, start=args.start_price, mu=args.mu, sigma=args.sigma)
-    model = path_message(args.model)
-    return {f.name: values[f.name] for f in model.DESCRIPTOR.fields}

@@ -11,24 +11,21 @@ from typing import IO
 from tqdm import tqdm
 
 from client.api import MarketDataClient
-from client.cli.checks import delta, model_params
+from client.cli.checks import delta
 from client.cli.output import PathWriter
 from client.decoding import PriceChunk, PricePath, join
 from client.requests import CALENDARS, path_request
 from marketdata.v1 import market_data_pb2
 
 
-def _classic(args: argparse.Namespace) -> bool:
-    """Plain GBM with nothing added goes through GetGbmPrices, as the original endpoint did."""
-    return args.model == "gbm" and not args.columns.any and args.tick_size is None
-
-
-def _gbm_kwargs(args: argparse.Namespace) -> dict:
+def gbm_call(args: argparse.Namespace) -> dict[str, object] | None:
+    """The arguments of get_gbm_prices or stream_gbm_prices when the path is plain GBM with nothing
+    added, which goes through GetGbmPrices as the original endpoint did; None when it needs GetPrices."""
+    if args.model != "gbm" or args.columns.any or args.tick_size is not None:
+        return None
     return {
         "periods": args.periods,
-        "start_price": args.start_price,
-        "mu": args.mu,
-        "sigma": args.sigma,
+        **args.model_params,  # GbmModel's fields are GbmRequest's start_price, mu and sigma
         "delta": delta(args),
         "trading_days_per_year": args.trading_days_per_year,
         "seed": args.seed,
@@ -36,7 +33,8 @@ def _gbm_kwargs(args: argparse.Namespace) -> dict:
     }
 
 
-def _path_request(args: argparse.Namespace, **stream) -> market_data_pb2.PathRequest:
+def path_request_for(args: argparse.Namespace, **pacing: float | None) -> market_data_pb2.PathRequest:
+    """The PathRequest of a checked command line; ``pacing``: a stream's chunk_size and ticks_per_second."""
     start = args.start_time
     if start is None and (args.columns.time or args.columns.bars):
         start = dt.datetime.combine(dt.datetime.now(dt.UTC).date(), dt.time(), tzinfo=dt.UTC)
@@ -44,7 +42,7 @@ def _path_request(args: argparse.Namespace, **stream) -> market_data_pb2.PathReq
         args.model,
         args.periods,
         delta(args),
-        model_params=model_params(args),
+        model_params=args.model_params,
         trading_days_per_year=args.trading_days_per_year,
         seed=args.seed,
         symbol=args.symbol,
@@ -56,20 +54,23 @@ def _path_request(args: argparse.Namespace, **stream) -> market_data_pb2.PathReq
         spread_bps=args.spread_bps,
         spread_volatility=args.spread_vol,
         volume_rate=args.volume_rate,
-        **stream,
+        **pacing,
     )
 
 
 def run_get(md: MarketDataClient, args: argparse.Namespace, out: IO[str] | None) -> None:
-    if _classic(args):
-        path = md.get_gbm_prices(**_gbm_kwargs(args), timeout=args.timeout)
+    """The whole path in one call, written out."""
+    classic = gbm_call(args)
+    if classic is not None:
+        path = md.get_gbm_prices(**classic, timeout=args.timeout)
     else:
-        path = md.get_prices(_path_request(args), timeout=args.timeout)
+        path = md.get_prices(path_request_for(args), timeout=args.timeout)
     chunk = PriceChunk(**{f: getattr(path, f) for f in PricePath.__dataclass_fields__}, offset=0)
     _write(args, out, [chunk], len(path.prices))
 
 
 def run_stream(md: MarketDataClient, args: argparse.Namespace, out: IO[str] | None) -> None:
+    """The path in chunks, each written as it arrives, with a progress bar on a terminal."""
     progress = tqdm(
         total=args.periods,
         unit="price",
@@ -78,10 +79,11 @@ def run_stream(md: MarketDataClient, args: argparse.Namespace, out: IO[str] | No
         disable=True if args.no_progress else None,  # None: only on a terminal
     )
     pacing = {"chunk_size": args.chunk_size, "ticks_per_second": args.ticks_per_second}
-    if _classic(args):
-        call = md.stream_gbm_prices(**_gbm_kwargs(args), **pacing, timeout=args.timeout)
+    classic = gbm_call(args)
+    if classic is not None:
+        call = md.stream_gbm_prices(**classic, **pacing, timeout=args.timeout)
     else:
-        call = md.stream_prices(_path_request(args, **pacing), timeout=args.timeout)
+        call = md.stream_prices(path_request_for(args, **pacing), timeout=args.timeout)
 
     def chunks() -> Iterator[PriceChunk]:
         with progress, call as stream:
