@@ -8,7 +8,7 @@
 
 Prices arrive as read-only float64 arrays decoded straight from the message
 bytes (copy one to modify it). Errors surface as ``grpc.RpcError`` with the server's status code and message;
-``field_violations`` lists the fields an INVALID_ARGUMENT named.
+``client.field_violations`` lists the fields an INVALID_ARGUMENT named.
 """
 
 from __future__ import annotations

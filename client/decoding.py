@@ -12,7 +12,7 @@ fields of every wire type (skipped).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -148,7 +148,10 @@ def _decode(data: bytes, fields: dict[int, tuple[str, str | np.dtype]]) -> dict[
 
 @dataclass(frozen=True)
 class Bars:
-    """OHLCV bars as parallel arrays; ``start_time`` in UTC nanoseconds since the epoch."""
+    """OHLCV bars as parallel arrays, named as the fields of marketdata.v1.Bars.
+
+    ``start_time`` is in UTC nanoseconds since the epoch; ``volume`` is unsigned.
+    """
 
     start_time: np.ndarray
     open: np.ndarray
@@ -168,7 +171,9 @@ class Bars:
     @classmethod
     def concatenate(cls, parts: Sequence[Bars]) -> Bars:
         """The bars of ``parts`` one after the other, field by field."""
-        return cls(**{f.name: np.concatenate([getattr(b, f.name) for b in parts]) for f in fields(cls)})
+        return cls(
+            **{name: np.concatenate([getattr(b, name) for b in parts]) for name in cls.__dataclass_fields__}
+        )
 
 
 _BAR_FIELDS = {
