@@ -6,7 +6,8 @@ HOST ?= 127.0.0.1
 PORT ?= 50051
 
 PROTO_SRC := protos/marketdata/v1/market_data.proto
-PROTO_OUT := marketdata/v1/market_data_pb2.py marketdata/v1/market_data_pb2.pyi marketdata/v1/market_data_pb2_grpc.py
+PROTO_OUT := marketdata/v1/market_data_pb2.py marketdata/v1/market_data_pb2.pyi marketdata/v1/market_data_pb2_grpc.py \
+	marketdata/v1/market_data.binpb
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
@@ -24,9 +25,10 @@ $(STAMP): pyproject.toml
 install: $(STAMP) $(PROTO_OUT) ## create .venv at the repo root with everything installed
 
 $(PROTO_OUT) &: $(PROTO_SRC) $(STAMP)
-	$(PY) -m grpc_tools.protoc -I protos --python_out=. --pyi_out=. --grpc_python_out=. $(PROTO_SRC)
+	$(PY) -m grpc_tools.protoc -I protos --python_out=. --pyi_out=. --grpc_python_out=. \
+		--include_source_info --descriptor_set_out=marketdata/v1/market_data.binpb $(PROTO_SRC)
 
-proto: $(PROTO_OUT) ## generate marketdata/v1/*_pb2*.py from protos/
+proto: $(PROTO_OUT) ## generate marketdata/v1/*_pb2*.py (and the descriptor set with comments) from protos/
 
 run: install ## start the server on $(HOST):$(PORT) (Ctrl-C stops it)
 	$(PY) -m server --host $(HOST) --port $(PORT)

@@ -33,8 +33,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from client.api import MarketDataClient
-from client.paths import CALENDARS, path_request
+from client import CALENDARS, MarketDataClient, path_request
 from marketdata.v1 import market_data_pb2, market_data_pb2_grpc
 from server.limits import Limits
 from server.sim.models import Gbm, GbmStepper

@@ -1,27 +1,46 @@
-"""Client side of marketdata.v1: the library a strategy imports, and the sample CLI."""
+"""Client side of marketdata.v1: the library a strategy imports, and the sample CLI.
 
-from client.api import (
-    DEFAULT_TARGET,
-    ManagedSubscription,
-    MarketDataClient,
-    PriceChunk,
-    PricePath,
-    PriceStream,
-    Subscription,
-    field_violations,
-)
-from client.paths import CALENDARS, join, path_request
+Everything a program needs comes from here:
+
+    from client import MarketDataClient, path_request, join, CALENDARS
+
+The modules behind it, in the order data flows: ``requests`` builds the
+messages (``models`` reads the models and their parameters from the proto),
+``base``, ``api`` and ``aio`` hold the clients, ``streams`` what a streaming
+call returns, ``decoding`` turns reply bytes into numpy arrays, ``errors``
+reads the fields an error names; ``cli`` is the sample command line.
+"""
+
+from client.aio import AsyncMarketDataClient, AsyncSubscription
+from client.api import MarketDataClient
+from client.base import DEFAULT_TARGET, DEFAULT_UNARY_TIMEOUT, channel_target
+from client.decoding import Bars, DecodeError, PriceChunk, PricePath, as_datetime64, join
+from client.errors import field_violations
+from client.models import MODELS
+from client.requests import CALENDARS, gbm_request, path_request, subscribe_request
+from client.streams import ManagedSubscription, PriceStream, SequenceGaps, Subscription
 
 __all__ = [
     "CALENDARS",
     "DEFAULT_TARGET",
+    "DEFAULT_UNARY_TIMEOUT",
+    "MODELS",
+    "AsyncMarketDataClient",
+    "AsyncSubscription",
+    "Bars",
+    "DecodeError",
     "ManagedSubscription",
     "MarketDataClient",
     "PriceChunk",
     "PricePath",
     "PriceStream",
+    "SequenceGaps",
     "Subscription",
+    "as_datetime64",
+    "channel_target",
     "field_violations",
+    "gbm_request",
     "join",
     "path_request",
+    "subscribe_request",
 ]

@@ -8,19 +8,14 @@ async with AsyncMarketDataClient("127.0.0.1:50051") as md:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from types import TracebackType
+from contextlib import AbstractAsyncContextManager
 
 import grpc
 
-from client.api import (
-    DEFAULT_TARGET,
-    DEFAULT_UNARY_TIMEOUT,
-    SequenceGaps,
-    channel_options,
-    channel_target,
-    subscribe_request,
-)
-from marketdata.v1 import market_data_pb2, market_data_pb2_grpc
+from client.base import BaseClient
+from client.requests import subscribe_request
+from client.streams import SequenceGaps
+from marketdata.v1 import market_data_pb2
 
 
 class AsyncSubscription(SequenceGaps):
@@ -40,33 +35,18 @@ class AsyncSubscription(SequenceGaps):
         self._call.cancel()
 
 
-class AsyncMarketDataClient:
-    """An asyncio channel to a MarketDataService; use ``async with``."""
+class AsyncMarketDataClient(BaseClient, AbstractAsyncContextManager):
+    """An asyncio client of a MarketDataService; use ``async with``.
 
-    def __init__(
-        self,
-        target: str | Sequence[str] = DEFAULT_TARGET,
-        *,
-        timeout: float | None = DEFAULT_UNARY_TIMEOUT,
-        options: list[tuple[str, object]] | None = None,
-    ) -> None:
-        self.target = channel_target(target)
-        self.timeout = timeout
-        self._channel = grpc.aio.insecure_channel(self.target, options=channel_options(options))
-        self._stub = market_data_pb2_grpc.MarketDataServiceStub(self._channel)
+    Takes the same arguments as MarketDataClient (see BaseClient).
+    """
+
+    _open_channel = staticmethod(grpc.aio.insecure_channel)
 
     async def close(self) -> None:
         await self._channel.close()
 
-    async def __aenter__(self) -> AsyncMarketDataClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     async def get_last_prices(self, symbols: Sequence[str] = ()) -> market_data_pb2.LastPrices:

@@ -15,7 +15,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from client.api import MarketDataClient
+from client import MarketDataClient
 from marketdata.v1 import market_data_pb2_grpc
 from server.app import RunningServer, ServerOptions, start_server
 from server.limits import Limits

@@ -14,8 +14,7 @@ import termios
 
 import numpy as np
 
-from client.api import MarketDataClient
-from client.paths import path_request
+from client import MarketDataClient, path_request
 from server.sim.models import Gbm, gbm_path
 from server.sim.universe import DEFAULT_MARKET, MarketConfig
 from tests.conftest import REPO_ROOT, ServerThread

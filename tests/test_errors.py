@@ -7,7 +7,7 @@ import math
 import grpc
 import pytest
 
-from client.api import field_violations, gbm_request
+from client import field_violations, gbm_request
 from marketdata.v1 import market_data_pb2_grpc
 from server.limits import MAX_PRICES_PER_MESSAGE, Limits
 from tests.conftest import ServerThread

@@ -7,7 +7,7 @@ import subprocess
 import grpc
 import pytest
 
-from client.api import field_violations
+from client import field_violations
 from marketdata.v1 import market_data_pb2, market_data_pb2_grpc
 from server.sim.market import Market
 from server.sim.universe import DEFAULT_MARKET, Instrument, MarketConfig

@@ -11,8 +11,7 @@ import grpc
 import numpy as np
 import pytest
 
-from client.api import field_violations
-from client.paths import CALENDARS, join, path_request
+from client import CALENDARS, field_violations, join, path_request
 from marketdata.v1 import market_data_pb2 as pb
 from server.limits import MAX_BARS_PER_MESSAGE
 from tests.conftest import ServerThread

@@ -6,7 +6,7 @@ import grpc
 import numpy as np
 import pytest
 
-from client.api import field_violations, gbm_request
+from client import field_violations, gbm_request
 from marketdata.v1 import market_data_pb2 as pb
 
 MODELS = {

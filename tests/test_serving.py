@@ -11,7 +11,7 @@ import threading
 import grpc
 import pytest
 
-from client.api import MarketDataClient, channel_target, gbm_request
+from client import MarketDataClient, channel_target, gbm_request
 from marketdata.v1 import market_data_pb2
 from server.limits import Limits
 from tests.conftest import REPO_ROOT, ServerThread

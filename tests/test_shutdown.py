@@ -10,7 +10,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from client.api import MarketDataClient, gbm_request
+from client import MarketDataClient, gbm_request
 from marketdata.v1 import market_data_pb2_grpc
 from tests.conftest import REPO_ROOT
 

@@ -6,7 +6,7 @@ import grpc
 import numpy as np
 import pytest
 
-from client.api import MarketDataClient, gbm_request
+from client import MarketDataClient, gbm_request
 from server.sim.models import Gbm, gbm_path
 
 ORIGINAL = Gbm(70.0, 0.05, 0.3, delta=1.0)

@@ -7,7 +7,7 @@ import asyncio
 import grpc
 import pytest
 
-from client.api import MarketDataClient, field_violations
+from client import MarketDataClient, field_violations
 from marketdata.v1 import market_data_pb2
 from server.feed import Subscriber
 from server.limits import FeedLimits

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from client.api import gbm_request
+from client import gbm_request
 from marketdata.v1 import market_data_pb2
 from server.limits import MAX_PRICES_PER_MESSAGE
 from server.sim.models import Gbm, gbm_path

@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 
-from client.wire import (
+from client.decoding import (
     DecodeError,
     decode_price_chunk,
     decode_prices,

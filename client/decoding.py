@@ -1,4 +1,4 @@
-"""Parses price messages straight into numpy arrays.
+"""Price replies decoded straight into numpy arrays, and streamed chunks joined back into a path.
 
 The packed ``prices`` field of a price message is a run of little-endian
 float64 bytes, read with one ``numpy.frombuffer`` instead of one Python float
@@ -11,6 +11,7 @@ fields of every wire type (skipped).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -147,7 +148,10 @@ def _decode(data: bytes, fields: dict[int, tuple[str, str | np.dtype]]) -> dict[
 
 @dataclass(frozen=True)
 class Bars:
-    """OHLCV bars as parallel arrays; ``start_time`` in UTC nanoseconds since the epoch."""
+    """OHLCV bars as parallel arrays, named as the fields of marketdata.v1.Bars.
+
+    ``start_time`` is in UTC nanoseconds since the epoch; ``volume`` is unsigned.
+    """
 
     start_time: np.ndarray
     open: np.ndarray
@@ -158,6 +162,18 @@ class Bars:
 
     def __len__(self) -> int:
         return len(self.start_time)
+
+    @classmethod
+    def empty(cls) -> Bars:
+        """No bars: read-only empty arrays of each field's type."""
+        return decode_bars(b"")
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[Bars]) -> Bars:
+        """The bars of ``parts`` one after the other, field by field."""
+        return cls(
+            **{name: np.concatenate([getattr(b, name) for b in parts]) for name in cls.__dataclass_fields__}
+        )
 
 
 _BAR_FIELDS = {
@@ -252,3 +268,27 @@ def decode_price_chunk(data: bytes) -> PriceChunk:
     """A serialized PriceChunk or GbmPriceChunk as a PriceChunk (arrays read-only)."""
     found = _decode(data, _CHUNK)
     return PriceChunk(**_common(found), offset=found.get("offset", 0))
+
+
+def join(chunks: Iterable[PriceChunk]) -> PricePath:
+    """One PricePath from a stream's chunks (in order), as GetPrices would have sent it."""
+    parts = list(chunks)
+    if not parts:
+        raise ValueError("no chunks to join")
+    first = parts[0]
+    bars = [c.bars for c in parts if c.bars is not None]
+    return PricePath(
+        prices=np.concatenate([c.prices for c in parts]),
+        seed=first.seed,
+        symbol=first.symbol,
+        timestamps=np.concatenate([c.timestamps for c in parts]),
+        bid=np.concatenate([c.bid for c in parts]),
+        ask=np.concatenate([c.ask for c in parts]),
+        bars=Bars.concatenate(bars) if bars else None,
+        symbols=first.symbols,
+    )
+
+
+def as_datetime64(nanoseconds: np.ndarray) -> np.ndarray:
+    """UTC nanoseconds since the epoch (timestamps, bar start times) as numpy datetime64[ns] values."""
+    return np.asarray(nanoseconds).astype("datetime64[ns]")

@@ -1,4 +1,4 @@
-"""Building PathRequests and putting streamed chunks back together.
+"""The request messages a client sends, built from Python values.
 
     request = path_request(
         "merton", 23_400, delta=1 / 23_400,
@@ -9,21 +9,27 @@
     )
     bars = md.get_prices(request).bars
 
-Timestamps and bar start times are UTC nanoseconds since the epoch (int64);
-``as_datetime64`` turns them into numpy datetimes.
+Every builder leaves unset what the caller left as None, so the server's
+defaults apply; the server checks every value.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
-import numpy as np
-
-from client.wire import Bars, PriceChunk, PricePath
+from client.models import MODELS, path_message
 from marketdata.v1 import market_data_pb2 as pb
 
-MODELS = tuple(f.name for f in pb.PathRequest.DESCRIPTOR.oneofs_by_name["model"].fields)
+__all__ = [
+    "CALENDARS",
+    "MODELS",
+    "gbm_request",
+    "path_message",
+    "path_request",
+    "session_seconds",
+    "subscribe_request",
+]
 
 # Regular hours of a few exchanges (no lunch breaks, no holidays: add those per request).
 CALENDARS = {
@@ -74,15 +80,14 @@ def path_request(
         periods=periods, delta=delta, symbol=symbol, bar_interval=bar_interval, tick_size=tick_size
     )
     getattr(request, model).CopyFrom(path_message(model)(**(model_params or {})))
-    for name, value in (
-        ("trading_days_per_year", trading_days_per_year),
-        ("seed", seed),
-        ("chunk_size", chunk_size),
-        ("ticks_per_second", ticks_per_second),
-        ("volume_rate", volume_rate),
-    ):
-        if value is not None:
-            setattr(request, name, value)
+    _set_given(
+        request,
+        trading_days_per_year=trading_days_per_year,
+        seed=seed,
+        chunk_size=chunk_size,
+        ticks_per_second=ticks_per_second,
+        volume_rate=volume_rate,
+    )
     if start_time is not None:
         if start_time.tzinfo is None:
             raise ValueError("start_time must be time-zone aware, e.g. datetime(..., tzinfo=UTC)")
@@ -92,39 +97,42 @@ def path_request(
             raise ValueError("a calendar needs start_time")
         request.time.calendar.CopyFrom(calendar or pb.TradingCalendar())
         request.time.calendar.holidays.extend(d.isoformat() for d in holidays)
-    if spread_bps is not None:
-        request.quotes.spread_bps = spread_bps
-    if spread_volatility is not None:
-        request.quotes.spread_volatility = spread_volatility
+    _set_given(request.quotes, spread_bps=spread_bps, spread_volatility=spread_volatility)
     return request
 
 
-def path_message(model: str) -> type:
-    """The message class of ``model``'s parameters, e.g. pb.MertonModel for "merton"."""
-    return getattr(pb, pb.PathRequest.DESCRIPTOR.fields_by_name[model].message_type.name)
+def gbm_request(
+    periods: int,
+    start_price: float,
+    mu: float,
+    sigma: float,
+    delta: float = 1.0,
+    *,
+    symbol: str = "",
+    **optional: float | None,
+) -> pb.GbmRequest:
+    """A GbmRequest, the original endpoint's parameters first.
 
-
-def join(chunks: Iterable[PriceChunk]) -> PricePath:
-    """One PricePath from a stream's chunks (in order), as GetPrices would have sent it."""
-    parts = list(chunks)
-    if not parts:
-        raise ValueError("no chunks to join")
-    first = parts[0]
-    bars = [c.bars for c in parts if c.bars is not None]
-    return PricePath(
-        prices=np.concatenate([c.prices for c in parts]),
-        seed=first.seed,
-        symbol=first.symbol,
-        timestamps=np.concatenate([c.timestamps for c in parts]),
-        bid=np.concatenate([c.bid for c in parts]),
-        ask=np.concatenate([c.ask for c in parts]),
-        bars=Bars(*(np.concatenate([getattr(b, f) for b in bars]) for f in Bars.__dataclass_fields__))
-        if bars
-        else None,
-        symbols=first.symbols,
+    ``optional`` takes the request's optional fields by name
+    (``trading_days_per_year``, ``seed``, ``chunk_size``, ``ticks_per_second``);
+    one that is None stays unset.
+    """
+    request = pb.GbmRequest(
+        periods=periods, start_price=start_price, mu=mu, sigma=sigma, delta=delta, symbol=symbol
     )
+    _set_given(request, **optional)
+    return request
 
 
-def as_datetime64(nanoseconds: np.ndarray) -> np.ndarray:
-    """UTC nanoseconds since the epoch as numpy datetime64[ns] values."""
-    return np.asarray(nanoseconds).astype("datetime64[ns]")
+def subscribe_request(symbols: Sequence[str], heartbeat_seconds: float | None = None) -> pb.SubscribeRequest:
+    """A SubscribeRequest for ``symbols`` (every instrument when empty)."""
+    request = pb.SubscribeRequest(symbols=list(symbols))
+    _set_given(request, heartbeat_seconds=heartbeat_seconds)
+    return request
+
+
+def _set_given(message: object, **values: object) -> None:
+    """Set each field whose value is not None; the others stay unset, so the server's defaults apply."""
+    for name, value in values.items():
+        if value is not None:
+            setattr(message, name, value)

@@ -1,0 +1,103 @@
+"""What the sync and async clients share: the target, the channel's options, the calls.
+
+MarketDataClient (client.api) and AsyncMarketDataClient (client.aio) differ
+only in the channel they open and in whether their methods await; both take
+the same target forms and options and balance calls the same way.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Callable, Sequence
+
+import grpc
+
+from client.decoding import decode_price_chunk, decode_prices
+from marketdata.v1 import market_data_pb2, market_data_pb2_grpc
+
+_SERVICE = market_data_pb2.DESCRIPTOR.services_by_name["MarketDataService"]
+
+ROUND_ROBIN_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+DEFAULT_UNARY_TIMEOUT = 30.0
+
+
+def channel_options(options: list[tuple[str, object]] | None) -> list[tuple[str, object]]:
+    """Every channel balances over all of its target's addresses with round_robin."""
+    return [("grpc.service_config", ROUND_ROBIN_CONFIG), *(options or [])]
+
+
+def channel_target(target: str | Sequence[str]) -> str:
+    """A gRPC target for one address, a DNS name, or a list of IP:port addresses.
+
+    A list becomes gRPC's ``ipv4:a:p,b:p`` (or ``ipv6:``) form, one
+    subchannel per address; a name such as ``dns:///prices.example:50051``
+    resolves to every address the name has.
+    """
+    if isinstance(target, str):
+        return target
+    addresses = list(target)
+    if not addresses:
+        raise ValueError("target: give at least one address")
+    families = set()
+    for address in addresses:
+        host = address.rsplit(":", 1)[0].strip("[]")
+        try:
+            families.add(ipaddress.ip_address(host).version)
+        except ValueError:
+            raise ValueError(
+                f"target: {address!r} is not IP:port; for a DNS name with several "
+                "addresses pass 'dns:///name:port' as a single target"
+            ) from None
+    if len(families) > 1:
+        raise ValueError("target: mix of IPv4 and IPv6 addresses; use one family")
+    return f"ipv{families.pop()}:" + ",".join(addresses)
+
+
+class BaseClient:
+    """A channel to a MarketDataService and its stub; subclasses say which kind of channel.
+
+    ``target`` is ``host:port``, a gRPC name such as ``dns:///name:port``, or a
+    list of ``IP:port`` addresses. Calls are spread over every address the
+    target resolves to with gRPC's own round_robin load balancing (one HTTP/2
+    connection per backend), so several server instances share the load.
+    ``timeout`` bounds unary calls in seconds; streams have none unless given.
+    """
+
+    _open_channel: Callable[..., grpc.Channel | grpc.aio.Channel]
+
+    def __init__(
+        self,
+        target: str | Sequence[str] = DEFAULT_TARGET,
+        *,
+        timeout: float | None = DEFAULT_UNARY_TIMEOUT,
+        options: list[tuple[str, object]] | None = None,
+    ) -> None:
+        self.target = channel_target(target)
+        self.timeout = timeout
+        self._channel = self._open_channel(self.target, options=channel_options(options))
+        self._stub = market_data_pb2_grpc.MarketDataServiceStub(self._channel)
+        # The generated stub would build one Python float per price; these
+        # callables decode the price bytes straight into numpy instead.
+        self._get = _numpy_call(self._channel, "GetGbmPrices")
+        self._stream = _numpy_call(self._channel, "StreamGbmPrices")
+        self._get_any = _numpy_call(self._channel, "GetPrices")
+        self._stream_any = _numpy_call(self._channel, "StreamPrices")
+
+    def _unary_timeout(self, timeout: float | None) -> float | None:
+        """A unary call's deadline: the call's own, else the client's."""
+        return timeout if timeout is not None else self.timeout
+
+
+def _numpy_call(channel: grpc.Channel | grpc.aio.Channel, name: str) -> Callable:
+    """A callable for price method ``name`` whose replies decode straight into numpy."""
+    method = _SERVICE.methods_by_name[name]
+    make = channel.unary_stream if method.server_streaming else channel.unary_unary
+    return make(
+        f"/{_SERVICE.full_name}/{name}",
+        request_serializer=getattr(market_data_pb2, method.input_type.name).SerializeToString,
+        # Every price reply has the layout of Prices (whole) or PriceChunk (streamed).
+        response_deserializer=decode_price_chunk if method.server_streaming else decode_prices,
+    )

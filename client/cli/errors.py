@@ -1,0 +1,30 @@
+"""What the command line says when a call fails, and the exit codes it returns."""
+
+from __future__ import annotations
+
+import grpc
+
+from client.errors import field_violations
+
+EXIT_RPC_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+def describe_error(error: grpc.RpcError, target: str, timeout: float | None) -> str:
+    """One readable line (or a few) for an RPC failure."""
+    code = error.code()
+    details = error.details() or ""
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return (
+            f"error: cannot reach the server at {target} ({details}). "
+            "Is it running? Start one with `make run`."
+        )
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return (
+            f"error: deadline exceeded: no complete answer within {timeout} s. "
+            "Raise --timeout or ask for less."
+        )
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        fields = ", ".join(field for field, _ in field_violations(error))
+        return f"error: invalid argument{f' ({fields})' if fields else ''}: {details}"
+    return f"error: {code.name}: {details}"

@@ -1,0 +1,138 @@
+"""What a streaming call returns: iterators that cancel the call when their ``with`` block ends.
+
+PriceStream yields a path's chunks; Subscription yields live market events
+and counts the ticks a slow reader skipped (``gaps``), subscribing again
+after a lost server if asked; ManagedSubscription changes its symbols while
+it runs.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+
+import grpc
+
+from client.decoding import PriceChunk
+from marketdata.v1 import market_data_pb2
+
+
+class _CancelOnExit(AbstractContextManager):
+    """Leaving a ``with`` block cancels the call, so the server stops its work."""
+
+    def cancel(self) -> None:
+        self._call.cancel()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.cancel()
+
+
+class SequenceGaps:
+    """Counts ``gaps``: market ticks skipped for a subscriber (a slow reader
+    under the conflate policy), from the sequence numbers of its updates."""
+
+    last_sequence: int | None = None
+    gaps = 0
+
+    def _count(self, event: market_data_pb2.MarketEvent) -> market_data_pb2.MarketEvent:
+        if event.HasField("snapshot"):
+            self.last_sequence = event.sequence  # a new (re)subscription restarts the count
+        elif event.HasField("update"):
+            if self.last_sequence is not None:
+                self.gaps += max(0, event.sequence - self.last_sequence - 1)
+            self.last_sequence = event.sequence
+        return event
+
+
+class PriceStream(_CancelOnExit):
+    """Iterates the chunks of one StreamGbmPrices call; ``cancel()`` stops the server's work.
+
+    Use it as a context manager so that leaving the block early cancels the call.
+    """
+
+    def __init__(self, call: grpc.Call) -> None:
+        self._call = call
+
+    def __iter__(self) -> Iterator[PriceChunk]:
+        return iter(self._call)
+
+
+class Subscription(SequenceGaps, _CancelOnExit):
+    """Iterates the MarketEvent messages of one Subscribe call, counting ``gaps``.
+
+    With ``resubscribe``, a subscription the server ends with UNAVAILABLE
+    (shutdown, restart, lost connection) is made again, after a backoff, up
+    to ``max_reconnects`` times in a row; each new one starts with a fresh
+    snapshot. ``cancel()``, or leaving a ``with`` block, ends it at once.
+    """
+
+    def __init__(
+        self,
+        start: Callable[[], grpc.Call],
+        *,
+        resubscribe: bool = False,
+        max_reconnects: int = 10,
+        backoff_seconds: float = 0.1,
+    ) -> None:
+        self._start = start
+        self._call = start()
+        self._resubscribe = resubscribe
+        self._max_reconnects = max_reconnects
+        self._backoff = backoff_seconds
+        self._cancelled = False
+        self.reconnects = 0
+
+    def __iter__(self) -> Iterator[market_data_pb2.MarketEvent]:
+        failures = 0
+        while True:
+            try:
+                for event in self._call:
+                    failures = 0
+                    yield self._count(event)
+                return
+            except grpc.RpcError as error:
+                retry = (
+                    self._resubscribe and not self._cancelled and error.code() == grpc.StatusCode.UNAVAILABLE
+                )
+                if not retry or failures >= self._max_reconnects:
+                    raise
+                time.sleep(min(5.0, self._backoff * 2**failures))
+                failures += 1
+                self.reconnects += 1
+                self._call = self._start()
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        super().cancel()
+
+
+class ManagedSubscription(Subscription):
+    """A ManageSubscription call: change symbols with ``subscribe``/``unsubscribe``
+    while iterating its events (status answers, snapshots, updates, heartbeats)."""
+
+    _DONE = object()
+
+    def __init__(self, start: Callable[[Iterator[market_data_pb2.SubscriptionRequest]], grpc.Call]) -> None:
+        self._requests: queue.Queue = queue.Queue()
+        super().__init__(lambda: start(self._request_iterator()))
+
+    def _request_iterator(self) -> Iterator[market_data_pb2.SubscriptionRequest]:
+        while (request := self._requests.get()) is not self._DONE:
+            yield request
+
+    def subscribe(self, symbols: Sequence[str], *, heartbeat_seconds: float | None = None) -> None:
+        request = market_data_pb2.SubscriptionRequest(subscribe=market_data_pb2.SymbolList(symbols=symbols))
+        if heartbeat_seconds is not None:
+            request.heartbeat_seconds = heartbeat_seconds
+        self._requests.put(request)
+
+    def unsubscribe(self, symbols: Sequence[str]) -> None:
+        self._requests.put(
+            market_data_pb2.SubscriptionRequest(unsubscribe=market_data_pb2.SymbolList(symbols=symbols))
+        )
+
+    def cancel(self) -> None:
+        self._requests.put(self._DONE)
+        super().cancel()
