@@ -11,14 +11,14 @@ call returns, ``decoding`` turns reply bytes into numpy arrays, ``errors``
 reads the fields an error names; ``cli`` is the sample command line.
 """
 
-from client.aio import AsyncMarketDataClient, AsyncSubscription
-from client.api import MarketDataClient
-from client.base import DEFAULT_TARGET, DEFAULT_UNARY_TIMEOUT, channel_target
-from client.decoding import Bars, DecodeError, PriceChunk, PricePath, as_datetime64, join
-from client.errors import field_violations
-from client.models import MODELS
-from client.requests import CALENDARS, gbm_request, path_request, subscribe_request
-from client.streams import ManagedSubscription, PriceStream, SequenceGaps, Subscription
+from .aio import AsyncMarketDataClient, AsyncSubscription
+from .api import MarketDataClient
+from .base import DEFAULT_TARGET, DEFAULT_UNARY_TIMEOUT, channel_target
+from .decoding import Bars, DecodeError, PriceChunk, PricePath, as_datetime64, join
+from .errors import field_violations
+from .models import MODELS
+from .requests import CALENDARS, gbm_request, path_request, subscribe_request
+from .streams import ManagedSubscription, PriceStream, SequenceGaps, Subscription
 
 __all__ = [
     "CALENDARS",

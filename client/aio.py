@@ -12,10 +12,11 @@ from contextlib import AbstractAsyncContextManager
 
 import grpc
 
-from client.base import BaseClient
-from client.requests import subscribe_request
-from client.streams import SequenceGaps
 from marketdata.v1 import market_data_pb2
+
+from .base import BaseClient
+from .requests import subscribe_request
+from .streams import SequenceGaps
 
 
 class AsyncSubscription(SequenceGaps):

@@ -18,11 +18,12 @@ from contextlib import AbstractContextManager
 
 import grpc
 
-from client.base import BaseClient
-from client.decoding import PricePath
-from client.requests import gbm_request, subscribe_request
-from client.streams import ManagedSubscription, PriceStream, Subscription
 from marketdata.v1 import market_data_pb2
+
+from .base import BaseClient
+from .decoding import PricePath
+from .requests import gbm_request, subscribe_request
+from .streams import ManagedSubscription, PriceStream, Subscription
 
 
 class MarketDataClient(BaseClient, AbstractContextManager):

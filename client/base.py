@@ -13,8 +13,9 @@ from collections.abc import Callable, Sequence
 
 import grpc
 
-from client.decoding import decode_price_chunk, decode_prices
 from marketdata.v1 import market_data_pb2, market_data_pb2_grpc
+
+from .decoding import decode_price_chunk, decode_prices
 
 _SERVICE = market_data_pb2.DESCRIPTOR.services_by_name["MarketDataService"]
 

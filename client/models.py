@@ -68,9 +68,7 @@ def message_parameters(message: Descriptor) -> tuple[Parameter, ...]:
         Parameter(
             name=f.name,
             type=_PYTHON_TYPES[f.cpp_type],
-            example=f.GetOptions().Extensions[pb.example]
-            if f.GetOptions().HasExtension(pb.example)
-            else None,
+            example=_example(f),
             comment=notes.get((message.full_name, f.name), ""),
         )
         for f in message.fields

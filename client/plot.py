@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from client.decoding import Bars, PricePath, as_datetime64  # noqa: E402
+from .decoding import Bars, PricePath, as_datetime64  # noqa: E402
 
 UP, DOWN = "#26a69a", "#ef5350"
 MAX_LINE_POINTS = 200_000  # longer paths are thinned evenly for drawing

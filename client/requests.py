@@ -18,8 +18,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 
-from client.models import MODELS, path_message
 from marketdata.v1 import market_data_pb2 as pb
+
+from .models import MODELS, path_message
 
 __all__ = [
     "CALENDARS",

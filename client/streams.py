@@ -15,8 +15,9 @@ from contextlib import AbstractContextManager
 
 import grpc
 
-from client.decoding import PriceChunk
 from marketdata.v1 import market_data_pb2
+
+from .decoding import PriceChunk
 
 
 class _CancelOnExit(AbstractContextManager):

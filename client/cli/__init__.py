@@ -20,13 +20,13 @@ from typing import IO
 
 import grpc
 
-from client.api import MarketDataClient
-from client.base import DEFAULT_UNARY_TIMEOUT
-from client.cli.arguments import build_parser
-from client.cli.checks import check_path_arguments
-from client.cli.errors import EXIT_INTERRUPTED, EXIT_RPC_ERROR, describe_error
-from client.cli.live import run_subscribe
-from client.cli.paths import run_get, run_stream
+from ..api import MarketDataClient
+from ..base import DEFAULT_UNARY_TIMEOUT
+from .arguments import build_parser
+from .checks import check_path_arguments
+from .errors import EXIT_INTERRUPTED, EXIT_RPC_ERROR, describe_error
+from .live import run_subscribe
+from .paths import run_get, run_stream
 
 __all__ = ["main"]
 

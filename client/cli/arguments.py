@@ -11,11 +11,12 @@ import datetime as dt
 import os
 import re
 
-from client.base import DEFAULT_TARGET
-from client.cli.output import FORMATS
-from client.models import MODELS, Parameter, message_parameters, parameters, single_instrument
-from client.requests import CALENDARS
 from marketdata.v1 import market_data_pb2 as pb
+
+from ..base import DEFAULT_TARGET
+from ..models import MODELS, Parameter, message_parameters, parameters, single_instrument
+from ..requests import CALENDARS
+from .output import FORMATS
 
 BAR_INTERVALS = ("1s", "1m", "5m", "15m", "1h", "1d")
 BASKET = "correlated_gbm"  # the model given by --asset and --correlation instead of parameter flags

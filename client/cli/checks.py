@@ -6,10 +6,10 @@ import argparse
 
 import numpy as np
 
-from client.cli.arguments import ASSET, ASSET_METAVAR, BASKET, flag, model_flags
-from client.cli.output import Columns
-from client.models import parameters
-from client.requests import CALENDARS, session_seconds
+from ..models import parameters
+from ..requests import CALENDARS, session_seconds
+from .arguments import ASSET, ASSET_METAVAR, BASKET, flag, model_flags
+from .output import Columns
 
 
 def check_path_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

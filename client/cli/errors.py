@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from client.errors import field_violations
+from ..errors import field_violations
 
 EXIT_RPC_ERROR = 1
 EXIT_INTERRUPTED = 130

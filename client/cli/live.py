@@ -6,8 +6,9 @@ import argparse
 import json
 from typing import IO
 
-from client.api import MarketDataClient
 from marketdata.v1 import market_data_pb2
+
+from ..api import MarketDataClient
 
 
 class LiveTable:

@@ -14,7 +14,7 @@ from typing import IO
 
 import numpy as np
 
-from client.decoding import Bars, PriceChunk, as_datetime64
+from ..decoding import Bars, PriceChunk, as_datetime64
 
 FORMATS = ("json", "csv", "npy")
 # The bars' values after their start time, as the proto orders them; the start time is written as "time".

@@ -10,12 +10,13 @@ from typing import IO
 
 from tqdm import tqdm
 
-from client.api import MarketDataClient
-from client.cli.checks import delta
-from client.cli.output import PathWriter
-from client.decoding import PriceChunk, PricePath, join
-from client.requests import CALENDARS, path_request
 from marketdata.v1 import market_data_pb2
+
+from ..api import MarketDataClient
+from ..decoding import PriceChunk, PricePath, join
+from ..requests import CALENDARS, path_request
+from .checks import delta
+from .output import PathWriter
 
 
 def gbm_call(args: argparse.Namespace) -> dict[str, object] | None:
@@ -108,7 +109,7 @@ def _write(args: argparse.Namespace, out: IO[str] | None, chunks: Iterable[Price
             kept.append(chunk)
     writer.finish(seed, symbol)
     if args.plot and kept:
-        from client.plot import draw  # matplotlib is optional: imported only when asked for
+        from ..plot import draw  # matplotlib is optional: imported only when asked for
 
         title = f"{args.model}  {symbol}  seed {seed}".replace("  ", " ").strip()
         draw(join(kept), args.plot, title)
