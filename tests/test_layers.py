@@ -125,3 +125,14 @@ def test_the_market_file_refuses_a_missing_or_foreign_parameter_of_every_model(n
         body = "".join(f"{p} = {v}\n" for p, v in broken.items())
         with pytest.raises(ParameterError, match=words):
             parse_market(tomllib.loads(f'[[instrument]]\nsymbol = "X"\nmodel = "{name}"\n{body}'))
+
+
+def test_both_bars_types_mirror_the_contract():
+    # The server's Bars (built from numpy) and the client's (decoded into numpy) cannot share
+    # code across the wire; each names its arrays exactly as the proto's Bars fields, in order.
+    from client import Bars as ClientBars
+    from server.sim.bars import Bars as ServerBars
+
+    fields = [f.name for f in pb.Bars.DESCRIPTOR.fields]
+    assert list(ServerBars.__dataclass_fields__) == fields
+    assert list(ClientBars.__dataclass_fields__) == fields

@@ -9,7 +9,7 @@ A bar's volume is the sum of its steps' volumes (see ``volume``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +30,8 @@ def interval_seconds(name: str) -> int:
 
 @dataclass(frozen=True)
 class Bars:
-    """Parallel arrays, one entry per bar, in time order."""
+    """Parallel arrays, one entry per bar, in time order, named as the fields of
+    marketdata.v1.Bars (the client's Bars mirrors them; a test holds both to the proto)."""
 
     start_time: np.ndarray  # each interval's start, in the times' unit (UTC ns when served)
     open: np.ndarray
@@ -42,10 +43,18 @@ class Bars:
     def __len__(self) -> int:
         return len(self.start_time)
 
+    @classmethod
+    def empty(cls) -> Bars:
+        e = np.empty(0)
+        return cls(e.astype(np.int64), e, e, e, e, e.astype(np.int64))
 
-def _empty() -> Bars:
-    e = np.empty(0)
-    return Bars(e.astype(np.int64), e, e, e, e, e.astype(np.int64))
+    @classmethod
+    def concatenate(cls, parts: Sequence[Bars]) -> Bars:
+        """The bars of ``parts``, one after the other."""
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in cls.__dataclass_fields__))
+
+    def rows(self, rows: slice) -> Bars:
+        return Bars(*(getattr(self, f)[rows] for f in self.__dataclass_fields__))
 
 
 def ohlcv(
@@ -70,7 +79,7 @@ def _cut(
 ) -> tuple[Bars, np.ndarray]:
     """The bars, and each bar's key: its interval's local start divided by the interval."""
     if len(prices) == 0:
-        return _empty(), np.empty(0, dtype=np.int64)
+        return Bars.empty(), np.empty(0, dtype=np.int64)
     times = np.asarray(times)
     local = times if shift is None else times + shift
     ids = np.floor_divide(local, interval).astype(np.int64)
@@ -87,15 +96,6 @@ def _cut(
         volume=np.add.reduceat(volumes, starts),
     )
     return bars, keys
-
-
-def concat_bars(*parts: Bars) -> Bars:
-    """The bars of ``parts``, one after the other."""
-    return Bars(*(np.concatenate([getattr(p, f) for p in parts]) for f in Bars.__dataclass_fields__))
-
-
-def _rows(bars: Bars, rows: slice) -> Bars:
-    return Bars(*(getattr(bars, f)[rows] for f in Bars.__dataclass_fields__))
 
 
 class BarBuilder:
@@ -120,7 +120,7 @@ class BarBuilder:
     ) -> Bars:
         bars, keys = _cut(times, prices, volumes, self.interval, shift)
         if not len(bars):
-            return _empty()
+            return Bars.empty()
         if self._open is not None:
             if keys[0] == self._open_key:
                 o = self._open
@@ -132,17 +132,17 @@ class BarBuilder:
                     close=bars.close[:1],
                     volume=o.volume + bars.volume[:1],
                 )
-                bars = concat_bars(merged, _rows(bars, slice(1, None)))
+                bars = Bars.concatenate([merged, bars.rows(slice(1, None))])
             else:
-                bars = concat_bars(self._open, bars)
+                bars = Bars.concatenate([self._open, bars])
                 keys = np.concatenate(([self._open_key], keys))
         if self._local_to_utc is not None:
             utc = self._local_to_utc(keys * self.interval)
             bars = Bars(utc, bars.open, bars.high, bars.low, bars.close, bars.volume)
-        self._open, self._open_key = _rows(bars, slice(-1, None)), int(keys[-1])
-        return _rows(bars, slice(None, -1))
+        self._open, self._open_key = bars.rows(slice(-1, None)), int(keys[-1])
+        return bars.rows(slice(None, -1))
 
     def flush(self) -> Bars:
         """The last bar, finished or not (at the end of the path)."""
         last, self._open = self._open, None
-        return last if last is not None else _empty()
+        return last if last is not None else Bars.empty()

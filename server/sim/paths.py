@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .bars import BarBuilder, Bars, concat_bars
+from .bars import BarBuilder, Bars
 from .models import Model
 from .quotes import DEFAULT_QUOTE_TICK, QuoteSpec, quotes
 from .seeding import VOLUME_STREAM, make_rng
@@ -109,7 +109,7 @@ class PathBuilder:
             return Block(offset, count, prices.reshape(-1), stamps, bid, ask)
         bars = self._bars.add(stamps, prices, self._volumes(raw), shifts)
         if offset + count == plan.periods:
-            bars = concat_bars(bars, self._bars.flush())
+            bars = Bars.concatenate([bars, self._bars.flush()])
         return Block(offset, count, prices[:0], bars=bars)
 
     def whole(self, block_size: int) -> Block:
@@ -119,7 +119,7 @@ class PathBuilder:
         if self._bars is None:
             return self.next(periods)
         bars = [self.next(block_size).bars for _ in range(-(-periods // block_size))]
-        return Block(0, periods, np.empty(0), bars=concat_bars(*bars))
+        return Block(0, periods, np.empty(0), bars=Bars.concatenate(bars))
 
     def _volumes(self, raw: np.ndarray) -> np.ndarray:
         """Units traded in each period: bigger moves trade more (see ``volume``)."""
