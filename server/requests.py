@@ -13,7 +13,7 @@ import datetime as dt
 import functools
 import math
 import re
-from collections.abc import Callable, MutableSequence
+from collections.abc import Callable, MutableSequence, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,19 +116,41 @@ def _check_unary_periods(periods: int, most: int, rpc: str, stream_rpc: str) -> 
 
 
 @functools.lru_cache(maxsize=1024)
-def _cached_model(model: type[Model], values: tuple, delta: float, trading_days: float) -> Model:
+def _cached_model(
+    model: type[Model], values: tuple, signs: tuple, delta: float, trading_days: float
+) -> Model:
     """A checked single-instrument model; callers tend to repeat the same few sets, so
-    they are remembered. (A ParameterError is raised afresh each time: only results are kept.)"""
+    they are remembered. (A ParameterError is raised afresh each time: only results are kept.)
+    ``signs`` is only part of the key: 0.0 and -0.0 are one key to the cache but start
+    different paths (an OU ``start`` of -0.0 is -0.0 in the reply)."""
     return model.from_values(dict(zip(_NAMES[model], values, strict=True)), delta, trading_days)
 
 
+class _Messages(Sequence):
+    """A repeated message field whose entries are read as plain values one at a time, so a
+    model checks how many there are before any is converted (a 4 MiB request can hold
+    two million empty entries)."""
+
+    def __init__(self, container: Sequence[Message]) -> None:
+        self._container = container
+
+    def __len__(self) -> int:
+        return len(self._container)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [_message_values(m) for m in self._container[index]]
+        return _message_values(self._container[index])
+
+
 def _message_values(message: Message) -> dict[str, Any]:
-    """A message's fields as plain values: numbers, strings, lists, nested dicts."""
+    """A message's fields as plain values: numbers, strings, nested dicts; repeated fields
+    as sequences that convert nothing until read."""
     values: dict[str, Any] = {}
     for field in message.DESCRIPTOR.fields:
         value = getattr(message, field.name)
         if isinstance(value, MutableSequence):  # a repeated field (protobuf registers its containers)
-            value = [_message_values(v) if field.message_type else v for v in value]
+            value = _Messages(value) if field.message_type is not None else value
         elif field.message_type is not None:
             value = _message_values(value)
         values[field.name] = value
@@ -138,7 +160,9 @@ def _message_values(message: Message) -> dict[str, Any]:
 def _build(model: type[Model], message: Message, delta: float, trading_days: float) -> Model:
     """Model ``model`` from the message holding its parameters (fields named as its parameters)."""
     if model.single_instrument:
-        return _cached_model(model, tuple(getattr(message, n) for n in _NAMES[model]), delta, trading_days)
+        values = tuple(getattr(message, n) for n in _NAMES[model])
+        signs = tuple(math.copysign(1.0, v) for v in values)
+        return _cached_model(model, values, signs, delta, trading_days)
     return model.from_values(_message_values(message), delta, trading_days)
 
 

@@ -419,6 +419,20 @@ def test_flags_that_would_be_ignored_are_refused(python):
         assert words in done.stderr, done.stderr
 
 
+def test_integers_outside_their_proto_fields_are_refused_on_the_command_line(python):
+    for args, flag in (
+        (["get", "--seed", "-1"], "--seed"),
+        (["get", "--seed", str(2**64)], "--seed"),
+        (["get", "--periods", "-5"], "--periods"),
+        (["stream", "--chunk-size", "-1"], "--chunk-size"),
+        (["stream", "--chunk-size", str(2**32)], "--chunk-size"),
+    ):
+        done = run_client(python, *args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert flag in done.stderr and "whole number from 0 to 2^" in done.stderr
+        assert "Traceback" not in done.stderr
+
+
 def test_a_bad_model_parameter_exits_1_naming_its_field(python, server):
     done = run_client(python, "--target", server.target, "get", "--model", "heston", "--rho", "3")
     assert done.returncode == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from server.sim.checks import ParameterError
 from server.sim.models import (
     Arithmetic,
     ArithmeticStepper,
+    CorrelatedGbm,
     Heston,
     HestonStepper,
     Merton,
@@ -130,3 +132,29 @@ def test_bad_model_parameters_name_the_field(build, field):
     with pytest.raises(ParameterError) as info:
         build()
     assert info.value.field == field
+
+
+class _Unreadable(Sequence):
+    """A sequence that only knows its length: reading an entry fails the test."""
+
+    def __init__(self, n: int) -> None:
+        self._n = n
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, index):
+        raise AssertionError("an entry was read before the count was checked")
+
+
+def test_a_basket_checks_its_counts_before_reading_any_entry():
+    with pytest.raises(ParameterError, match="assets must hold 1 to 64 instruments, got 2000000") as info:
+        CorrelatedGbm.from_values({"assets": _Unreadable(2_000_000)}, 1.0, 252.0)
+    assert info.value.field == "assets"
+    two = [
+        {"symbol": "A", "start_price": 1.0, "sigma": 0.1},
+        {"symbol": "B", "start_price": 2.0, "sigma": 0.1},
+    ]
+    with pytest.raises(ParameterError, match="n x n = 4 numbers .* got 500000") as info:
+        CorrelatedGbm.from_values({"assets": two, "correlation": _Unreadable(500_000)}, 1.0, 252.0)
+    assert info.value.field == "correlation"

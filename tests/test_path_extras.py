@@ -620,6 +620,32 @@ def test_calendar_limits_found_only_while_generating_are_still_invalid_argument(
         assert "no session day in a whole year" in info.value.details()
 
 
+@pytest.mark.parametrize("chunk_size", [1, 10, 256])
+def test_a_calendar_that_runs_dry_mid_stream_ends_it_with_invalid_argument(stub, chunk_size):
+    # Small chunks are made on the event loop, large ones on the stream's thread: both report
+    # the problem as INVALID_ARGUMENT after the chunks already made, never UNKNOWN.
+    mondays = [dt.date(2032, 1, 5) + dt.timedelta(weeks=w) for w in range(70)]
+    request = path_request(
+        "gbm",
+        400,
+        1.0,
+        model_params=GBM,
+        seed=1,
+        chunk_size=chunk_size,
+        start_time=dt.datetime(2026, 3, 2, 14, 30, tzinfo=dt.UTC),
+        calendar=pb.TradingCalendar(weekdays=[1]),
+        holidays=mondays,
+    )
+    received = []
+    with pytest.raises(grpc.RpcError) as info:
+        for chunk in stub.StreamPrices(request):
+            received.append(chunk)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "no session day in a whole year" in info.value.details()
+    # Mondays from 2026-03-02 to the end of 2031 come before the calendar runs dry.
+    assert sum(len(c.prices) for c in received) <= 300
+
+
 def test_a_calendar_path_starting_before_int64_time_is_refused(stub):
     request = path_request(
         "gbm", 100, 1 / 1439, model_params=GBM, start_time=FRIDAY_10AM, calendar=ROUND_THE_CLOCK

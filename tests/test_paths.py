@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import grpc
 import numpy as np
 import pytest
 
 from client import field_violations, gbm_request
 from marketdata.v1 import market_data_pb2 as pb
+from server.wire import message_field
 
 MODELS = {
     "gbm": pb.GbmModel(start_price=70, mu=0.05, sigma=0.3),
@@ -90,3 +93,27 @@ def test_general_unary_has_the_same_size_cap(stub):
     with pytest.raises(grpc.RpcError) as info:
         stub.GetPrices(_request("gbm", periods=10**7))
     assert "use StreamPrices" in info.value.details()
+
+
+@pytest.mark.parametrize(("model", "field"), [("ornstein_uhlenbeck", "start"), ("arithmetic", "start_price")])
+def test_a_negative_zero_is_answered_as_sent_whatever_came_before(stub, model, field):
+    # 0.0 and -0.0 are equal to Python but not to the path they start: a reply must never
+    # depend on which of the two an earlier caller sent.
+    def first_value(zero: float) -> float:
+        request = _request(model, periods=3)
+        setattr(getattr(request, model), field, zero)
+        return stub.GetPrices(request).prices[0]
+
+    signs = [math.copysign(1.0, first_value(zero)) for zero in (-0.0, 0.0, -0.0, 0.0)]
+    assert signs == [-1.0, 1.0, -1.0, 1.0]
+
+
+def test_a_basket_of_millions_of_assets_is_refused_by_its_count(stub):
+    # Two million empty assets fit one 4 MiB request; the count is refused before any is read.
+    assets = message_field(1, b"") * 2_000_000  # CorrelatedGbmModel.assets, an empty entry each
+    number = pb.PathRequest.DESCRIPTOR.fields_by_name["correlated_gbm"].number
+    data = pb.PathRequest(periods=2, delta=1.0, seed=1).SerializeToString() + message_field(number, assets)
+    with pytest.raises(grpc.RpcError) as info:
+        stub.GetPrices(pb.PathRequest.FromString(data))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details() == "correlated_gbm.assets must hold 1 to 64 instruments, got 2000000"

@@ -10,6 +10,7 @@ import argparse
 import datetime as dt
 import os
 import re
+from collections.abc import Callable
 
 from marketdata.v1 import market_data_pb2 as pb
 
@@ -71,6 +72,22 @@ def asset(text: str) -> dict[str, object]:
         ) from None
 
 
+def unsigned(bits: int) -> Callable[[str], int]:
+    """An argparse type for an integer the proto holds as uint``bits``: from 0 to 2^bits - 1
+    (anything else would fail in the protobuf library, not on the command line)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if not 0 <= value < 2**bits:
+            raise argparse.ArgumentTypeError(f"expected a whole number from 0 to 2^{bits} - 1, got {value}")
+        return value
+
+    return parse
+
+
 def numbers(text: str) -> list[float]:
     """Comma-separated numbers (an argparse type)."""
     try:
@@ -89,7 +106,7 @@ def iso_date(text: str) -> dt.date:
 def _add_path_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--periods",
-        type=int,
+        type=unsigned(64),
         default=100,
         help="number of prices, start price included (default %(default)s)",
     )
@@ -125,7 +142,9 @@ def _add_path_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--trading-days-per-year", type=float, help="trading days per year (server default 252)"
     )
-    parser.add_argument("--seed", type=int, help="seed to replay a path (default: the server draws one)")
+    parser.add_argument(
+        "--seed", type=unsigned(64), help="seed to replay a path (default: the server draws one)"
+    )
     parser.add_argument("--symbol", default="", help="label echoed back by the server")
     time = parser.add_argument_group("time, bars and quotes")
     time.add_argument(
@@ -179,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
         "stream", help="path in chunks as they are generated (StreamGbmPrices, or StreamPrices)"
     )
     _add_path_arguments(stream)
-    stream.add_argument("--chunk-size", type=int, help="prices per message (default: server's)")
+    stream.add_argument("--chunk-size", type=unsigned(32), help="prices per message (default: server's)")
     stream.add_argument(
         "--ticks-per-second", type=float, help="pace the stream (default: as fast as possible)"
     )
@@ -190,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--heartbeat", type=float, help="seconds of quiet before a heartbeat (server default 1)"
     )
     sub_live.add_argument(
-        "--count", type=int, help="stop after this many price updates (default: run until Ctrl-C)"
+        "--count", type=unsigned(64), help="stop after this many price updates (default: run until Ctrl-C)"
     )
     sub_live.add_argument(
         "--json", action="store_true", help="JSON lines even on a terminal (default there: a live table)"

@@ -45,11 +45,14 @@ class CorrelatedGbm(Model):
     @classmethod
     def from_values(cls, values: Mapping[str, Any], delta: float, trading_days_per_year: float) -> Model:
         """A basket from its assets as mappings (symbol, start_price, mu, sigma) and its
-        correlation; an asset's error is named by its place, e.g. ``assets[1].sigma``."""
-        given = list(values.get("assets", ()))
+        correlation; an asset's error is named by its place, e.g. ``assets[1].sigma``.
+        The counts are checked before any entry is read, so a request of millions of
+        assets costs no more than one of 65."""
+        given = values.get("assets", ())
         _check_count(len(given))
         assets = []
-        for i, asset in enumerate(given):
+        for i in range(len(given)):
+            asset = given[i]
             try:
                 check_symbol(asset.get("symbol", ""))
                 gbm = Gbm(
@@ -64,7 +67,7 @@ class CorrelatedGbm(Model):
             assets.append(Asset(asset.get("symbol", ""), gbm))
         return cls(
             tuple(assets),
-            tuple(values.get("correlation", ())),
+            values.get("correlation", ()),
             delta=delta,
             trading_days_per_year=trading_days_per_year,
         )
@@ -77,7 +80,7 @@ class CorrelatedGbm(Model):
         if repeated:
             raise ParameterError("assets", f"assets' symbols must be unique; repeated: {', '.join(repeated)}")
         factor = None
-        if self.correlation:
+        if len(self.correlation):
             if len(self.correlation) != n * n:
                 raise ParameterError(
                     "correlation",
@@ -86,6 +89,7 @@ class CorrelatedGbm(Model):
                 )
             names = [a.symbol or f"#{i}" for i, a in enumerate(self.assets)]
             factor = check_correlation(np.array(self.correlation).reshape(n, n), names)
+        object.__setattr__(self, "correlation", tuple(self.correlation))  # any sequence, checked first
         object.__setattr__(self, "factor", factor)
 
     @property
