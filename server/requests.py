@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import math
+import operator
 import re
 from collections.abc import Callable, MutableSequence, Sequence
 from dataclasses import dataclass
@@ -45,6 +46,15 @@ from .sim.volume import DEFAULT_VOLUME_RATE, check_volume_rate
 _ONEOF = [f.name for f in market_data_pb2.PathRequest.DESCRIPTOR.oneofs_by_name["model"].fields]
 assert _ONEOF == list(MODELS), f"PathRequest.model {_ONEOF} and server.sim.models {list(MODELS)} differ"
 _NAMES = {model: model.parameter_names() for model in MODELS.values()}
+
+
+def _getter(names: tuple[str, ...]) -> Callable[[Message], tuple]:
+    """The fields ``names`` of a message as one tuple, read in one call."""
+    get = operator.attrgetter(*names)
+    return get if len(names) > 1 else lambda message: (get(message),)
+
+
+_GETTERS = {model: _getter(names) for model, names in _NAMES.items()}
 
 
 @dataclass(frozen=True)
@@ -160,8 +170,8 @@ def _message_values(message: Message) -> dict[str, Any]:
 def _build(model: type[Model], message: Message, delta: float, trading_days: float) -> Model:
     """Model ``model`` from the message holding its parameters (fields named as its parameters)."""
     if model.single_instrument:
-        values = tuple(getattr(message, n) for n in _NAMES[model])
-        signs = tuple(math.copysign(1.0, v) for v in values)
+        values = _GETTERS[model](message)
+        signs = tuple(math.copysign(1.0, v) for v in values) if 0.0 in values else ()
         return _cached_model(model, values, signs, delta, trading_days)
     return model.from_values(_message_values(message), delta, trading_days)
 
