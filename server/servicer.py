@@ -31,7 +31,7 @@ from .sim.checks import ParameterError
 from .sim.universe import DEFAULT_MARKET
 from .streaming import Drain, PathStreamer
 from .subscriptions import apply_requests, heartbeat_seconds, pump
-from .wire import ENCODERS, EVENT_SNAPSHOT, exchange_timestamp
+from .wire import ENCODERS, EVENT_SNAPSHOT, Undecodable, exchange_timestamp, request_decoder
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -173,15 +173,30 @@ _HANDLER_KINDS = {  # (client streams, server streams) -> gRPC's handler factory
 }
 
 
+def _refusing_undecodable(name: str, handler: Callable) -> Callable:
+    """``handler``, except that a request which did not decode ends the call with
+    INVALID_ARGUMENT and one WARNING line (ManageSubscription's reader does the same)."""
+
+    async def guarded(request, context: grpc.aio.ServicerContext):
+        if isinstance(request, Undecodable):
+            _LOGGER.warning("%s from %s: %s", name, context.peer(), status.not_a_valid(request.message))
+            await status.abort(context, grpc.StatusCode.INVALID_ARGUMENT, status.not_a_valid(request.message))
+        return await handler(request, context)
+
+    return guarded
+
+
 def add_to_server(servicer: MarketDataServicer, server: grpc.aio.Server) -> None:
     """Register every method the proto declares, its shape and request type read from the descriptor."""
     service = market_data_pb2.DESCRIPTOR.services_by_name["MarketDataService"]
-    handlers = {
-        method.name: _HANDLER_KINDS[method.client_streaming, method.server_streaming](
-            getattr(servicer, method.name),
-            request_deserializer=getattr(market_data_pb2, method.input_type.name).FromString,
+    handlers = {}
+    for method in service.methods:
+        handler = getattr(servicer, method.name)
+        if not method.client_streaming:
+            handler = _refusing_undecodable(method.name, handler)
+        handlers[method.name] = _HANDLER_KINDS[method.client_streaming, method.server_streaming](
+            handler,
+            request_deserializer=request_decoder(getattr(market_data_pb2, method.input_type.name)),
             response_serializer=_serialize,
         )
-        for method in service.methods
-    }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))

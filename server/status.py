@@ -34,6 +34,11 @@ async def abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, messag
     raise AssertionError("abort returned")  # pragma: no cover
 
 
+def not_a_valid(message: str) -> str:
+    """Why a request that does not decode was refused (``message``: the type's full name)."""
+    return f"request is not a valid {message}"
+
+
 SUBSCRIPTION_CLOSING = "server is shutting down; subscribe again to another server"
 
 

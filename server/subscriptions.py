@@ -15,7 +15,7 @@ from .feed import MarketFeed, Subscriber
 from .limits import HEARTBEAT_MAX, HEARTBEAT_MIN
 from .sim.checks import ParameterError, check_range
 from .streaming import Drain, send
-from .wire import EVENT_SNAPSHOT
+from .wire import EVENT_SNAPSHOT, Undecodable
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -38,6 +38,9 @@ async def apply_requests(
     added. A bad request ends the subscription (the pump reports it)."""
     try:
         async for request in requests:
+            if isinstance(request, Undecodable):
+                _LOGGER.warning("ManageSubscription: %s", status.not_a_valid(request.message))
+                raise ParameterError("request", status.not_a_valid(request.message))
             heartbeat[0] = heartbeat_seconds(request, heartbeat[0])
             add = request.subscribe.symbols if request.HasField("subscribe") else ()
             remove = request.unsubscribe.symbols if request.HasField("unsubscribe") else ()

@@ -18,9 +18,12 @@ from __future__ import annotations
 import functools
 import math
 import struct
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from google.protobuf import timestamp_pb2
+from google.protobuf.message import DecodeError, Message
 
 from marketdata.v1 import market_data_pb2
 
@@ -220,6 +223,27 @@ class ProtobufPathEncoder:
 
 
 ENCODERS = {"fast": PathEncoder, "protobuf": ProtobufPathEncoder}
+
+
+@dataclass(frozen=True)
+class Undecodable:
+    """Request bytes that are not a valid ``message`` (its full name): handed to the
+    handler instead of an exception, so the call ends with INVALID_ARGUMENT, not UNKNOWN."""
+
+    message: str
+
+
+def request_decoder(message: type[Message]) -> Callable[[bytes], Message | Undecodable]:
+    """How gRPC turns a request's bytes into ``message``: never raises."""
+    name = message.DESCRIPTOR.full_name
+
+    def decode(data: bytes) -> Message | Undecodable:
+        try:
+            return message.FromString(data)
+        except (DecodeError, ValueError, RecursionError):
+            return Undecodable(name)
+
+    return decode
 
 
 def exchange_timestamp(seconds: float) -> timestamp_pb2.Timestamp:

@@ -1,0 +1,82 @@
+"""What strangers can send: malformed bytes, oversized lists, stalled readers and floods,
+against a real server. Each test bounds its time; none asserts a speed."""
+
+from __future__ import annotations
+
+import logging
+import queue
+
+import grpc
+import pytest
+
+from marketdata.v1 import market_data_pb2 as pb
+
+SERVICE = pb.DESCRIPTOR.services_by_name["MarketDataService"]
+# Bytes no protobuf parser accepts: a varint cut short, a wire type that does not exist, a
+# group never closed; and (below) a string field that is not UTF-8.
+MALFORMED = {
+    "truncated-varint": b"\x08\x80",
+    "no-such-wire-type": b"\x0f",
+    "group-never-closed": b"\x0b\x08\x01",
+}
+
+
+def _bad_utf8(message: type) -> bytes:
+    """``message`` with its first string field set to bytes that are not UTF-8."""
+    field = next(f for f in message.DESCRIPTOR.fields if f.type == f.TYPE_STRING)
+    return bytes([field.number << 3 | 2, 2, 0xFF, 0xFE])
+
+
+def _has_string(method) -> bool:
+    return any(f.type == f.TYPE_STRING for f in method.input_type.fields)
+
+
+# Every method whose request comes alone, with every kind of bad bytes that applies to it.
+CASES = [
+    (method, kind)
+    for method in SERVICE.methods
+    if not method.client_streaming
+    for kind in [*MALFORMED, *(["bad-utf8"] if _has_string(method) else [])]
+]
+
+
+@pytest.mark.parametrize(("method", "kind"), CASES, ids=[f"{m.name}-{k}" for m, k in CASES])
+def test_undecodable_requests_are_invalid_argument_with_one_warning(channel, caplog, method, kind):
+    request_type = getattr(pb, method.input_type.name)
+    data = _bad_utf8(request_type) if kind == "bad-utf8" else MALFORMED[kind]
+    path = f"/{SERVICE.full_name}/{method.name}"
+    call = channel.unary_stream(path) if method.server_streaming else channel.unary_unary(path)
+    with caplog.at_level(logging.INFO), pytest.raises(grpc.RpcError) as info:
+        reply = call(data, timeout=10)
+        if method.server_streaming:
+            list(reply)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details() == f"request is not a valid {request_type.DESCRIPTOR.full_name}"
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "not a valid" in r.getMessage()]
+    assert len(warnings) == 1
+    assert not any(r.exc_info for r in caplog.records)
+
+
+def test_an_undecodable_message_mid_subscription_ends_it_with_invalid_argument(server, channel, caplog):
+    outgoing: queue.Queue = queue.Queue()
+
+    def requests():
+        while (item := outgoing.get(timeout=10)) is not None:
+            yield item
+
+    call = channel.stream_stream(f"/{SERVICE.full_name}/ManageSubscription")(requests(), timeout=20)
+    subscribe = pb.SubscriptionRequest(subscribe=pb.SymbolList(symbols=["ACME"]))
+    outgoing.put(subscribe.SerializeToString())
+    events = iter(call)
+    first = pb.MarketEvent.FromString(next(events))
+    assert first.WhichOneof("event") == "status"
+    with caplog.at_level(logging.INFO):
+        outgoing.put(MALFORMED["truncated-varint"])
+        with pytest.raises(grpc.RpcError) as info:
+            for _ in events:  # the snapshot of ACME, maybe heartbeats, then the end
+                pass
+    outgoing.put(None)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "request is not a valid marketdata.v1.SubscriptionRequest" in info.value.details()
+    assert any("not a valid" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert not any(r.exc_info for r in caplog.records)
