@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from marketdata.v1 import market_data_pb2
 
 from .limits import FeedLimits
+from .sim.checks import quoted
 from .sim.market import Market, MarketTick
 from .sim.universe import MarketConfig
 from .wire import TickEncoding
@@ -94,7 +95,9 @@ class MarketFeed:
             if symbol in current:
                 outcome.append((symbol, codes.ALREADY_SUBSCRIBED, ""))
             elif symbol not in self.config.symbols:
-                outcome.append((symbol, codes.UNKNOWN_SYMBOL, f"no instrument {symbol!r} in this market"))
+                outcome.append(
+                    (symbol, codes.UNKNOWN_SYMBOL, f"no instrument {quoted(symbol)} in this market")
+                )
             elif len(current) >= self.limits.max_symbols:
                 outcome.append(
                     (

@@ -34,7 +34,7 @@ from .limits import (
 )
 from .sim.bars import interval_seconds
 from .sim.calendar import MAX_HOLIDAYS, TradingCalendar
-from .sim.checks import ParameterError, check_range, check_symbol
+from .sim.checks import ParameterError, check_range, check_symbol, quoted
 from .sim.models import DEFAULT_TRADING_DAYS_PER_YEAR, MODELS, Gbm, Model, nested
 from .sim.paths import PathPlan
 from .sim.quotes import QuoteSpec
@@ -198,7 +198,9 @@ _CLOCK = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 def _clock_time(text: str, name: str) -> dt.time:
     match = _CLOCK.fullmatch(text)
     if match is None:
-        raise ParameterError(name, f"{name} must be a local time HH:MM from 00:00 to 23:59, got {text!r}")
+        raise ParameterError(
+            name, f"{name} must be a local time HH:MM from 00:00 to 23:59, got {quoted(text)}"
+        )
     return dt.time(int(match[1]), int(match[2]))
 
 
@@ -231,7 +233,7 @@ def _calendar_of(message: market_data_pb2.TradingCalendar) -> TradingCalendar:
             holidays.add(dt.date.fromisoformat(text))
         except ValueError:
             raise ParameterError(
-                f"{where}.holidays", f"{where}.holidays must be dates YYYY-MM-DD, got {text!r}"
+                f"{where}.holidays", f"{where}.holidays must be dates YYYY-MM-DD, got {quoted(text)}"
             ) from None
     settings["holidays"] = frozenset(holidays)
     try:

@@ -80,3 +80,47 @@ def test_an_undecodable_message_mid_subscription_ends_it_with_invalid_argument(s
     assert "request is not a valid marketdata.v1.SubscriptionRequest" in info.value.details()
     assert any("not a valid" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
     assert not any(r.exc_info for r in caplog.records)
+
+
+LONG = "Z" * 10_000
+
+
+def _timezone(text: str) -> pb.PathRequest:
+    request = pb.PathRequest(periods=5, delta=1.0, seed=1)
+    request.gbm.start_price = 70.0
+    request.time.start_time.seconds = 1_772_461_800
+    request.time.calendar.timezone = text
+    return request
+
+
+def _bar_interval(text: str) -> pb.PathRequest:
+    request = _timezone("America/New_York")
+    request.bar_interval = text
+    return request
+
+
+@pytest.mark.parametrize(
+    ("build", "field"), [(_timezone, "time.calendar.timezone"), (_bar_interval, "bar_interval")]
+)
+def test_errors_quote_at_most_about_a_hundred_characters_of_an_input(stub, caplog, build, field):
+    with caplog.at_level(logging.INFO), pytest.raises(grpc.RpcError) as info:
+        stub.GetPrices(build(LONG))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # not a metadata overflow
+    details = info.value.details()
+    assert details.startswith(field) and "(10000 characters)" in details
+    assert len(details) < 300
+    assert all(len(r.getMessage()) < 500 for r in caplog.records)
+
+
+def test_errors_list_at_most_ten_items_then_say_how_many_more(stub):
+    unknown = [f"NOPE{i}" for i in range(500)]
+    with pytest.raises(grpc.RpcError) as info:
+        stub.GetLastPrices(pb.GetLastPricesRequest(symbols=["ACME", *unknown]))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details() == "unknown symbols: " + ", ".join(unknown[:10]) + " ... and 490 more"
+
+
+def test_an_empty_symbol_is_named_as_such(stub):
+    with pytest.raises(grpc.RpcError) as info:
+        stub.GetLastPrices(pb.GetLastPricesRequest(symbols=["ACME", ""]))
+    assert info.value.details() == "unknown symbols: ''"

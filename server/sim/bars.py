@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .checks import ParameterError
+from .checks import ParameterError, quoted
 
 INTERVALS = {"1s": 1, "1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
 
@@ -24,7 +24,7 @@ def interval_seconds(name: str) -> int:
         return INTERVALS[name]
     except KeyError:
         raise ParameterError(
-            "bar_interval", f"bar_interval must be one of {', '.join(INTERVALS)}, got {name!r}"
+            "bar_interval", f"bar_interval must be one of {', '.join(INTERVALS)}, got {quoted(name)}"
         ) from None
 
 

@@ -12,7 +12,7 @@ import functools
 from dataclasses import dataclass, field
 from zoneinfo import available_timezones
 
-from .checks import ParameterError
+from .checks import ParameterError, quoted
 
 # The most holidays one calendar may list (each costs a lookup per session day).
 MAX_HOLIDAYS = 10_000
@@ -39,7 +39,8 @@ class TradingCalendar:
     def __post_init__(self) -> None:
         if self.timezone not in _zone_names():
             raise ParameterError(
-                "timezone", f"timezone must be an IANA name such as America/New_York, got {self.timezone!r}"
+                "timezone",
+                f"timezone must be an IANA name such as America/New_York, got {quoted(self.timezone)}",
             )
         if not self.open < self.close:
             raise ParameterError("session", f"session open {self.open} must be before close {self.close}")

@@ -3,6 +3,35 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+
+# Messages quote at most this many characters of any input, and list at most this many items.
+QUOTE_CHARS = 100
+LIST_ITEMS = 10
+
+
+def quoted(value: object) -> str:
+    """``repr(value)``, cut to about QUOTE_CHARS characters: no message echoes an input whole."""
+    text = repr(value)
+    if len(text) <= QUOTE_CHARS:
+        return text
+    size = f"{len(value)} characters" if isinstance(value, str) else f"{len(text)} characters shown whole"
+    return f"{text[: QUOTE_CHARS - 3]}... ({size})"
+
+
+def listed(items: Iterable[object]) -> str:
+    """Items joined by commas, at most LIST_ITEMS of them, then "... and N more". Plain words
+    appear as they are; anything else (empty, long, with commas or control characters) quoted."""
+    items = list(items)
+    shown = [_word(item) for item in items[:LIST_ITEMS]]
+    more = len(items) - len(shown)
+    return ", ".join(shown) + (f" ... and {more} more" if more else "")
+
+
+def _word(item: object) -> str:
+    text = str(item)
+    plain = text and text.isprintable() and "," not in text and len(text) <= QUOTE_CHARS
+    return text if plain else quoted(text)
 
 
 class ParameterError(ValueError):
@@ -31,10 +60,10 @@ def check_range(
     bracket = "(" if low_open else "["
     accepted = f"{bracket}{low:g}, {high:g}]{(' ' + unit) if unit else ''}"
     if not math.isfinite(value):
-        raise ParameterError(field, f"{field} must be a finite number in {accepted}, got {value!r}")
+        raise ParameterError(field, f"{field} must be a finite number in {accepted}, got {quoted(value)}")
     too_low = value <= low if low_open else value < low
     if too_low or value > high:
-        raise ParameterError(field, f"{field} must be in {accepted}, got {value!r}")
+        raise ParameterError(field, f"{field} must be in {accepted}, got {quoted(value)}")
 
 
 # Longest label (a request's symbol, a basket asset's symbol) echoed into replies.

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .checks import ParameterError
+from .checks import ParameterError, listed
 from .models import CorrelatedGbmStepper
 from .seeding import make_rng, new_seed
 from .ticks import TickGrid
@@ -92,7 +92,7 @@ class Market:
         """Positions of ``symbols``; ParameterError listing every unknown one."""
         unknown = [s for s in symbols if s not in self._index]
         if unknown:
-            raise ParameterError("symbols", f"unknown symbols: {', '.join(unknown)}")
+            raise ParameterError("symbols", f"unknown symbols: {listed(unknown)}")
         return [self._index[s] for s in symbols]
 
     def last_price(self, symbol: str) -> float:

@@ -14,7 +14,7 @@ import secrets
 
 import numpy as np
 
-from .checks import ParameterError
+from .checks import ParameterError, quoted
 
 # Volumes of bars draw from this child stream of a path's seed, so asking for
 # bars never changes the prices (Merton's own children use keys 0 to 2).
@@ -37,6 +37,6 @@ def make_rng(seed: int, stream: int | None = None) -> np.random.Generator:
     SeedSequence spawn key), for draws that must not disturb the main one.
     """
     if not 0 <= seed < 2**64:
-        raise ParameterError("seed", f"seed must be in [0, 2^64 - 1], got {seed!r}")
+        raise ParameterError("seed", f"seed must be in [0, 2^64 - 1], got {quoted(seed)}")
     keys = () if stream is None else (stream,)
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=keys)))

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import numpy as np
 
-from .checks import ParameterError
+from .checks import ParameterError, quoted
 
 TICK_SIZE_MIN, TICK_SIZE_MAX = 1e-9, 1e6
 
@@ -18,7 +18,8 @@ def check_tick_size(tick: float, field: str = "tick_size") -> None:
     if tick != 0.0 and not (math.isfinite(tick) and TICK_SIZE_MIN <= tick <= TICK_SIZE_MAX):
         raise ParameterError(
             field,
-            f"{field} must be 0 (no rounding) or in [{TICK_SIZE_MIN:g}, {TICK_SIZE_MAX:g}], got {tick!r}",
+            f"{field} must be 0 (no rounding) or in [{TICK_SIZE_MIN:g}, {TICK_SIZE_MAX:g}], "
+            f"got {quoted(tick)}",
         )
 
 

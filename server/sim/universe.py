@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .checks import ParameterError, check_range
+from .checks import ParameterError, check_range, listed, quoted
 from .correlation import check_correlation
 from .models import DEFAULT_TRADING_DAYS_PER_YEAR, Gbm, Model
 from .models import MODELS as ALL_MODELS
@@ -40,14 +40,14 @@ def _checked_parameters(model: str, given: Mapping[str, object]) -> tuple[tuple[
     """
     spec = ALL_MODELS.get(model) if isinstance(model, str) and model in MODELS else None
     if spec is None:
-        raise ParameterError("model", f"model must be one of {', '.join(MODELS)}, got {model!r}")
+        raise ParameterError("model", f"model must be one of {', '.join(MODELS)}, got {quoted(model)}")
     names = spec.parameter_names()
     takes = ", ".join(names)
     unknown = [name for name in given if name not in names]
     if unknown:
         verb = "is not a parameter" if len(unknown) == 1 else "are not parameters"
         raise ParameterError(
-            str(unknown[0]), f"{', '.join(map(str, unknown))} {verb} of model {model}, which takes {takes}"
+            str(unknown[0]), f"{listed(unknown)} {verb} of model {model}, which takes {takes}"
         )
     values: dict[str, float] = {}
     for name in names:
@@ -55,7 +55,7 @@ def _checked_parameters(model: str, given: Mapping[str, object]) -> tuple[tuple[
         if value is None:
             raise ParameterError(name, f"{name} is required for model {model}, which takes {takes}")
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise ParameterError(name, f"{name} must be a number, got {value!r}")
+            raise ParameterError(name, f"{name} must be a number, got {quoted(value)}")
         values[name] = float(value)
     spec(**values)  # the ranges do not depend on the period length, checked once it is known
     return tuple(values.items())
@@ -87,7 +87,8 @@ class Instrument:
     def __post_init__(self) -> None:
         if not self.symbol or len(self.symbol) > SYMBOL_MAX_CHARS or not self.symbol.isprintable():
             raise ParameterError(
-                "symbol", f"symbol must be 1 to {SYMBOL_MAX_CHARS} printable characters, got {self.symbol!r}"
+                "symbol",
+                f"symbol must be 1 to {SYMBOL_MAX_CHARS} printable characters, got {quoted(self.symbol)}",
             )
         check_range("tick_size", self.tick_size, 0.0, 1e6, low_open=True)
         given = dict(self.parameters)
@@ -154,7 +155,7 @@ class MarketConfig:
         symbols = [i.symbol for i in self.instruments]
         duplicates = sorted({s for s in symbols if symbols.count(s) > 1})
         if duplicates:
-            raise ParameterError("instruments", f"symbols must be unique; repeated: {', '.join(duplicates)}")
+            raise ParameterError("instruments", f"symbols must be unique; repeated: {listed(duplicates)}")
         check_range("wall_seconds_per_tick", self.wall_seconds_per_tick, 0.0, 3600.0, low_open=True)
         check_range(
             "simulated_seconds_per_tick", self.simulated_seconds_per_tick, 0.0, 86400.0 * 366, low_open=True
@@ -183,7 +184,7 @@ class MarketConfig:
             raise ParameterError(
                 "correlation",
                 "only GBM instruments can be correlated; the correlation matrix gives non-zero "
-                f"correlation to {', '.join(correlated)}; set their off-diagonal entries to 0",
+                f"correlation to {listed(correlated)}; set their off-diagonal entries to 0",
             )
         if not gbm:
             return None
@@ -235,7 +236,7 @@ def _number(table: Mapping[str, Any], key: str, where: str, default: float | Non
     if value is None:
         raise ParameterError(key, f"{where}: {key} is required")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ParameterError(key, f"{where}: {key} must be a number, got {value!r}")
+        raise ParameterError(key, f"{where}: {key} must be a number, got {quoted(value)}")
     return float(value)
 
 
@@ -267,7 +268,7 @@ def parse_market(document: Mapping[str, Any]) -> MarketConfig:
     correlation = market.get("correlation")
     seed = market.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ParameterError("seed", f"seed must be an integer, got {seed!r}")
+        raise ParameterError("seed", f"seed must be an integer, got {quoted(seed)}")
     try:
         matrix = None if correlation is None else np.array(correlation, dtype=np.float64)
     except (TypeError, ValueError):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checks import ParameterError, check_range
+from .checks import ParameterError, check_range, quoted
 from .time_axis import NS
 
 # Moves count for volume up to this many standard deviations (a bound keeps volumes finite).
@@ -33,7 +33,7 @@ def check_volume_rate(volume_rate: float, bar_ns: int | None) -> None:
         raise ParameterError(
             "volume_rate",
             f"volume_rate must be in [0, {most:.6g}] units per second for this period and bar_interval "
-            f"(a bar may expect at most {VOLUME_MEAN_MAX:g} units), got {volume_rate!r}",
+            f"(a bar may expect at most {VOLUME_MEAN_MAX:g} units), got {quoted(volume_rate)}",
         )
 
 

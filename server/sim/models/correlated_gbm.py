@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..checks import ParameterError, check_symbol
+from ..checks import ParameterError, check_symbol, listed
 from ..correlation import check_correlation
 from .base import Model, nested
 from .gbm import Gbm, LogNormalSteps
@@ -78,7 +78,7 @@ class CorrelatedGbm(Model):
         named = [a.symbol for a in self.assets if a.symbol]
         repeated = sorted({s for s in named if named.count(s) > 1})
         if repeated:
-            raise ParameterError("assets", f"assets' symbols must be unique; repeated: {', '.join(repeated)}")
+            raise ParameterError("assets", f"assets' symbols must be unique; repeated: {listed(repeated)}")
         factor = None
         if len(self.correlation):
             if len(self.correlation) != n * n:
