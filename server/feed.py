@@ -59,13 +59,18 @@ class MarketFeed:
         with self._changed:
             return self._changed.wait_for(lambda: predicate(len(self._subscribers)), timeout)
 
+    def check_symbol_count(self, count: int, what: str) -> None:
+        """LimitExceeded when one request names more symbols than --max-symbols allows."""
+        if count > self.limits.max_symbols:
+            raise LimitExceeded(
+                f"{what} may name at most {self.limits.max_symbols} symbols "
+                f"(server flag --max-symbols), got {count}"
+            )
+
     def subscribe(self, symbols: Sequence[str]) -> Subscriber:
         """Register a subscriber; ParameterError for unknown symbols, LimitExceeded for limits."""
         symbols = tuple(symbols) or self.config.symbols
-        if len(symbols) > self.limits.max_symbols:
-            raise LimitExceeded(
-                f"a subscription may name at most {self.limits.max_symbols} symbols, got {len(symbols)}"
-            )
+        self.check_symbol_count(len(symbols), "a subscription")
         return self._register(Subscriber(tuple(self.market.index_of(symbols)), symbols, self.limits))
 
     def open_managed(self) -> Subscriber:

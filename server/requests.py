@@ -214,6 +214,10 @@ def _calendar_of(message: market_data_pb2.TradingCalendar) -> TradingCalendar:
     if message.session_close:
         settings["close"] = _clock_time(message.session_close, f"{where}.session_close")
     if message.weekdays:
+        if len(message.weekdays) > 7:
+            raise ParameterError(
+                f"{where}.weekdays", f"{where}.weekdays may list at most 7 days, got {len(message.weekdays)}"
+            )
         bad = [d for d in message.weekdays if not 1 <= d <= 7]
         if bad:
             raise ParameterError(

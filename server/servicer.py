@@ -118,9 +118,12 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
     ) -> pb.LastPrices:
         symbols = list(request.symbols) or list(self.feed.config.symbols)
         try:
+            self.feed.check_symbol_count(len(symbols), "GetLastPrices")
             positions = self.feed.market.index_of(symbols)
         except ParameterError as err:
             await status.abort_invalid(context, err)
+        except LimitExceeded as err:
+            await status.abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
         tick = self.feed.last
         reply = pb.LastPrices(
             sequence=tick.sequence,

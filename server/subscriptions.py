@@ -11,7 +11,7 @@ import grpc
 from marketdata.v1 import market_data_pb2
 
 from . import status
-from .feed import MarketFeed, Subscriber
+from .feed import LimitExceeded, MarketFeed, Subscriber
 from .limits import HEARTBEAT_MAX, HEARTBEAT_MIN
 from .sim.checks import ParameterError, check_range
 from .streaming import Drain, send
@@ -44,12 +44,13 @@ async def apply_requests(
             heartbeat[0] = heartbeat_seconds(request, heartbeat[0])
             add = request.subscribe.symbols if request.HasField("subscribe") else ()
             remove = request.unsubscribe.symbols if request.HasField("unsubscribe") else ()
+            feed.check_symbol_count(len(add) + len(remove), "one SubscriptionRequest")
             outcome, added = feed.change(subscriber, list(add), list(remove))
             if outcome:
                 subscriber.send(feed.status_event(outcome))
             if added:
                 subscriber.send(feed.encoding.event(added, EVENT_SNAPSHOT))
-    except ParameterError as err:
+    except (ParameterError, LimitExceeded) as err:
         subscriber.fail(err)
 
 
@@ -68,6 +69,8 @@ async def pump(
             event = await subscriber.next(heartbeat())
             if isinstance(subscriber.problem, ParameterError):
                 await status.abort_invalid(context, subscriber.problem)
+            if isinstance(subscriber.problem, LimitExceeded):
+                await status.abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(subscriber.problem))
             if subscriber.closing:
                 await status.abort(context, grpc.StatusCode.UNAVAILABLE, status.SUBSCRIPTION_CLOSING)
             if subscriber.overflowed:

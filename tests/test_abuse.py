@@ -124,3 +124,94 @@ def test_an_empty_symbol_is_named_as_such(stub):
     with pytest.raises(grpc.RpcError) as info:
         stub.GetLastPrices(pb.GetLastPricesRequest(symbols=["ACME", ""]))
     assert info.value.details() == "unknown symbols: ''"
+
+
+def _repeated_paths(descriptor, prefix: str = "") -> set[str]:
+    """Every repeated field reachable in a request message, as a dotted path."""
+    found = set()
+    for field in descriptor.fields:
+        path = f"{prefix}{field.name}"
+        if _repeated(field):
+            found.add(path)
+        elif field.message_type is not None and field.message_type.full_name.startswith("marketdata."):
+            found |= _repeated_paths(field.message_type, f"{path}.")
+    return found
+
+
+def _repeated(field) -> bool:
+    # protobuf 6 has is_repeated; older releases only the label.
+    return field.is_repeated if hasattr(field, "is_repeated") else field.label == field.LABEL_REPEATED
+
+
+def _basket(assets: int, correlation: int) -> pb.PathRequest:
+    request = pb.PathRequest(periods=5, delta=1.0, seed=1)
+    for i in range(assets):
+        request.correlated_gbm.assets.add(symbol=f"A{i}", start_price=10.0, sigma=0.1)
+    request.correlated_gbm.correlation.extend([0.5] * correlation)
+    return request
+
+
+def _calendar(weekdays: int, holidays: int) -> pb.PathRequest:
+    request = _timezone("America/New_York")
+    request.time.calendar.weekdays.extend([1] * weekdays)
+    request.time.calendar.holidays.extend(["2030-01-01"] * holidays)
+    return request
+
+
+MANY = 100_000
+# Each repeated field of every request, and a request that repeats it MANY times with
+# everything else valid: the answer names the field and the limit, and the server stays up.
+OVERSIZED = {
+    ("GetLastPricesRequest", "symbols"): (
+        "GetLastPrices",
+        pb.GetLastPricesRequest(symbols=["ACME"] * MANY),
+        "--max-symbols",
+    ),
+    ("SubscribeRequest", "symbols"): (
+        "Subscribe",
+        pb.SubscribeRequest(symbols=["ACME"] * MANY),
+        "--max-symbols",
+    ),
+    ("SubscriptionRequest", "subscribe.symbols"): (
+        "ManageSubscription",
+        pb.SubscriptionRequest(subscribe=pb.SymbolList(symbols=["ACME"] * MANY)),
+        "--max-symbols",
+    ),
+    ("SubscriptionRequest", "unsubscribe.symbols"): (
+        "ManageSubscription",
+        pb.SubscriptionRequest(unsubscribe=pb.SymbolList(symbols=["ACME"] * MANY)),
+        "--max-symbols",
+    ),
+    ("PathRequest", "correlated_gbm.assets"): ("GetPrices", _basket(MANY, 0), "correlated_gbm.assets"),
+    ("PathRequest", "correlated_gbm.correlation"): (
+        "GetPrices",
+        _basket(2, MANY),
+        "correlated_gbm.correlation",
+    ),
+    ("PathRequest", "time.calendar.weekdays"): ("GetPrices", _calendar(MANY, 0), "time.calendar.weekdays"),
+    ("PathRequest", "time.calendar.holidays"): ("GetPrices", _calendar(0, MANY), "time.calendar.holidays"),
+}
+
+
+def test_every_repeated_field_of_every_request_is_covered_below():
+    requests = {m.input_type.name: m.input_type for m in SERVICE.methods}
+    repeated = {(name, path) for name, message in requests.items() for path in _repeated_paths(message)}
+    assert repeated == set(OVERSIZED)
+
+
+@pytest.mark.parametrize("case", OVERSIZED, ids=[".".join(c) for c in OVERSIZED])
+def test_a_repeated_field_is_capped(channel, stub, case):
+    method, request, named = OVERSIZED[case]
+    data = request.SerializeToString()
+    path = f"/{SERVICE.full_name}/{method}"
+    with pytest.raises(grpc.RpcError) as info:
+        if method == "ManageSubscription":
+            list(channel.stream_stream(path)(iter([data]), timeout=30))
+        elif method == "Subscribe":
+            list(channel.unary_stream(path)(data, timeout=30))
+        else:
+            channel.unary_unary(path)(data, timeout=30)
+    assert info.value.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED)
+    assert named in info.value.details()
+    assert str(MANY) in info.value.details()  # how many were sent
+    assert stub.GetLastPrices(pb.GetLastPricesRequest(symbols=["ACME"])).prices[0].symbol == "ACME"
