@@ -59,12 +59,12 @@ class MarketFeed:
         with self._changed:
             return self._changed.wait_for(lambda: predicate(len(self._subscribers)), timeout)
 
-    def check_symbol_count(self, count: int, what: str) -> None:
-        """LimitExceeded when one request names more symbols than --max-symbols allows."""
-        if count > self.limits.max_symbols:
+    def check_symbol_count(self, count: int, what: str, most: int | None = None) -> None:
+        """LimitExceeded when one request names more than ``most`` symbols (--max-symbols)."""
+        most = self.limits.max_symbols if most is None else most
+        if count > most:
             raise LimitExceeded(
-                f"{what} may name at most {self.limits.max_symbols} symbols "
-                f"(server flag --max-symbols), got {count}"
+                f"{what} may name at most {most} symbols (server flag --max-symbols), got {count}"
             )
 
     def subscribe(self, symbols: Sequence[str]) -> Subscriber:

@@ -44,7 +44,9 @@ async def apply_requests(
             heartbeat[0] = heartbeat_seconds(request, heartbeat[0])
             add = request.subscribe.symbols if request.HasField("subscribe") else ()
             remove = request.unsubscribe.symbols if request.HasField("unsubscribe") else ()
-            feed.check_symbol_count(len(add) + len(remove), "one SubscriptionRequest")
+            # Enough to drop a full subscription and add another; each symbol is answered apart.
+            most = 2 * feed.limits.max_symbols
+            feed.check_symbol_count(len(add) + len(remove), "one SubscriptionRequest", most)
             outcome, added = feed.change(subscriber, list(add), list(remove))
             if outcome:
                 subscriber.send(feed.status_event(outcome))
