@@ -96,7 +96,7 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
         self, request: pb.ListInstrumentsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListInstrumentsResponse:
         config = self.feed.config
-        return pb.ListInstrumentsResponse(
+        reply = pb.ListInstrumentsResponse(
             instruments=[
                 pb.InstrumentInfo(
                     symbol=i.symbol,
@@ -110,8 +110,10 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
             ],
             wall_seconds_per_tick=config.wall_interval,
             simulated_seconds_per_tick=config.simulated_seconds_per_tick,
-            seed=self.feed.market.seed,
         )
+        if config.seed is not None:  # the operator published it; a drawn seed stays secret
+            reply.seed = config.seed
+        return reply
 
     async def GetLastPrices(
         self, request: pb.GetLastPricesRequest, context: grpc.aio.ServicerContext

@@ -108,6 +108,15 @@ def test_the_server_clock_ticks_the_market():
         srv.stop()
 
 
+def test_a_seed_the_server_drew_is_never_revealed(server):
+    # The default market names no seed: the server drew one, and telling it would let any
+    # client compute every future price (a contest, a game or a class exercise ruined).
+    with grpc.insecure_channel(server.target) as channel:
+        reply = _stub(server, channel).ListInstruments(market_data_pb2.ListInstrumentsRequest())
+    assert not reply.HasField("seed")
+    assert server.running.servicer.feed.market.seed not in (reply.seed, None)
+
+
 def test_default_market_is_served_when_no_file_is_given(server):
     with grpc.insecure_channel(server.target) as channel:
         reply = _stub(server, channel).ListInstruments(market_data_pb2.ListInstrumentsRequest())
