@@ -45,9 +45,10 @@ class MarketFeed:
         self._wall_clock = wall_clock
         self.epoch = wall_clock() if epoch is None else epoch
         self.exchange_time = self.epoch  # of the last tick (the opening prices at first)
-        self._task: asyncio.Task[None] | None = None
+        self._clock: _Clock | None = None
         self._subscribers: set[Subscriber] = set()
         self._changed = threading.Condition()  # for tests and operators on other threads
+        self._published = self.market.last
         self.encoding = TickEncoding(self.market.last, config.symbols, self.exchange_time)
 
     @property
@@ -148,55 +149,96 @@ class MarketFeed:
 
     @property
     def last(self) -> MarketTick:
-        return self.market.last
+        """The last published tick (the market itself may already be computing the next)."""
+        return self._published
 
     def advance(self, exchange_time: float | None = None) -> MarketTick:
         """One tick of the market, published to every subscriber, stamped
-        ``exchange_time`` (default: now)."""
+        ``exchange_time`` (default: now). For tests, with the clock off."""
         tick = self.market.tick()
-        self.exchange_time = self._wall_clock() if exchange_time is None else exchange_time
-        self.encoding = TickEncoding(tick, self.config.symbols, self.exchange_time)
+        self.publish(tick, self._wall_clock() if exchange_time is None else exchange_time)
+        return tick
+
+    def publish(self, tick: MarketTick, exchange_time: float) -> None:
+        """Make ``tick`` the last one and queue it for every subscriber (on the event loop)."""
+        self._published = tick
+        self.exchange_time = exchange_time
+        self.encoding = TickEncoding(tick, self.config.symbols, exchange_time)
         for subscriber in self._subscribers:
             if subscriber.positions:
                 subscriber.offer(self.encoding.event(subscriber.positions))
-        return tick
 
-    def start(self) -> None:
-        """Tick every ``config.wall_interval`` seconds on the running event loop."""
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="market-clock")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
-
-    def catch_up(self, now: float) -> int:
-        """Publish the tick due at wall time ``now``, first computing any missed
-        ones silently (so every feed of the same seed and epoch agrees); returns
-        how many were skipped."""
+    def compute_due(
+        self, now: float, stop: threading.Event | None = None
+    ) -> tuple[MarketTick, float, int] | None:
+        """Advance the market to the tick due at wall time ``now``, computing any missed
+        ones silently (so every feed of the same seed and epoch agrees): that tick, its
+        exchange time and how many were skipped; None when nothing is due (or ``stop``
+        was set meanwhile)."""
         interval = self.config.wall_interval
         due = int((now - self.epoch) / interval + 1e-9)
-        skipped = 0
-        while self.last.sequence < due - 1:
-            self.market.tick()
-            skipped += 1
-        if self.last.sequence < due:
-            self.advance(self.epoch + due * interval)
+        market = self.market
+        if market.last.sequence >= due:
+            return None
+        skipped = due - 1 - market.last.sequence
+        while market.last.sequence < due:
+            if stop is not None and stop.is_set():
+                return None
+            market.tick()
+        return market.last, self.epoch + due * interval, skipped
+
+    def catch_up(self, now: float) -> int:
+        """Publish the tick due at wall time ``now`` (see compute_due); how many were skipped."""
+        due = self.compute_due(now)
+        if due is None:
+            return 0
+        tick, exchange_time, skipped = due
+        self.publish(tick, exchange_time)
         return skipped
 
-    async def _run(self) -> None:
-        interval = self.config.wall_interval
-        while True:
-            next_due = self.epoch + (self.last.sequence + 1) * interval
-            await asyncio.sleep(max(0.0, next_due - self._wall_clock()))
-            skipped = self.catch_up(self._wall_clock())
+    def start(self) -> None:
+        """Tick every ``config.wall_interval`` seconds on a thread of the clock's own,
+        publishing each tick on the running event loop."""
+        if self._clock is None:
+            self._clock = _Clock(self, asyncio.get_running_loop())
+            self._clock.start()
+
+    async def stop(self) -> None:
+        if self._clock is not None:
+            self._clock.stop()
+            self._clock.join(timeout=5)
+            self._clock = None
+
+
+class _Clock(threading.Thread):
+    """The market clock: computes each tick when it is due, whatever the event loop is
+    doing (requests never delay the market), and hands it to the loop to publish."""
+
+    def __init__(self, feed: MarketFeed, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(name="market-clock", daemon=True)
+        self._feed, self._loop = feed, loop
+        self._stopped = threading.Event()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def run(self) -> None:
+        feed = self._feed
+        interval = feed.config.wall_interval
+        while not self._stopped.is_set():
+            next_due = feed.epoch + (feed.market.last.sequence + 1) * interval
+            if self._stopped.wait(max(0.0, next_due - feed._wall_clock())):
+                return
+            due = feed.compute_due(feed._wall_clock(), self._stopped)
+            if due is None:
+                continue
+            tick, exchange_time, skipped = due
             if skipped:
                 _LOGGER.warning("market clock fell %d ticks behind; subscribers see the gap", skipped)
+            try:
+                self._loop.call_soon_threadsafe(feed.publish, tick, exchange_time)
+            except RuntimeError:  # the loop has closed: the server is gone
+                return
 
 
 class LimitExceeded(Exception):

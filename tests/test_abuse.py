@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
+import signal
+import subprocess
+import threading
 
 import grpc
 import pytest
 
 from marketdata.v1 import market_data_pb2 as pb
+from marketdata.v1.market_data_pb2_grpc import MarketDataServiceStub
+from tests.conftest import REPO_ROOT
 
 SERVICE = pb.DESCRIPTOR.services_by_name["MarketDataService"]
 # Bytes no protobuf parser accepts: a varint cut short, a wire type that does not exist, a
@@ -215,3 +221,67 @@ def test_a_repeated_field_is_capped(channel, stub, case):
     assert named in info.value.details()
     assert str(MANY) in info.value.details()  # how many were sent
     assert stub.GetLastPrices(pb.GetLastPricesRequest(symbols=["ACME"])).prices[0].symbol == "ACME"
+
+
+def _market_file(path, instruments: int, wall_seconds_per_tick: float, speed: float = 1.0):
+    lines = ["[market]", f"wall_seconds_per_tick = {wall_seconds_per_tick}", f"speed = {speed}", ""]
+    for n in range(instruments):
+        lines += [
+            "[[instrument]]",
+            f'symbol = "R{n:04d}"',
+            'model = "ornstein_uhlenbeck"',
+            "start = 1.0\nmean = 1.0\nkappa = 2.0\nsigma = 0.3",
+            "",
+        ]
+    path.write_text("\n".join(lines))
+    return path
+
+
+@pytest.mark.parametrize(("wall", "speed"), [(0.1, 1e6), (1e-6, 1.0)])
+def test_a_market_clock_faster_than_a_millisecond_is_refused_at_start(python, tmp_path, wall, speed):
+    market = _market_file(tmp_path / "fast.toml", 2, wall, speed)
+    done = subprocess.run(
+        [python, "-m", "server", "--port", "0", "--market", str(market)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode != 0
+    assert "must be at least 0.001 s" in done.stderr
+
+
+def test_a_market_that_cannot_keep_up_never_stops_the_server_answering_or_stopping(python, tmp_path):
+    # 600 instruments with their own steppers cost more than the 1 ms between ticks: the
+    # market falls behind for good. Calls are still answered and SIGTERM still ends it.
+    market = _market_file(tmp_path / "heavy.toml", 600, 0.001)
+    proc = subprocess.Popen(
+        [python, "-m", "server", "--port", "0", "--market", str(market), "--grace", "1"],
+        cwd=REPO_ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        port = _listening_port(proc)
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = MarketDataServiceStub(channel)
+            request = pb.GbmRequest(periods=100, start_price=70.0, sigma=0.3, delta=1.0)
+            for _ in range(5):
+                assert len(stub.GetGbmPrices(request, timeout=20).prices) == 100
+            last = stub.GetLastPrices(pb.GetLastPricesRequest(symbols=["R0000"]), timeout=20)
+            assert last.sequence > 0  # the market does move
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _listening_port(proc: subprocess.Popen) -> int:
+    for line in proc.stderr:
+        found = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+        if found:
+            threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep the pipe drained
+            return int(found.group(1))
+    raise AssertionError("the server did not start")

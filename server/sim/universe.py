@@ -25,6 +25,8 @@ from .models import MODELS as ALL_MODELS
 # A trading day of an equity exchange (6.5 hours), to turn simulated seconds into trading days.
 TRADING_SECONDS_PER_DAY = 6.5 * 3600
 SYMBOL_MAX_CHARS = 32
+# The market ticks at most this often: faster clocks are refused, not chased.
+MIN_WALL_INTERVAL = 0.001
 
 
 # The models an instrument may follow: the single-instrument ones.
@@ -161,6 +163,12 @@ class MarketConfig:
             "simulated_seconds_per_tick", self.simulated_seconds_per_tick, 0.0, 86400.0 * 366, low_open=True
         )
         check_range("speed", self.speed, 0.0, 1e6, low_open=True)
+        if self.wall_interval < MIN_WALL_INTERVAL:
+            raise ParameterError(
+                "speed",
+                f"wall_seconds_per_tick / speed must be at least {MIN_WALL_INTERVAL:g} s (at most "
+                f"{1 / MIN_WALL_INTERVAL:g} ticks a second), got {self.wall_interval:g} s",
+            )
         if self.seed is not None and not 0 <= self.seed < 2**64:
             raise ParameterError("seed", f"seed must be in [0, 2^64 - 1], got {self.seed}")
         object.__setattr__(self, "factor", self._gbm_factor(symbols))
