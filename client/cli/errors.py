@@ -7,6 +7,7 @@ import grpc
 from ..errors import field_violations
 
 EXIT_RPC_ERROR = 1
+EXIT_WRITE_ERROR = 1  # -o FILE or --plot FILE.png could not be written
 EXIT_INTERRUPTED = 130
 
 

@@ -1,0 +1,127 @@
+"""The command line when things go wrong: -o FILE replaced whole or not at all, nothing half-written
+on stdout before data arrives, a shutting-down server told from an unreachable one, IPv6 targets."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+
+import numpy as np
+import pytest
+
+from server.sim.models import gbm_path
+from tests.conftest import REPO_ROOT
+from tests.test_cli import ORIGINAL, _closed_port, run_client
+
+KEPT = "what was there before\n"
+PACED = ["--periods", "1000", "--ticks-per-second", "10", "--chunk-size", "1"]  # 100 s: never finishes here
+
+
+def _kept_file(tmp_path, name):
+    out = tmp_path / name
+    out.write_text(KEPT)
+    return out
+
+
+def _assert_left_as_it_was(out):
+    assert out.read_text() == KEPT
+    assert [p.name for p in out.parent.iterdir()] == [out.name], "no temporary file remains"
+
+
+@pytest.mark.parametrize(
+    ("command", "fmt"), [("get", "json"), ("stream", "json"), ("stream", "csv"), ("stream", "npy")]
+)
+def test_output_file_is_untouched_when_the_server_is_unreachable(python, tmp_path, command, fmt):
+    out = _kept_file(tmp_path, f"keep.{fmt}")
+    done = run_client(
+        python,
+        "--target",
+        f"127.0.0.1:{_closed_port()}",
+        "--timeout",
+        "5",
+        command,
+        "--format",
+        fmt,
+        "-o",
+        out,
+    )
+    assert done.returncode == 1
+    assert "cannot reach the server" in done.stderr
+    assert "keep." in done.stderr and "left as it was" in done.stderr
+    _assert_left_as_it_was(out)
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "npy"])
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["stream", "--sigma", "-1"], "invalid argument (sigma)"),
+        (["--timeout", "0.5", "stream", *PACED], "deadline exceeded"),  # cut after prices were written
+    ],
+    ids=["invalid-argument", "deadline"],
+)
+def test_output_file_is_untouched_when_the_server_ends_the_call(python, server, tmp_path, args, said, fmt):
+    out = _kept_file(tmp_path, f"keep.{fmt}")
+    done = run_client(python, "--target", server.target, *args, "--format", fmt, "-o", out)
+    assert done.returncode == 1
+    assert said in done.stderr
+    _assert_left_as_it_was(out)
+
+
+@pytest.mark.parametrize("fmt", ["json", "npy"])
+def test_output_file_is_untouched_after_ctrl_c(python, fresh_server, tmp_path, fmt):
+    out = _kept_file(tmp_path, f"keep.{fmt}")
+    args = ["--target", fresh_server.target, "stream", *PACED, "--format", fmt, "-o", str(out)]
+    proc = subprocess.Popen([python, "-m", "client", *args], cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        # The server has sent prices: the client is writing them when Ctrl-C lands.
+        assert fresh_server.tracker.wait_for(lambda t: t.prices_generated >= 2, timeout=30)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=15)
+        assert proc.returncode == 130
+        assert "interrupted" in err and "left as it was" in err
+        assert "Traceback" not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    _assert_left_as_it_was(out)
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "npy"])
+def test_output_file_is_replaced_whole_on_success(python, server, tmp_path, fmt):
+    out = _kept_file(tmp_path, f"path.{fmt}")
+    out.chmod(0o640)
+    args = ["--periods", "20000", "--seed", "8", "--chunk-size", "999"]
+    done = run_client(python, "--target", server.target, "stream", *args, "--format", fmt, "-o", out)
+    assert done.returncode == 0, done.stderr
+    expected = gbm_path(ORIGINAL, 20_000, 8)
+    if fmt == "npy":
+        assert np.load(out).tobytes() == expected.tobytes()
+    elif fmt == "json":
+        assert json.loads(out.read_text())["result"] == expected.tolist()
+    else:
+        rows = [line.split(",") for line in out.read_text().splitlines()[1:]]
+        assert [float(price) for _, price in rows] == expected.tolist()
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]
+    assert out.stat().st_mode & 0o777 == 0o640, "the replaced file keeps its permissions"
+
+
+def test_output_to_a_file_that_cannot_be_created_is_one_line(python, server, tmp_path):
+    done = run_client(python, "--target", server.target, "get", "-o", tmp_path / "missing" / "p.json")
+    assert done.returncode == 1
+    assert "cannot write" in done.stderr and "p.json" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_stdout_stays_empty_when_the_call_fails_before_data(python, server, fmt):
+    bad = run_client(python, "--target", server.target, "stream", "--sigma", "-1", "--format", fmt)
+    assert bad.returncode == 1 and "invalid argument (sigma)" in bad.stderr
+    assert bad.stdout == ""
+    gone = run_client(
+        python, "--target", f"127.0.0.1:{_closed_port()}", "--timeout", "5", "stream", "--format", fmt
+    )
+    assert gone.returncode == 1 and "cannot reach the server" in gone.stderr
+    assert gone.stdout == ""
