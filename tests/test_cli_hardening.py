@@ -125,3 +125,52 @@ def test_stdout_stays_empty_when_the_call_fails_before_data(python, server, fmt)
     )
     assert gone.returncode == 1 and "cannot reach the server" in gone.stderr
     assert gone.stdout == ""
+
+
+def _client(python, *args):
+    return subprocess.Popen(
+        [python, "-m", "client", *args],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _shut_down_under(server, proc, live):
+    """Once the client printed a first line that ``live`` accepts (its call is open), shut the server
+    down with a grace period; the client's exit code, stdout and stderr."""
+    try:
+        first = proc.stdout.readline()
+        assert live(first), first
+        done = server.submit(server.running.shutdown(grace=1.0))
+        out, err = proc.communicate(timeout=30)
+        done.result(timeout=30)
+        return proc.returncode, out, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _says_shutting_down(err, target):
+    assert f"the server at {target} is shutting down (server is shutting down;" in err
+    assert "retry or use another server" in err
+    assert "cannot reach" not in err and "Is it running" not in err
+    assert "Traceback" not in err
+
+
+def test_a_stream_cut_by_shutdown_says_so_and_that_stdout_is_incomplete(python, fresh_server):
+    proc = _client(python, "--target", fresh_server.target, "stream", *PACED, "--format", "csv")
+    code, out, err = _shut_down_under(fresh_server, proc, lambda line: line == "index,price\n")
+    assert code == 1
+    _says_shutting_down(err, fresh_server.target)
+    assert "stdout is incomplete" in err
+    assert out.startswith("0,70.0\n")
+
+
+def test_a_subscription_cut_by_shutdown_says_the_server_is_shutting_down(python, fresh_server):
+    proc = _client(python, "--target", fresh_server.target, "subscribe", "ACME", "--json")
+    code, _, err = _shut_down_under(fresh_server, proc, lambda line: json.loads(line)["kind"] == "snapshot")
+    assert code == 1
+    _says_shutting_down(err, fresh_server.target)
