@@ -4,14 +4,18 @@ on stdout before data arrives, a shutting-down server told from an unreachable o
 from __future__ import annotations
 
 import json
+import re
 import signal
+import socket
 import subprocess
 
 import numpy as np
 import pytest
 
+from client import MarketDataClient
+from client.base import channel_target
 from server.sim.models import gbm_path
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, server_process
 from tests.test_cli import ORIGINAL, _closed_port, run_client
 
 KEPT = "what was there before\n"
@@ -174,3 +178,53 @@ def test_a_subscription_cut_by_shutdown_says_the_server_is_shutting_down(python,
     code, _, err = _shut_down_under(fresh_server, proc, lambda line: json.loads(line)["kind"] == "snapshot")
     assert code == 1
     _says_shutting_down(err, fresh_server.target)
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("::1:50061", "[::1]:50061"),
+        ("fe80::1:443", "[fe80::1]:443"),
+        ("2001:db8::7:50051", "[2001:db8::7]:50051"),
+        ("[::1]:50061", "[::1]:50061"),
+        ("127.0.0.1:50051", "127.0.0.1:50051"),
+        ("localhost:50051", "localhost:50051"),
+        ("dns:///prices.example:50051", "dns:///prices.example:50051"),
+        ("ipv6:[::1]:50051", "ipv6:[::1]:50051"),
+        ("ipv4:127.0.0.1:50051", "ipv4:127.0.0.1:50051"),
+        ("unix:/tmp/marketdata.sock", "unix:/tmp/marketdata.sock"),
+        ("unix:///tmp/a:b", "unix:///tmp/a:b"),
+        ("::1", "::1"),  # no port: left to gRPC
+        (["::1:50061", "[::2]:50062"], "ipv6:[::1]:50061,[::2]:50062"),
+        (["127.0.0.1:1", "127.0.0.2:2"], "ipv4:127.0.0.1:1,127.0.0.2:2"),
+    ],
+)
+def test_channel_target_brackets_a_bare_ipv6_address(given, expected):
+    assert channel_target(given) == expected
+
+
+def _ipv6_loopback() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(
+    not _ipv6_loopback(), reason="no IPv6 loopback: socket.has_ipv6 is false or ::1 cannot be bound"
+)
+def test_a_bare_ipv6_target_reaches_a_server_on_ipv6_loopback(python):
+    with server_process(python, "--host", "::1") as (proc, target):
+        assert re.fullmatch(r"::1:\d+", target), target  # the bare form, as the server's log line writes it
+        done = run_client(python, "--target", target, "get", "--periods", "5", "--seed", "3")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["result"] == gbm_path(ORIGINAL, 5, 3).tolist()
+        with MarketDataClient(target) as md:
+            path = md.get_gbm_prices(5, 70, 0.05, 0.3, seed=3)
+        assert path.prices.tolist() == gbm_path(ORIGINAL, 5, 3).tolist()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
