@@ -35,11 +35,12 @@ def channel_target(target: str | Sequence[str]) -> str:
 
     A list becomes gRPC's ``ipv4:a:p,b:p`` (or ``ipv6:``) form, one
     subchannel per address; a name such as ``dns:///prices.example:50051``
-    resolves to every address the name has.
+    resolves to every address the name has. A bare IPv6 address with a port,
+    ``::1:50051``, is taken as ``[::1]:50051`` (see bracket_ipv6).
     """
     if isinstance(target, str):
-        return target
-    addresses = list(target)
+        return bracket_ipv6(target)
+    addresses = [bracket_ipv6(address) for address in target]
     if not addresses:
         raise ValueError("target: give at least one address")
     families = set()
@@ -55,6 +56,24 @@ def channel_target(target: str | Sequence[str]) -> str:
     if len(families) > 1:
         raise ValueError("target: mix of IPv4 and IPv6 addresses; use one family")
     return f"ipv{families.pop()}:" + ",".join(addresses)
+
+
+def bracket_ipv6(address: str) -> str:
+    """``::1:50051`` as ``[::1]:50051``, the only IPv6 form gRPC reads; anything else unchanged.
+
+    The part after the last colon is the port: an address is bracketed only when
+    what comes before it is an IPv6 address and the rest is a number, so names,
+    IPv4 addresses, bracketed addresses and schemes (``dns:``, ``ipv6:``,
+    ``unix:``) pass through as they are.
+    """
+    host, _, port = address.rpartition(":")
+    if not (port.isascii() and port.isdigit()):
+        return address
+    try:
+        is_ipv6 = ipaddress.ip_address(host).version == 6
+    except ValueError:
+        return address
+    return f"[{host}]:{port}" if is_ipv6 else address
 
 
 class BaseClient:

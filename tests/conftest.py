@@ -7,6 +7,9 @@ to it over the network with the ordinary synchronous gRPC API, as users do.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -79,6 +82,25 @@ class ServerThread:
     @property
     def tracker(self):
         return self.running.servicer.tracker
+
+
+@contextlib.contextmanager
+def server_process(python: str, *flags: str) -> Iterator[tuple[subprocess.Popen, str]]:
+    """``python -m server --port 0 FLAGS`` as a process of its own: the process, and the target its
+    "listening on HOST:PORT" line names (written as the server writes it). Killed on the way out unless
+    the test stopped it; stderr stays open for the test to read."""
+    proc = subprocess.Popen(
+        [python, "-m", "server", "--port", "0", *flags], cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        line = proc.stderr.readline()
+        match = re.search(r"listening on (\S+:\d+)", line)
+        assert match, line
+        yield proc, match[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import signal
-import subprocess
 
 import grpc
 import pytest
@@ -12,7 +11,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from client import MarketDataClient, gbm_request
 from marketdata.v1 import market_data_pb2_grpc
-from tests.conftest import REPO_ROOT
+from tests.conftest import server_process
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -46,17 +45,8 @@ def test_open_stream_ends_with_unavailable_within_the_grace_period(fresh_server)
 
 
 def test_sigterm_finishes_open_calls_and_exits_zero(python):
-    proc = subprocess.Popen(
-        [python, "-m", "server", "--port", "0", "--grace", "5"],
-        cwd=REPO_ROOT,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        line = proc.stderr.readline()
-        match = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-        assert match, line
-        target = f"127.0.0.1:{match.group(1)}"
+    with server_process(python, "--grace", "5") as (proc, target):
+        assert re.fullmatch(r"127\.0\.0\.1:(\d+)", target), target
         with MarketDataClient(target) as md:
             # A paced stream of 3 ticks at 20/s is still open when SIGTERM lands,
             # and completes inside the 5 s grace period.
@@ -70,7 +60,3 @@ def test_sigterm_finishes_open_calls_and_exits_zero(python):
             assert [c.offset for c in rest] == [1, 2]
         assert proc.wait(timeout=15) == 0
         assert "shutting down" in proc.stderr.read()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()

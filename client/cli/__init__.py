@@ -7,16 +7,18 @@
     marketdata-client subscribe ACME GLOBEX
 
 JSON output keeps the original endpoint's shape, ``{"result": [...]}``, plus
-the seed that replays the path. Exit codes: 0 success, 1 RPC error (with a
-readable message on stderr), 2 bad command line, 130 interrupted by Ctrl-C.
+the seed that replays the path. Exit codes: 0 success, 1 RPC error or an
+output that cannot be written (with a readable message on stderr), 2 bad
+command line, 130 interrupted by Ctrl-C. ``-o FILE`` is replaced only when the
+whole command succeeds; stdout gets nothing until the first prices arrive.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import sys
 from collections.abc import Sequence
-from typing import IO
 
 import grpc
 
@@ -24,7 +26,8 @@ from ..api import MarketDataClient
 from ..base import DEFAULT_UNARY_TIMEOUT
 from .arguments import build_parser
 from .checks import check_path_arguments
-from .errors import EXIT_INTERRUPTED, EXIT_RPC_ERROR, describe_error
+from .destination import Destination
+from .errors import EXIT_INTERRUPTED, EXIT_RPC_ERROR, EXIT_WRITE_ERROR, describe_error
 from .live import run_subscribe
 from .paths import run_get, run_stream
 
@@ -43,31 +46,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.timeout is None and args.command == "get":
         args.timeout = DEFAULT_UNARY_TIMEOUT
 
-    out: IO[str] | None = None
+    destination: Destination | None = None  # where get and stream write; subscribe prints to stdout
     try:
-        if args.command == "subscribe":
-            out = sys.stdout
-        elif args.format != "npy":
-            out = open(args.output, "w") if args.output else sys.stdout
-        with MarketDataClient(args.target) as md:
+        with contextlib.ExitStack() as resources:
+            if args.command != "subscribe":
+                destination = resources.enter_context(Destination(args.output, binary=args.format == "npy"))
+            md = resources.enter_context(MarketDataClient(args.target))
             if args.command == "get":
-                run_get(md, args, out)
+                run_get(md, args, destination)
             elif args.command == "stream":
-                run_stream(md, args, out)
+                run_stream(md, args, destination)
             else:
-                run_subscribe(md, args, out)
+                run_subscribe(md, args, sys.stdout)
     except grpc.RpcError as error:
-        print(describe_error(error, args.target, args.timeout), file=sys.stderr)
+        _report(describe_error(error, args.target, args.timeout), destination)
         return EXIT_RPC_ERROR
     except KeyboardInterrupt:
-        what = "subscription ended" if args.command == "subscribe" else "the output is incomplete"
-        print(f"\ninterrupted: the call was cancelled and {what}", file=sys.stderr)
+        if args.command == "subscribe":
+            what = "the subscription ended"
+        else:
+            what = (destination and destination.failure_note()) or "nothing was written"
+        print(f"\ninterrupted: the call was cancelled; {what}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader (e.g. `| head`) went away: stop quietly, as Unix tools do.
         sys.stderr.close()
         return 0
-    finally:
-        if out is not None and out is not sys.stdout:
-            out.close()
+    except OSError as error:
+        # -o FILE or --plot FILE.png cannot be written: a missing folder, no permission, a full disk.
+        where = error.filename or args.output or "the output"
+        _report(f"error: cannot write {where}: {error.strerror or error}", destination)
+        return EXIT_WRITE_ERROR
     return 0
+
+
+def _report(line: str, destination: Destination | None) -> None:
+    """A failure on stderr, and on the next line what it left of the output (FILE untouched, stdout
+    incomplete) when there is something to say."""
+    note = destination.failure_note() if destination is not None else None
+    print(line if note is None else f"{line}\n{note}", file=sys.stderr)

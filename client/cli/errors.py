@@ -7,13 +7,19 @@ import grpc
 from ..errors import field_violations
 
 EXIT_RPC_ERROR = 1
+EXIT_WRITE_ERROR = 1  # -o FILE or --plot FILE.png could not be written
 EXIT_INTERRUPTED = 130
+# How the server's UNAVAILABLE begins when it ends a stream or subscription because it is stopping,
+# as against a server that cannot be reached at all.
+SHUTTING_DOWN = "server is shutting down"
 
 
 def describe_error(error: grpc.RpcError, target: str, timeout: float | None) -> str:
     """One readable line (or a few) for an RPC failure."""
     code = error.code()
     details = error.details() or ""
+    if code == grpc.StatusCode.UNAVAILABLE and details.startswith(SHUTTING_DOWN):
+        return f"error: the server at {target} is shutting down ({details}); retry or use another server"
     if code == grpc.StatusCode.UNAVAILABLE:
         return (
             f"error: cannot reach the server at {target} ({details}). "

@@ -15,6 +15,7 @@ from typing import IO
 import numpy as np
 
 from ..decoding import Bars, PriceChunk, as_datetime64
+from .destination import Destination
 
 FORMATS = ("json", "csv", "npy")
 # The bars' values after their start time, as the proto orders them; the start time is written as "time".
@@ -98,27 +99,38 @@ class PathWriter:
     for a basket).
     """
 
-    def __init__(
-        self, fmt: str, out: IO[str] | None, npy_path: str | None, periods: int, columns: Columns
-    ) -> None:
+    def __init__(self, fmt: str, destination: Destination, periods: int, columns: Columns) -> None:
         self.fmt = fmt
-        self.out = out
         self.columns = columns
         self.count = 0
-        self._array = (
-            np.lib.format.open_memmap(
-                npy_path, mode="w+", dtype=np.float64, shape=(periods, *columns.shape_per_period)
-            )
-            if fmt == "npy"
-            else None
-        )
+        self._destination = destination
+        self._periods = periods
+        self.out: IO[str] | None = None
+        self._array: np.memmap | None = None
+        self._started = False
         self._json_extra: dict[str, list] = {}
-        if fmt == "json":
-            out.write('{"result": [')
-        elif fmt == "csv":
-            out.write(",".join(columns.csv_header()) + "\n")
+
+    def _start(self) -> None:
+        """Open the output and write its head: only once there is something to write, so a call that
+        fails first leaves stdout empty."""
+        self._started = True
+        if self.fmt == "npy":
+            self._array = np.lib.format.open_memmap(
+                self._destination.open_path(),
+                mode="w+",
+                dtype=np.float64,
+                shape=(self._periods, *self.columns.shape_per_period),
+            )
+            return
+        self.out = self._destination.open_text()
+        if self.fmt == "json":
+            self.out.write('{"result": [')
+        else:
+            self.out.write(",".join(self.columns.csv_header()) + "\n")
 
     def write(self, chunk: PriceChunk) -> None:
+        if not self._started:
+            self._start()
         columns = self.columns
         times = columns.format_times(chunk)
         if self._array is not None:
@@ -136,8 +148,11 @@ class PathWriter:
         self.count += len(chunk.prices)
 
     def finish(self, seed: int, symbol: str) -> None:
+        if not self._started:
+            self._start()
         if self._array is not None:
             self._array.flush()
+            self._array = None  # unmapped before the file is renamed into place
             print(f"wrote {self.count} prices (seed {seed})", file=sys.stderr)
         elif self.fmt == "json":
             extra = "".join(

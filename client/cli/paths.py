@@ -6,7 +6,6 @@ import argparse
 import datetime as dt
 import sys
 from collections.abc import Iterable, Iterator
-from typing import IO
 
 from tqdm import tqdm
 
@@ -16,6 +15,7 @@ from ..api import MarketDataClient
 from ..decoding import PriceChunk, PricePath, join
 from ..requests import CALENDARS, path_request
 from .checks import delta
+from .destination import Destination
 from .output import PathWriter
 
 
@@ -59,7 +59,7 @@ def path_request_for(args: argparse.Namespace, **pacing: float | None) -> market
     )
 
 
-def run_get(md: MarketDataClient, args: argparse.Namespace, out: IO[str] | None) -> None:
+def run_get(md: MarketDataClient, args: argparse.Namespace, out: Destination) -> None:
     """The whole path in one call, written out."""
     classic = gbm_call(args)
     if classic is not None:
@@ -70,7 +70,7 @@ def run_get(md: MarketDataClient, args: argparse.Namespace, out: IO[str] | None)
     _write(args, out, [chunk], len(path.prices))
 
 
-def run_stream(md: MarketDataClient, args: argparse.Namespace, out: IO[str] | None) -> None:
+def run_stream(md: MarketDataClient, args: argparse.Namespace, out: Destination) -> None:
     """The path in chunks, each written as it arrives, with a progress bar on a terminal."""
     progress = tqdm(
         total=args.periods,
@@ -97,9 +97,9 @@ def run_stream(md: MarketDataClient, args: argparse.Namespace, out: IO[str] | No
     _write(args, out, chunks(), max(args.periods, 0))
 
 
-def _write(args: argparse.Namespace, out: IO[str] | None, chunks: Iterable[PriceChunk], periods: int) -> None:
+def _write(args: argparse.Namespace, out: Destination, chunks: Iterable[PriceChunk], periods: int) -> None:
     """Write every chunk as it comes; keep them for --plot only."""
-    writer = PathWriter(args.format, out, args.output, periods, args.columns)
+    writer = PathWriter(args.format, out, periods, args.columns)
     kept: list[PriceChunk] = []
     seed, symbol = 0, args.symbol
     for chunk in chunks:
