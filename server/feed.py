@@ -169,23 +169,28 @@ class MarketFeed:
                 subscriber.offer(self.encoding.event(subscriber.positions))
 
     def compute_due(
-        self, now: float, stop: threading.Event | None = None
+        self, now: float, stop: threading.Event | None = None, budget: float | None = None
     ) -> tuple[MarketTick, float, int] | None:
-        """Advance the market to the tick due at wall time ``now``, computing any missed
-        ones silently (so every feed of the same seed and epoch agrees): that tick, its
-        exchange time and how many were skipped; None when nothing is due (or ``stop``
-        was set meanwhile)."""
+        """Advance the market towards the tick due at wall time ``now``, computing the
+        ticks before it silently (so every feed of the same seed and epoch agrees): the
+        last tick computed, its scheduled exchange time and how many were passed over;
+        None when nothing is due (or ``stop`` was set). With ``budget`` (seconds), stop
+        early once that much time is spent, so a market that is behind still publishes."""
         interval = self.config.wall_interval
         due = int((now - self.epoch) / interval + 1e-9)
         market = self.market
-        if market.last.sequence >= due:
+        first = market.last.sequence
+        if first >= due:
             return None
-        skipped = due - 1 - market.last.sequence
+        deadline = None if budget is None else time.monotonic() + budget
         while market.last.sequence < due:
             if stop is not None and stop.is_set():
                 return None
             market.tick()
-        return market.last, self.epoch + due * interval, skipped
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+        tick = market.last
+        return tick, self.epoch + tick.sequence * interval, tick.sequence - first - 1
 
     def catch_up(self, now: float) -> int:
         """Publish the tick due at wall time ``now`` (see compute_due); how many were skipped."""
@@ -210,6 +215,12 @@ class MarketFeed:
             self._clock = None
 
 
+# The most time the clock spends computing ticks before it publishes the latest one.
+PUBLISH_BUDGET = 0.05
+# At most one "fell behind" line this often, however far behind the clock stays.
+WARNING_SECONDS = 10.0
+
+
 class _Clock(threading.Thread):
     """The market clock: computes each tick when it is due, whatever the event loop is
     doing (requests never delay the market), and hands it to the loop to publish."""
@@ -218,6 +229,8 @@ class _Clock(threading.Thread):
         super().__init__(name="market-clock", daemon=True)
         self._feed, self._loop = feed, loop
         self._stopped = threading.Event()
+        self._behind = 0  # ticks passed over since the last warning
+        self._next_warning = 0.0
 
     def stop(self) -> None:
         self._stopped.set()
@@ -229,12 +242,18 @@ class _Clock(threading.Thread):
             next_due = feed.epoch + (feed.market.last.sequence + 1) * interval
             if self._stopped.wait(max(0.0, next_due - feed._wall_clock())):
                 return
-            due = feed.compute_due(feed._wall_clock(), self._stopped)
+            # Behind, it publishes at least every PUBLISH_BUDGET of work, with the gap showing.
+            due = feed.compute_due(feed._wall_clock(), self._stopped, PUBLISH_BUDGET)
             if due is None:
                 continue
             tick, exchange_time, skipped = due
-            if skipped:
-                _LOGGER.warning("market clock fell %d ticks behind; subscribers see the gap", skipped)
+            self._behind += skipped
+            if self._behind and time.monotonic() >= self._next_warning:
+                _LOGGER.warning(
+                    "market clock fell %d ticks behind since the last warning; subscribers see the gaps",
+                    self._behind,
+                )
+                self._behind, self._next_warning = 0, time.monotonic() + WARNING_SECONDS
             try:
                 self._loop.call_soon_threadsafe(feed.publish, tick, exchange_time)
             except RuntimeError:  # the loop has closed: the server is gone
