@@ -13,6 +13,7 @@ import socket
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -21,12 +22,13 @@ from grpc_reflection.v1alpha import reflection
 from marketdata.v1 import market_data_pb2
 
 from .feed import MarketFeed
-from .limits import MAX_PRICES_PER_MESSAGE, SLOW_POLICIES, FeedLimits, Limits
+from .limits import FeedLimits, Limits, flags
 from .servicer import WIRES, MarketDataServicer, add_to_server
 from .sim.seeding import new_seed
 from .sim.universe import DEFAULT_MARKET, MarketConfig, load_market
 
 _LOGGER = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SERVICE_NAME = market_data_pb2.DESCRIPTOR.services_by_name["MarketDataService"].full_name
 DEFAULT_HOST = "127.0.0.1"
@@ -50,6 +52,7 @@ class RunningServer:
         self.servicer.begin_shutdown(grace)
         await self.server.stop(grace)
         await self.servicer.feed.stop()
+        self.servicer.close()
         _LOGGER.info("stopped")
 
 
@@ -171,7 +174,6 @@ def run_workers(options: ServerOptions, workers: int) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    defaults = Limits()
     parser = argparse.ArgumentParser(
         prog="marketdata-server",
         description="Serve synthetic market prices (marketdata.v1.MarketDataService) over gRPC.",
@@ -211,57 +213,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="TOML file of the live market's instruments, correlation and clock "
         "(default: a built-in market of four symbols)",
     )
-    feed = FeedLimits()
-    parser.add_argument(
-        "--max-subscribers",
-        type=int,
-        default=feed.max_subscribers,
-        help="live subscriptions held at once (default %(default)s)",
-    )
-    parser.add_argument(
-        "--max-symbols",
-        type=int,
-        default=feed.max_symbols,
-        help="symbols in one subscription (default %(default)s)",
-    )
-    parser.add_argument(
-        "--subscriber-buffer",
-        type=int,
-        default=feed.buffer_ticks,
-        help="updates queued for one subscriber before --slow-subscriber applies (default %(default)s)",
-    )
-    parser.add_argument(
-        "--slow-subscriber",
-        choices=SLOW_POLICIES,
-        default=feed.slow_policy,
-        help="when a subscriber's buffer is full: conflate (skip to the latest prices; sequence numbers "
-        "show the gap) or disconnect (end it with RESOURCE_EXHAUSTED) (default %(default)s)",
-    )
-    parser.add_argument(
-        "--heartbeat",
-        type=float,
-        default=feed.heartbeat_seconds,
-        help="seconds of silence before a subscription gets a heartbeat (default %(default)s)",
-    )
-    parser.add_argument(
-        "--max-periods",
-        type=int,
-        default=defaults.max_periods,
-        help="largest periods a request may ask for (default %(default)s)",
-    )
-    parser.add_argument(
-        "--max-chunk-size",
-        type=int,
-        default=defaults.max_chunk_size,
-        help=f"largest chunk_size, at most {MAX_PRICES_PER_MESSAGE} (default %(default)s)",
-    )
-    parser.add_argument(
-        "--default-chunk-size",
-        type=int,
-        default=defaults.default_chunk_size,
-        help="prices per stream message when chunk_size is unset (default %(default)s)",
-    )
+    for title, limits in (("limits on paths and streams", Limits), ("limits on subscriptions", FeedLimits)):
+        group = parser.add_argument_group(title)
+        for flag, spec in flags(limits):
+            kind = type(spec.default)
+            group.add_argument(
+                flag,
+                dest=spec.name,
+                type=kind,
+                default=spec.default,
+                metavar=None if "choices" in spec.metadata["argparse"] else kind.__name__.upper(),
+                help=f"{spec.metadata['help']} (default %(default)s)",
+                **spec.metadata["argparse"],
+            )
     return parser
+
+
+def _limits(limits: type[T], args: argparse.Namespace) -> T:
+    """A limits object from the flags its fields declare."""
+    return limits(**{spec.name: getattr(args, spec.name) for _, spec in flags(limits)})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -277,20 +247,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = ServerOptions(
             host=args.host,
             port=args.port,
-            limits=Limits(
-                max_periods=args.max_periods,
-                max_chunk_size=args.max_chunk_size,
-                default_chunk_size=args.default_chunk_size,
-            ),
+            limits=_limits(Limits, args),
             grace=args.grace,
             wire=args.wire,
             market=load_market(args.market) if args.market else DEFAULT_MARKET,
             feed_limits=FeedLimits(
-                max_subscribers=args.max_subscribers,
-                max_symbols=args.max_symbols,
-                buffer_ticks=args.subscriber_buffer,
-                heartbeat_seconds=args.heartbeat,
-                slow_policy=args.slow_subscriber,
+                **{field.name: getattr(args, field.name) for _, field in flags(FeedLimits)}
             ),
         )
     except (ValueError, OSError) as err:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 from marketdata.v1 import market_data_pb2
 
-from .limits import FeedLimits
+from .limits import FeedLimits, LimitExceeded
 from .sim.checks import quoted
 from .sim.market import Market, MarketTick
 from .sim.universe import MarketConfig
@@ -258,10 +258,6 @@ class _Clock(threading.Thread):
                 self._loop.call_soon_threadsafe(feed.publish, tick, exchange_time)
             except RuntimeError:  # the loop has closed: the server is gone
                 return
-
-
-class LimitExceeded(Exception):
-    """Too many subscribers, or too many symbols in one subscription."""
 
 
 class Subscriber:

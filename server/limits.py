@@ -3,7 +3,7 @@ message-size arithmetic that keeps every reply inside gRPC's 4 MiB."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import Field, dataclass, field, fields
 
 from .sim.paths import PathPlan
 
@@ -21,6 +21,9 @@ MAX_BARS_PER_MESSAGE = (GRPC_DEFAULT_MAX_MESSAGE_BYTES - MESSAGE_OVERHEAD_BYTES)
 MAX_UNARY_BAR_STEPS = 2**23
 
 TICKS_PER_SECOND_MAX = 1e9
+# A paced stream sends at least one value this often (one every 1000 s): a slower one would
+# hold its slot all but forever.
+TICKS_PER_SECOND_MIN = 1e-3
 # A paced stream with no chunk_size sends about this much wall time of ticks per message.
 PACED_CHUNK_SECONDS = 0.01
 
@@ -29,15 +32,61 @@ HEARTBEAT_MIN = 0.05
 HEARTBEAT_MAX = 3600.0
 
 
+class LimitExceeded(Exception):
+    """A caller asked for more than a limit allows; the message names the limit and its flag.
+    Callers get RESOURCE_EXHAUSTED."""
+
+
+def limit(default: object, flag: str, help: str, **argparse: object) -> object:
+    """A limit's field: its default, the server flag that sets it and the flag's help
+    (app builds the command line from these, and the README's Limits table lists them)."""
+    return field(default=default, metadata={"flag": flag, "help": help, "argparse": argparse})
+
+
+def flags(limits: type) -> list[tuple[str, Field]]:
+    """Each (flag, field) of a limits class, in declaration order."""
+    return [(f.metadata["flag"], f) for f in fields(limits)]
+
+
 @dataclass(frozen=True)
 class Limits:
-    """Caps on paths, set by command-line flags."""
+    """What calls of price paths may hold: sizes, concurrency, memory and time."""
 
-    max_periods: int = 10**12
-    max_chunk_size: int = MAX_PRICES_PER_MESSAGE
+    max_periods: int = limit(10**12, "--max-periods", "largest periods a request may ask for")
+    max_chunk_size: int = limit(
+        MAX_PRICES_PER_MESSAGE, "--max-chunk-size", f"largest chunk_size, at most {MAX_PRICES_PER_MESSAGE}"
+    )
     # 1 MiB messages: the fastest in a sweep of 32Ki..512Ki prices on 2 cores
     # (make bench); smaller chunks pay gRPC's per-message cost more often.
-    default_chunk_size: int = 131_072
+    default_chunk_size: int = limit(
+        131_072, "--default-chunk-size", "prices per stream message when chunk_size is unset"
+    )
+    max_calls: int = limit(
+        256, "--max-calls", "calls in progress at once, subscriptions aside (unary calls and price streams)"
+    )
+    max_streams: int = limit(32, "--max-streams", "StreamPrices and StreamGbmPrices calls open at once")
+    max_streams_per_peer: int = limit(
+        8, "--max-streams-per-peer", "price streams open at once on one client connection"
+    )
+    generation_threads: int = limit(
+        2, "--generation-threads", "threads that generate large paths, shared by every call"
+    )
+    read_ahead_mib: int = limit(
+        64,
+        "--read-ahead-mib",
+        "MiB that all streams together may hold in chunks made before their reader asks; beyond "
+        "it a stream makes its next chunk only once the last is sent",
+    )
+    stall_seconds: float = limit(
+        30.0,
+        "--stall-seconds",
+        "a stream or subscription whose reader accepts nothing for this long is ended",
+    )
+    max_stream_seconds: float = limit(
+        86_400.0,
+        "--max-stream-seconds",
+        "longest a price stream may run; a paced one planned to run longer is refused at once",
+    )
 
     def __post_init__(self) -> None:
         if self.max_periods < 1:
@@ -52,6 +101,8 @@ class Limits:
                 f"default_chunk_size must be in [1, max_chunk_size={self.max_chunk_size}], "
                 f"got {self.default_chunk_size}"
             )
+        _at_least_one(self, "max_calls", "max_streams", "max_streams_per_peer", "generation_threads")
+        _positive(self, "read_ahead_mib", "stall_seconds", "max_stream_seconds")
 
     @property
     def max_unary_periods(self) -> int:
@@ -60,22 +111,45 @@ class Limits:
 
 @dataclass(frozen=True)
 class FeedLimits:
-    """Caps and policies of live subscriptions, set by server flags."""
+    """What live subscriptions may hold, and how slow readers are treated."""
 
-    max_subscribers: int = 10_000
-    max_symbols: int = 1_000  # per subscription
-    buffer_ticks: int = 16  # updates queued for one subscriber before the slow policy applies
-    heartbeat_seconds: float = 1.0
-    slow_policy: str = "conflate"
+    max_subscribers: int = limit(10_000, "--max-subscribers", "live subscriptions held at once")
+    max_subscribers_per_peer: int = limit(
+        100, "--max-subscribers-per-peer", "live subscriptions held at once on one client connection"
+    )
+    max_symbols: int = limit(1_000, "--max-symbols", "symbols in one subscription or GetLastPrices call")
+    buffer_ticks: int = limit(
+        16, "--subscriber-buffer", "updates queued for one subscriber before --slow-subscriber applies"
+    )
+    heartbeat_seconds: float = limit(
+        1.0, "--heartbeat", "seconds of silence before a subscription gets a heartbeat"
+    )
+    slow_policy: str = limit(
+        "conflate",
+        "--slow-subscriber",
+        "when a subscriber's buffer is full: conflate (skip to the latest prices; sequence numbers "
+        "show the gap) or disconnect (end it with RESOURCE_EXHAUSTED)",
+        choices=SLOW_POLICIES,
+    )
 
     def __post_init__(self) -> None:
         if self.slow_policy not in SLOW_POLICIES:
             raise ValueError(f"slow policy must be one of {SLOW_POLICIES}, got {self.slow_policy!r}")
-        for name in ("max_subscribers", "max_symbols", "buffer_ticks"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        _at_least_one(self, "max_subscribers", "max_subscribers_per_peer", "max_symbols", "buffer_ticks")
         if not HEARTBEAT_MIN <= self.heartbeat_seconds <= HEARTBEAT_MAX:
             raise ValueError(f"heartbeat must be in [{HEARTBEAT_MIN}, {HEARTBEAT_MAX}] s")
+
+
+def _at_least_one(limits: object, *names: str) -> None:
+    for name in names:
+        if getattr(limits, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(limits, name)}")
+
+
+def _positive(limits: object, *names: str) -> None:
+    for name in names:
+        if not getattr(limits, name) > 0:
+            raise ValueError(f"{name} must be > 0, got {getattr(limits, name)}")
 
 
 def bytes_per_period(plan: PathPlan) -> int:

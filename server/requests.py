@@ -27,6 +27,8 @@ from .limits import (
     MAX_UNARY_BAR_STEPS,
     PACED_CHUNK_SECONDS,
     TICKS_PER_SECOND_MAX,
+    TICKS_PER_SECOND_MIN,
+    LimitExceeded,
     Limits,
     array_budget,
     bytes_per_period,
@@ -83,7 +85,7 @@ def plan_get_gbm_prices(request: market_data_pb2.GbmRequest, limits: Limits) -> 
 
 def plan_stream_gbm_prices(request: market_data_pb2.GbmRequest, limits: Limits) -> CallPlan:
     """Check a StreamGbmPrices request."""
-    return _plan(request, limits, _gbm_of)
+    return _within_stream_time(_plan(request, limits, _gbm_of), limits)
 
 
 def plan_get_prices(request: market_data_pb2.PathRequest, limits: Limits) -> CallPlan:
@@ -109,7 +111,20 @@ def plan_get_prices(request: market_data_pb2.PathRequest, limits: Limits) -> Cal
 
 def plan_stream_prices(request: market_data_pb2.PathRequest, limits: Limits) -> CallPlan:
     """Check a StreamPrices request (any model)."""
-    return _plan(request, limits, _model_of, _additions_of)
+    return _within_stream_time(_plan(request, limits, _model_of, _additions_of), limits)
+
+
+def _within_stream_time(call: CallPlan, limits: Limits) -> CallPlan:
+    """LimitExceeded for a paced stream planned to run longer than --max-stream-seconds."""
+    if call.ticks_per_second is not None:
+        planned = (call.periods - 1) / call.ticks_per_second
+        if planned > limits.max_stream_seconds:
+            raise LimitExceeded(
+                f"a stream paced at {call.ticks_per_second:g} values a second would run {planned:,.0f} s, "
+                f"longer than the server allows (--max-stream-seconds {limits.max_stream_seconds:g}); "
+                "ask for fewer periods or a faster pace"
+            )
+    return call
 
 
 def _check_unary_periods(periods: int, most: int, rpc: str, stream_rpc: str) -> None:
@@ -319,6 +334,21 @@ def _additions_of(request: market_data_pb2.PathRequest, model: Model) -> dict[st
 # ---------------------------------------------------------------- the whole request
 
 
+def _pace(ticks_per_second: float) -> float | None:
+    """A checked pace: None for 0 (as fast as possible)."""
+    check_range("ticks_per_second", ticks_per_second, 0.0, TICKS_PER_SECOND_MAX)
+    if ticks_per_second == 0.0:
+        return None
+    if ticks_per_second < TICKS_PER_SECOND_MIN:
+        raise ParameterError(
+            "ticks_per_second",
+            f"ticks_per_second must be in [0, {TICKS_PER_SECOND_MAX:g}]: 0 (as fast as possible) or at "
+            f"least {TICKS_PER_SECOND_MIN:g} (a value every {1 / TICKS_PER_SECOND_MIN:g} s), "
+            f"got {quoted(ticks_per_second)}",
+        )
+    return ticks_per_second
+
+
 def _plan(
     request,
     limits: Limits,
@@ -343,14 +373,7 @@ def _plan(
 
     ticks_per_second: float | None = None
     if request.HasField("ticks_per_second"):
-        check_range(
-            "ticks_per_second",
-            request.ticks_per_second,
-            0.0,
-            TICKS_PER_SECOND_MAX,
-            unit="(0 means as fast as possible)",
-        )
-        ticks_per_second = request.ticks_per_second or None
+        ticks_per_second = _pace(request.ticks_per_second)
 
     if request.HasField("chunk_size"):
         if not 1 <= request.chunk_size <= most_chunk:

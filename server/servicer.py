@@ -17,8 +17,9 @@ from google.protobuf.message import Message
 from marketdata.v1 import market_data_pb2, market_data_pb2_grpc
 
 from . import status
-from .feed import LimitExceeded, MarketFeed
-from .limits import Limits
+from .admission import STREAM, SUBSCRIPTION, UNARY, Admission
+from .feed import MarketFeed
+from .limits import LimitExceeded, Limits
 from .metrics import StreamTracker
 from .requests import (
     CallPlan,
@@ -55,12 +56,17 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
         self.tracker = tracker or StreamTracker()
         self.feed = feed or MarketFeed(DEFAULT_MARKET)
         self._drain = Drain()
-        self._paths = PathStreamer(self.tracker, self._drain, wire, self.limits.default_chunk_size)
+        self._paths = PathStreamer(self.tracker, self._drain, wire, self.limits)
+        self.admission = Admission(self.limits, lambda: self.feed.limits)
 
     def begin_shutdown(self, grace: float) -> None:
         """Let open streams run for most of ``grace`` seconds; end subscriptions now."""
         self._drain.begin(grace)
         self.feed.close_subscriptions()  # they never end by themselves
+
+    def close(self) -> None:
+        """Release the generation pool (after the server has stopped)."""
+        self._paths.generation.close()
 
     async def _checked(
         self, rpc: str, planner: Callable[[Message, Limits], CallPlan], request: Message, context
@@ -70,6 +76,9 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
         except ParameterError as err:
             _LOGGER.info("rejected %s: %s", rpc, err)
             await status.abort_invalid(context, err)
+        except LimitExceeded as err:
+            _LOGGER.info("refused %s: %s", rpc, err)
+            await status.abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
 
     async def _whole(self, call: CallPlan, message: type, context) -> bytes:
         if _LOGGER.isEnabledFor(logging.DEBUG):
@@ -147,7 +156,7 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
         except LimitExceeded as err:
             await status.abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
         subscriber.send(feed.encoding.event(subscriber.positions, EVENT_SNAPSHOT))
-        await pump(feed, subscriber, context, lambda: heartbeat, self._drain)
+        await pump(feed, subscriber, context, lambda: heartbeat, self._drain, self.limits.stall_seconds)
 
     async def ManageSubscription(
         self, requests: AsyncIterator[pb.SubscriptionRequest], context: grpc.aio.ServicerContext
@@ -160,7 +169,9 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
             await status.abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
         reader = asyncio.create_task(apply_requests(feed, subscriber, requests, heartbeat))
         try:
-            await pump(feed, subscriber, context, lambda: heartbeat[0], self._drain)
+            await pump(
+                feed, subscriber, context, lambda: heartbeat[0], self._drain, self.limits.stall_seconds
+            )
         finally:
             reader.cancel()
 
@@ -178,17 +189,33 @@ _HANDLER_KINDS = {  # (client streams, server streams) -> gRPC's handler factory
 }
 
 
-def _refusing_undecodable(name: str, handler: Callable) -> Callable:
-    """``handler``, except that a request which did not decode ends the call with
-    INVALID_ARGUMENT and one WARNING line (ManageSubscription's reader does the same)."""
+def _guarded(name: str, kind: str, handler: Callable, admission: Admission) -> Callable:
+    """``handler``, behind the checks every call passes first: a request that did not decode
+    ends the call with INVALID_ARGUMENT and one WARNING line (ManageSubscription's reader
+    does the same); a call past a limit ends with RESOURCE_EXHAUSTED naming it."""
 
     async def guarded(request, context: grpc.aio.ServicerContext):
         if isinstance(request, Undecodable):
             _LOGGER.warning("%s from %s: %s", name, context.peer(), status.not_a_valid(request.message))
             await status.abort(context, grpc.StatusCode.INVALID_ARGUMENT, status.not_a_valid(request.message))
+        try:
+            ticket = admission.admit(kind, context.peer())
+        except LimitExceeded as err:
+            _LOGGER.info("refused %s from %s: %s", name, context.peer(), err)
+            await status.abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
+        # Held until gRPC has finished the call, not just the handler: a call ended while its
+        # reader stalls still holds its last message until the reader reads or leaves.
+        context.add_done_callback(lambda _: ticket.release())
         return await handler(request, context)
 
     return guarded
+
+
+def _kind(method) -> str:
+    """What a method holds while it runs: live events, a price stream, or one reply."""
+    if method.output_type.name == "MarketEvent":
+        return SUBSCRIPTION
+    return STREAM if method.server_streaming else UNARY
 
 
 def add_to_server(servicer: MarketDataServicer, server: grpc.aio.Server) -> None:
@@ -196,9 +223,7 @@ def add_to_server(servicer: MarketDataServicer, server: grpc.aio.Server) -> None
     service = market_data_pb2.DESCRIPTOR.services_by_name["MarketDataService"]
     handlers = {}
     for method in service.methods:
-        handler = getattr(servicer, method.name)
-        if not method.client_streaming:
-            handler = _refusing_undecodable(method.name, handler)
+        handler = _guarded(method.name, _kind(method), getattr(servicer, method.name), servicer.admission)
         handlers[method.name] = _HANDLER_KINDS[method.client_streaming, method.server_streaming](
             handler,
             request_deserializer=request_decoder(getattr(market_data_pb2, method.input_type.name)),

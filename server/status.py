@@ -50,6 +50,26 @@ def stream_draining(offset: int) -> str:
     )
 
 
+def stream_too_long(limits, offset: int) -> str:
+    """Why a stream was ended for running past --max-stream-seconds."""
+    return (
+        f"the stream ran longer than the server allows (--max-stream-seconds "
+        f"{limits.max_stream_seconds:g}) and stopped before offset {offset}"
+    )
+
+
+def end_stalled(context: grpc.aio.ServicerContext, stall: float) -> None:
+    """Mark a call whose reader accepted nothing for ``stall`` seconds as ended with
+    RESOURCE_EXHAUSTED. Not abort: that would wait, like any send, for the reader to make
+    room; the handler returns at once and gRPC sends the status once the reader reads (or
+    drops the call with its connection). Its admission ticket is held until then."""
+    context.set_code(grpc.StatusCode.RESOURCE_EXHAUSTED)
+    context.set_details(
+        f"the reader accepted nothing for {stall:g} s (server flag --stall-seconds) and the call "
+        "was ended; read the stream as it comes"
+    )
+
+
 def slow_subscriber(buffer_ticks: int) -> str:
     """Why a subscriber under --slow-subscriber disconnect was ended."""
     return (

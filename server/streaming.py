@@ -1,16 +1,20 @@
-"""How price replies leave the server: generation off the event loop, read-ahead,
-pacing, and the drain that cuts streams short at shutdown.
+"""How price replies leave the server: generation off the event loop on a shared
+pool, read-ahead within a server-wide budget, pacing, stalled readers, and the
+drain that cuts streams short at shutdown.
 
-A whole path is generated on a worker thread when large (numpy releases the
-GIL). A stream generates up to AHEAD_CHUNKS chunks ahead on a thread of its
-own while gRPC sends, so both cores work; a paced one sends each chunk when
-its last tick is due. Cancelling the call stops the generation at once.
+Large blocks are generated on a pool of ``--generation-threads`` threads
+shared by every call (numpy releases the GIL), so heavy requests queue there
+while small calls and the live market go on. While a stream's chunk is being
+sent, its next one is made ahead if the ``--read-ahead-mib`` budget has room,
+so generation and sending overlap; otherwise it is made when the last one has
+gone. An unread stream therefore holds at most the chunk it is sending (and
+one made ahead, counted in the budget), and is ended after ``--stall-seconds``
+without progress.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
 import logging
 from collections.abc import Callable
@@ -19,6 +23,7 @@ from typing import TypeVar
 import grpc
 
 from . import status
+from .limits import Limits
 from .metrics import StreamTracker
 from .requests import CallPlan
 from .sim.checks import ParameterError
@@ -32,15 +37,13 @@ try:  # gRPC exposes no public type for "the call is gone" on a server write.
 except ImportError:  # pragma: no cover - another gRPC build: let it surface
     _WRITE_AFTER_PEER_LEFT = ()
 
-# Blocks at least this large are generated on a worker thread (numpy releases
-# the GIL), so the event loop keeps serving other calls meanwhile.
+# Blocks at least this large are generated on the pool, so the event loop keeps
+# serving other calls meanwhile; smaller ones cost less than the thread hop.
 OFFLOAD_MIN_PRICES = 8_192
-# How many large chunks a stream may have generated before the sender takes them.
-# One to three ran alike on a 2-core machine, six no better; deeper only costs memory.
-AHEAD_CHUNKS = 2
 # Share of the shutdown grace period after which open streams are ended with
 # UNAVAILABLE, before gRPC cancels whatever is still running.
 DRAIN_SHARE = 0.9
+MIB = 1 << 20
 T = TypeVar("T")
 
 
@@ -68,28 +71,71 @@ class Drain:
                 pass
 
 
-async def send(context: grpc.aio.ServicerContext, message: bytes) -> bool:
-    """Write one message of a stream; False if the client has already gone.
+class Stalled(Exception):
+    """The reader accepted nothing for --stall-seconds."""
+
+
+async def send(context: grpc.aio.ServicerContext, message: bytes, stall: float) -> bool:
+    """Write one message of a stream; False if the client has already gone, Stalled if
+    it is still there but took nothing for ``stall`` seconds.
 
     gRPC fails a write that races the client's cancel before it reports the
     cancel; that is the client leaving, not a server fault to log.
     """
     try:
-        await context.write(message)
+        async with asyncio.timeout(stall):
+            await context.write(message)
     except _WRITE_AFTER_PEER_LEFT:
         return False
+    except TimeoutError:
+        raise Stalled from None
     return True
+
+
+class Generation:
+    """The pool every call generates large blocks on, and the memory that chunks made
+    ahead of their readers may take, all streams together."""
+
+    def __init__(self, threads: int, read_ahead_bytes: int) -> None:
+        self._executor = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="generate")
+        self._room = read_ahead_bytes
+        self.held = 0  # bytes of chunks made ahead and not yet sent
+
+    def run(self, produce: Callable[[], T], offload: bool) -> asyncio.Future[T]:
+        """``produce()`` on the pool, or right here when small: its result as a future either way
+        (an error included, delivered where it is awaited)."""
+        if offload:
+            return asyncio.wrap_future(self._executor.submit(produce))
+        future = asyncio.get_running_loop().create_future()
+        try:
+            future.set_result(produce())
+        except Exception as err:
+            future.set_exception(err)
+        return future
+
+    def reserve(self, size: int) -> bool:
+        """Take ``size`` bytes of read-ahead room if there is that much."""
+        if self.held + size > self._room:
+            return False
+        self.held += size
+        return True
+
+    def free(self, size: int) -> None:
+        self.held -= size
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 class PathStreamer:
     """Delivers planned paths: whole (one reply) or streamed (chunks, paced or not)."""
 
-    def __init__(self, tracker: StreamTracker, drain: Drain, wire: str, block_size: int) -> None:
+    def __init__(self, tracker: StreamTracker, drain: Drain, wire: str, limits: Limits) -> None:
         if wire not in ENCODERS:
             raise ValueError(f"wire must be one of {tuple(ENCODERS)}, got {wire!r}")
-        self._tracker, self._drain = tracker, drain
+        self._tracker, self._drain, self._limits = tracker, drain, limits
         self._encoder = ENCODERS[wire]
-        self._block_size = block_size  # values per block when a whole reply is built in pieces
+        self.generation = Generation(limits.generation_threads, limits.read_ahead_mib * MIB)
 
     def _encode(self, call: CallPlan, message: type) -> Callable[[Block], bytes]:
         return self._encoder(message, call.seed, call.symbol, call.path.symbols).encode
@@ -98,21 +144,24 @@ class PathStreamer:
         """The whole path as one serialized ``message``."""
         self._tracker.unary()
         encode = self._encode(call, message)
+        block_size = self._limits.default_chunk_size  # bars are built this many values at a time
 
         def produce() -> bytes:
-            return encode(PathBuilder(call.path).whole(self._block_size))
+            return encode(PathBuilder(call.path).whole(block_size))
 
         try:
-            return await _run(produce, offload=call.periods >= OFFLOAD_MIN_PRICES)
+            return await self.generation.run(produce, offload=call.periods >= OFFLOAD_MIN_PRICES)
         except ParameterError as err:  # found only while generating (a calendar that runs dry)
             await status.abort_invalid(context, err)
 
     async def stream(self, call: CallPlan, message: type, context: grpc.aio.ServicerContext) -> None:
-        """The path as a stream of ``message`` chunks, read ahead, paced if asked."""
+        """The path as a stream of ``message`` chunks, paced if asked (see the module docstring)."""
         _LOGGER.debug("stream periods=%d seed=%d chunk_size=%d", call.periods, call.seed, call.chunk_size)
         loop = asyncio.get_running_loop()
         builder = PathBuilder(call.path)
         encode = self._encode(call, message)
+        offload = call.chunk_size >= OFFLOAD_MIN_PRICES
+        limits, generation = self._limits, self.generation
 
         def produce() -> tuple[int, int, bytes]:
             block = builder.next(call.chunk_size)
@@ -120,15 +169,19 @@ class PathStreamer:
 
         started = loop.time()
         self._tracker.opened()
-        offload = call.chunk_size >= OFFLOAD_MIN_PRICES
-        ahead = ReadAhead(produce, -(-call.periods // call.chunk_size), offload)
+        upcoming: asyncio.Future | None = generation.run(produce, offload)
+        reserved = ahead = 0  # read-ahead bytes held by the chunk in hand, by the one made ahead
         try:
-            while (upcoming := ahead.next()) is not None:
+            while upcoming is not None:
                 try:
                     offset, count, data = await upcoming
                 except ParameterError as err:  # found only while generating (a calendar that runs dry)
                     await status.abort_invalid(context, err)
+                reserved, ahead, upcoming = ahead, 0, None
                 self._tracker.generated(count)
+                more = offset + count < call.periods
+                if more and offload and generation.reserve(len(data)):
+                    ahead, upcoming = len(data), generation.run(produce, offload)
                 if call.ticks_per_second is not None:
                     # The chunk is due when its last tick is; the first tick is at start.
                     await self._drain.sleep_until(
@@ -136,59 +189,24 @@ class PathStreamer:
                     )
                 if self._drain.started:
                     await status.abort(context, grpc.StatusCode.UNAVAILABLE, status.stream_draining(offset))
-                if not await send(context, data):
+                if loop.time() - started > limits.max_stream_seconds:
+                    await status.abort(
+                        context, grpc.StatusCode.RESOURCE_EXHAUSTED, status.stream_too_long(limits, offset)
+                    )
+                try:
+                    sent = await send(context, data, limits.stall_seconds)
+                except Stalled:
+                    status.end_stalled(context, limits.stall_seconds)
+                    return
+                if not sent:
                     _LOGGER.debug("stream ended by the client before offset %d", offset)
                     return
+                generation.free(reserved)
+                reserved = 0
+                if more and upcoming is None:
+                    upcoming = generation.run(produce, offload)
         finally:
-            ahead.close()
+            if upcoming is not None:
+                upcoming.cancel()
+            generation.free(reserved + ahead)
             self._tracker.closed()
-
-
-async def _run(produce: Callable[[], T], offload: bool) -> T:
-    """Run ``produce`` on a worker thread (numpy releases the GIL) or, when small, right here."""
-    if offload:
-        return await asyncio.get_running_loop().run_in_executor(None, produce)
-    return produce()
-
-
-class ReadAhead:
-    """Produces a stream's chunks in order, up to AHEAD_CHUNKS before the sender needs them.
-
-    Large chunks are made on a thread of the stream's own (numpy releases the
-    GIL), so generation runs on one core while gRPC sends on the other; small
-    ones are made inline, one at a time, as the thread hop would cost more.
-    """
-
-    def __init__(self, produce: Callable[[], T], total: int, offload: bool) -> None:
-        self._produce = produce
-        self._left = total
-        self._pending: collections.deque[asyncio.Future[T]] = collections.deque()
-        self._executor = (
-            concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream")
-            if offload
-            else None
-        )
-        self._depth = AHEAD_CHUNKS if offload else 1
-
-    def _submit(self) -> asyncio.Future[T]:
-        if self._executor is not None:
-            return asyncio.wrap_future(self._executor.submit(self._produce))
-        future = asyncio.get_running_loop().create_future()
-        try:
-            future.set_result(self._produce())
-        except Exception as err:  # delivered where the chunk is awaited, as from the thread
-            future.set_exception(err)
-        return future
-
-    def next(self) -> asyncio.Future[T] | None:
-        """The next chunk's future (None after the last), keeping the pipeline full."""
-        while self._left and len(self._pending) < self._depth + 1:
-            self._pending.append(self._submit())
-            self._left -= 1
-        return self._pending.popleft() if self._pending else None
-
-    def close(self) -> None:
-        for future in self._pending:
-            future.cancel()
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)

@@ -11,10 +11,10 @@ import grpc
 from marketdata.v1 import market_data_pb2
 
 from . import status
-from .feed import LimitExceeded, MarketFeed, Subscriber
-from .limits import HEARTBEAT_MAX, HEARTBEAT_MIN
+from .feed import MarketFeed, Subscriber
+from .limits import HEARTBEAT_MAX, HEARTBEAT_MIN, LimitExceeded
 from .sim.checks import ParameterError, check_range
-from .streaming import Drain, send
+from .streaming import Drain, Stalled, send
 from .wire import EVENT_SNAPSHOT, Undecodable
 
 _LOGGER = logging.getLogger(__name__)
@@ -62,6 +62,7 @@ async def pump(
     context: grpc.aio.ServicerContext,
     heartbeat: Callable[[], float],
     drain: Drain,
+    stall: float,
 ) -> None:
     """Send a subscriber's messages until it ends; always unregisters it."""
     if drain.started:
@@ -81,7 +82,12 @@ async def pump(
                     grpc.StatusCode.RESOURCE_EXHAUSTED,
                     status.slow_subscriber(feed.limits.buffer_ticks),
                 )
-            if not await send(context, event if event is not None else feed.encoding.heartbeat):
+            try:
+                sent = await send(context, event if event is not None else feed.encoding.heartbeat, stall)
+            except Stalled:
+                status.end_stalled(context, stall)
+                return
+            if not sent:
                 _LOGGER.debug("subscriber left")
                 return
     finally:

@@ -21,7 +21,7 @@ import pytest
 from client import MarketDataClient
 from marketdata.v1 import market_data_pb2_grpc
 from server.app import RunningServer, ServerOptions, start_server
-from server.limits import Limits
+from server.limits import FeedLimits, Limits
 from server.sim.universe import DEFAULT_MARKET, MarketConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +36,7 @@ class ServerThread:
         wire: str = "fast",
         market: MarketConfig | None = None,
         market_clock: bool = False,
+        feed_limits: FeedLimits | None = None,
     ) -> None:
         """The market clock is off unless asked for: tests advance it with ``advance_market``."""
         self.loop = asyncio.new_event_loop()
@@ -50,6 +51,7 @@ class ServerThread:
                     wire=wire,
                     market=market or DEFAULT_MARKET,
                     market_clock=market_clock,
+                    feed_limits=feed_limits or FeedLimits(),
                 )
             )
         )

@@ -15,7 +15,9 @@ import pytest
 
 from marketdata.v1 import market_data_pb2 as pb
 from marketdata.v1.market_data_pb2_grpc import MarketDataServiceStub
-from tests.conftest import REPO_ROOT
+from server.limits import FeedLimits, Limits
+from server.sim.universe import Instrument, MarketConfig
+from tests.conftest import REPO_ROOT, ServerThread
 
 SERVICE = pb.DESCRIPTOR.services_by_name["MarketDataService"]
 # Bytes no protobuf parser accepts: a varint cut short, a wire type that does not exist, a
@@ -287,3 +289,172 @@ def _listening_port(proc: subprocess.Popen) -> int:
             threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep the pipe drained
             return int(found.group(1))
     raise AssertionError("the server did not start")
+
+
+# --- limits on what callers hold ------------------------------------------------------------------
+
+
+def _connection(target: str) -> grpc.Channel:
+    """A channel with a connection of its own (gRPC shares one between channels by default)."""
+    return grpc.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+
+
+def _open_stream(channel: grpc.Channel, periods: int = 10**9):
+    """A price stream that nobody reads (the server's first chunk goes out, then it waits)."""
+    request = pb.GbmRequest(periods=periods, start_price=70.0, sigma=0.3, delta=1.0, seed=1)
+    return MarketDataServiceStub(channel).StreamGbmPrices(request, timeout=60)
+
+
+def _refused(call) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as info:
+        next(iter(call)) if hasattr(call, "__next__") else call()
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    return info.value
+
+
+@pytest.fixture
+def limited():
+    srv = ServerThread(Limits(max_streams=4, max_streams_per_peer=3, max_calls=6, stall_seconds=60))
+    yield srv
+    srv.stop()
+
+
+def test_one_connection_cannot_take_every_stream_slot(limited):
+    with _connection(limited.target) as hog, _connection(limited.target) as other:
+        held = [_open_stream(hog) for _ in range(3)]
+        for call in held:
+            next(call)  # open for sure: its first chunk came
+        refused = _refused(_open_stream(hog))
+        assert "--max-streams-per-peer" in refused.details()
+        fourth = _open_stream(other)  # another connection still gets one
+        next(fourth)
+        refused = _refused(_open_stream(other))  # but not past the server's total
+        assert "--max-streams" in refused.details() and "per-peer" not in refused.details()
+        for call in [*held, fourth]:
+            call.cancel()
+        assert limited.tracker.wait_idle(timeout=30)
+        again = _open_stream(hog)  # a cancelled stream gives its slot back
+        next(again)
+        again.cancel()
+
+
+def test_calls_past_the_server_limit_are_refused_naming_the_flag(limited):
+    with _connection(limited.target) as first, _connection(limited.target) as second:
+        held = [_open_stream(first) for _ in range(3)] + [_open_stream(second) for _ in range(1)]
+        for call in held:
+            next(call)
+        stub = MarketDataServiceStub(second)
+        request = pb.GbmRequest(periods=10, start_price=70.0, delta=1.0)
+        for _ in range(2):  # two unary calls still fit the six
+            assert len(stub.GetGbmPrices(request, timeout=10).prices) == 10
+        for call in held:
+            call.cancel()
+    srv = ServerThread(Limits(max_calls=1))
+    try:
+        with _connection(srv.target) as channel:
+            busy = _open_stream(channel)
+            next(busy)
+            refused = _refused(lambda: MarketDataServiceStub(channel).GetGbmPrices(request, timeout=10))
+            assert "--max-calls" in refused.details()
+            busy.cancel()
+    finally:
+        srv.stop()
+
+
+def test_one_connection_cannot_take_every_subscription_slot():
+    srv = ServerThread(feed_limits=FeedLimits(max_subscribers=300, max_subscribers_per_peer=5))
+    try:
+        with _connection(srv.target) as hog, _connection(srv.target) as other:
+            hog_stub, other_stub = MarketDataServiceStub(hog), MarketDataServiceStub(other)
+            held = [hog_stub.Subscribe(pb.SubscribeRequest(symbols=["ACME"]), timeout=60) for _ in range(5)]
+            for call in held:
+                assert next(call).WhichOneof("event") == "snapshot"
+            refused = _refused(hog_stub.Subscribe(pb.SubscribeRequest(), timeout=60))
+            assert "--max-subscribers-per-peer" in refused.details()
+            fresh = other_stub.Subscribe(pb.SubscribeRequest(), timeout=60)
+            assert next(fresh).WhichOneof("event") == "snapshot"  # the others are not locked out
+            for call in [*held, fresh]:
+                call.cancel()
+    finally:
+        srv.stop()
+
+
+def test_a_stream_whose_reader_takes_nothing_is_ended_after_the_stall_limit():
+    srv = ServerThread(Limits(stall_seconds=1.0))
+    try:
+        with _connection(srv.target) as channel:
+            stalled = _open_stream(channel)
+            assert srv.tracker.wait_for(lambda t: t.started == 1, timeout=30)
+            assert srv.tracker.wait_idle(timeout=60), "the server still holds the unread stream"
+            with pytest.raises(grpc.RpcError) as info:
+                for _ in stalled:  # what was already in flight, then the end
+                    pass
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "--stall-seconds" in info.value.details()
+    finally:
+        srv.stop()
+
+
+def test_a_subscription_whose_reader_takes_nothing_is_ended_after_the_stall_limit():
+    # Updates of 1,000 symbols (about 20 kB) a hundred times a second fill any flow-control
+    # window within seconds.
+    wide = tuple(Instrument(f"S{i:04d}", 100.0, 0.0, 0.2) for i in range(1000))
+    market = MarketConfig(instruments=wide, wall_seconds_per_tick=0.01)
+    srv = ServerThread(Limits(stall_seconds=1.0), market=market, market_clock=True)
+    try:
+        with _connection(srv.target) as channel:
+            silent = MarketDataServiceStub(channel).Subscribe(pb.SubscribeRequest(), timeout=120)
+            feed = srv.running.servicer.feed
+            assert feed.wait_subscribers(lambda n: n == 1, timeout=30)
+            assert feed.wait_subscribers(lambda n: n == 0, timeout=90), "the unread subscription stayed"
+            with pytest.raises(grpc.RpcError) as info:
+                for _ in silent:
+                    pass
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "--stall-seconds" in info.value.details()
+    finally:
+        srv.stop()
+
+
+def test_unread_streams_hold_no_more_read_ahead_than_the_budget():
+    srv = ServerThread(Limits(read_ahead_mib=1, stall_seconds=60))
+    generation = srv.running.servicer._paths.generation
+    try:
+        with _connection(srv.target) as channel:
+            calls = [_open_stream(channel) for _ in range(4)]
+            # Each stream makes its first chunk (1 MiB), sends it, and may make one more ahead.
+            assert srv.tracker.wait_for(lambda t: t.prices_generated >= 4 * 131_072, timeout=30)
+            assert generation.held <= 1 << 20
+            for call in calls:
+                call.cancel()
+            assert srv.tracker.wait_idle(timeout=30)
+        assert generation.held == 0
+    finally:
+        srv.stop()
+
+
+def test_streams_end_at_the_lifetime_limit_and_longer_paced_ones_are_refused():
+    srv = ServerThread(Limits(max_stream_seconds=0.5))
+    try:
+        with _connection(srv.target) as channel:
+            stub = MarketDataServiceStub(channel)
+            paced = pb.GbmRequest(periods=100, start_price=70.0, delta=1.0, ticks_per_second=10)
+            refused = _refused(stub.StreamGbmPrices(paced, timeout=30))
+            assert "--max-stream-seconds" in refused.details()
+            endless = pb.GbmRequest(periods=10**12, start_price=70.0, delta=1.0, seed=1)
+            with pytest.raises(grpc.RpcError) as info:
+                for _ in stub.StreamGbmPrices(endless, timeout=60):
+                    pass
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "--max-stream-seconds" in info.value.details()
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize("pace", [5e-324, 1e-4])
+def test_a_pace_slower_than_one_value_in_a_thousand_seconds_is_refused(stub, pace):
+    request = pb.GbmRequest(periods=10, start_price=70.0, delta=1.0, ticks_per_second=pace)
+    with pytest.raises(grpc.RpcError) as info:
+        list(stub.StreamGbmPrices(request, timeout=10))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "at least 0.001" in info.value.details()
