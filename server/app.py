@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -23,6 +24,7 @@ from marketdata.v1 import market_data_pb2
 from .feed import MarketFeed
 from .limits import MAX_PRICES_PER_MESSAGE, SLOW_POLICIES, FeedLimits, Limits
 from .servicer import WIRES, MarketDataServicer, add_to_server
+from .sim.checks import ParameterError
 from .sim.seeding import new_seed
 from .sim.universe import DEFAULT_MARKET, MarketConfig, load_market
 
@@ -32,6 +34,12 @@ SERVICE_NAME = market_data_pb2.DESCRIPTOR.services_by_name["MarketDataService"].
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 50051
 DEFAULT_GRACE_SECONDS = 5.0
+
+_BIND_ERRORS = {  # why an address cannot be bound, and what to do, for errnos a user can fix
+    errno.EADDRINUSE: "the port is in use by another process: choose another --port (0 picks a free one)",
+    errno.EADDRNOTAVAIL: "--host {host} is not an address of this machine: use one of its own, or 0.0.0.0",
+    errno.EACCES: "permission denied: ports below 1024 need privileges, choose a higher --port",
+}
 
 
 @dataclass
@@ -73,6 +81,10 @@ class ServerOptions:
 async def start_server(options: ServerOptions | None = None) -> RunningServer:
     """Start serving and report SERVING; the live market starts ticking too."""
     options = options or ServerOptions()
+    # Bind as gRPC will (it sets SO_REUSEADDR) to say in one line why the address cannot
+    # be served, before gRPC logs and raises a RuntimeError that does not say.
+    reuse = [socket.SO_REUSEADDR] + ([socket.SO_REUSEPORT] if options.reuse_port else [])
+    _bound_socket(options.host, options.port, reuse).close()
     # gRPC turns SO_REUSEPORT on by default on Linux, so a second server on a
     # busy port would silently share it; a single server must fail instead.
     server = grpc.aio.server(options=[("grpc.so_reuseport", 1 if options.reuse_port else 0)])
@@ -87,10 +99,13 @@ async def start_server(options: ServerOptions | None = None) -> RunningServer:
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
 
     host = options.host
-    address = f"[{host}]:{options.port}" if ":" in host else f"{host}:{options.port}"
-    bound = server.add_insecure_port(address)
+    address = _address(host, options.port)
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError:  # the address was free a moment ago
+        bound = 0
     if bound == 0:
-        raise OSError(f"cannot listen on {address}")
+        raise OSError(f"cannot listen on {address}: gRPC could not bind it (GRPC_VERBOSITY=debug says why)")
     await server.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -111,15 +126,44 @@ async def serve(options: ServerOptions) -> None:
     await running.shutdown(options.grace)
 
 
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _bound_socket(host: str, port: int, options: list[int]) -> socket.socket:
+    """A TCP socket bound (not listening) to ``host:port`` with the SOL_SOCKET ``options``
+    set, or OSError with one line saying why not and what to do."""
+    address = _address(host, port)
+    numeric = ":" in host or host.replace(".", "").isdigit()  # never sent to DNS
+    flags = socket.AI_PASSIVE | (socket.AI_NUMERICHOST if numeric else 0)
+    try:
+        candidates = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=flags)
+    except socket.gaierror as err:
+        what = "is not a valid IP address" if numeric else f"does not resolve ({err.strerror})"
+        raise OSError(f"cannot listen on {address}: --host {host} {what}") from None
+    errors: list[OSError] = []
+    for family, kind, proto, _, sockaddr in candidates:  # like gRPC: the first that binds
+        sock = socket.socket(family, kind, proto)
+        try:
+            for option in options:
+                sock.setsockopt(socket.SOL_SOCKET, option, 1)
+            sock.bind(sockaddr)
+            return sock
+        except OSError as err:
+            sock.close()
+            errors.append(err)
+    err = errors[0]
+    why = _BIND_ERRORS[err.errno].format(host=host) if err.errno in _BIND_ERRORS else err.strerror or str(err)
+    raise OSError(f"cannot listen on {address}: {why}")
+
+
 @contextlib.contextmanager
 def _reserved_port(host: str, port: int) -> Iterator[int]:
     """Bind (not listen) ``host:port`` with SO_REUSEPORT, so port 0 becomes one
-    concrete port that every worker then binds too."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    concrete port that every worker then binds too. Held until the last worker
+    is gone: without SO_REUSEADDR, no other user's socket can take the port."""
+    sock = _bound_socket(host, port, [socket.SO_REUSEPORT])
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host, port))
         yield sock.getsockname()[1]
     finally:
         sock.close()
@@ -264,6 +308,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _market(parser: argparse.ArgumentParser, path: str | None) -> MarketConfig:
+    """The --market file's market. A file that cannot be read or is wrong is a bad
+    argument (exit 2, as argparse's own file arguments); one line says what to fix."""
+    if path is None:
+        return DEFAULT_MARKET
+    try:
+        return load_market(path)
+    except OSError as err:
+        message = f"--market {path}: cannot read it ({err.strerror or err})"
+    except ParameterError as err:  # the message names the file, the field and what it accepts
+        message = f"--market {err}"
+    except ValueError as err:  # not text at all
+        message = f"--market {path}: not a TOML file ({err})"
+    parser.exit(2, f"{parser.prog}: error: {message}\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -284,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ),
             grace=args.grace,
             wire=args.wire,
-            market=load_market(args.market) if args.market else DEFAULT_MARKET,
+            market=_market(parser, args.market),
             feed_limits=FeedLimits(
                 max_subscribers=args.max_subscribers,
                 max_symbols=args.max_symbols,
