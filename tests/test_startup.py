@@ -9,7 +9,9 @@ import subprocess
 
 import pytest
 
+from client import MarketDataClient
 from tests.conftest import REPO_ROOT
+from tests.server_process import ServerProcess
 
 WORKERS = pytest.mark.parametrize("workers", ["1", "2"])
 
@@ -106,3 +108,12 @@ def test_a_market_file_that_cannot_be_used_is_one_line_and_exit_2(python, tmp_pa
     line = one_line(done)
     assert line.startswith(f"marketdata-server: error: --market {path}: ")
     assert why in line
+
+
+def test_log_level_takes_any_case(python):
+    with ServerProcess(python, "--port", "0", "--log-level", "debug") as server:
+        port = server.wait_for(r"listening on 127\.0\.0\.1:(\d+)")[0].group(1)
+        with MarketDataClient(f"127.0.0.1:{port}") as md:
+            md.get_gbm_prices(periods=5, start_price=70, mu=0.05, sigma=0.3)
+        assert server.stop() == 0
+        assert " DEBUG " in server.log
