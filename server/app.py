@@ -27,6 +27,7 @@ from .servicer import WIRES, MarketDataServicer, add_to_server
 from .sim.checks import ParameterError
 from .sim.seeding import new_seed
 from .sim.universe import DEFAULT_MARKET, MarketConfig, load_market
+from .workers import Supervisor
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -34,6 +35,10 @@ SERVICE_NAME = market_data_pb2.DESCRIPTOR.services_by_name["MarketDataService"].
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 50051
 DEFAULT_GRACE_SECONDS = 5.0
+STOP_MARGIN_SECONDS = 10.0  # a worker still running this long after its grace is killed
+# A test hook, read only by workers: the host they bind instead of --host, so a test can
+# make every worker fail to bind while the parent's reservation of the port succeeds.
+TEST_WORKER_HOST = "MARKETDATA_TEST_WORKER_HOST"
 
 _BIND_ERRORS = {  # why an address cannot be bound, and what to do, for errnos a user can fix
     errno.EADDRINUSE: "the port is in use by another process: choose another --port (0 picks a free one)",
@@ -117,11 +122,11 @@ async def start_server(options: ServerOptions | None = None) -> RunningServer:
 
 async def serve(options: ServerOptions) -> None:
     """Serve until SIGTERM or SIGINT, then shut down gracefully."""
-    running = await start_server(options)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in (signal.SIGTERM, signal.SIGINT):  # first: one that lands during start-up waits for it
         loop.add_signal_handler(signum, stop.set)
+    running = await start_server(options)
     await stop.wait()
     await running.shutdown(options.grace)
 
@@ -169,49 +174,37 @@ def _reserved_port(host: str, port: int) -> Iterator[int]:
         sock.close()
 
 
+def _serve_worker(options: ServerOptions, index: int) -> int:
+    """One worker's life: serve until SIGTERM (0), or one line and 1 if it cannot start."""
+    options = replace(options, host=os.environ.get(TEST_WORKER_HOST, options.host))
+    try:
+        asyncio.run(serve(options))
+    except OSError as err:
+        _LOGGER.error("worker %d: %s", index, err)
+        return 1
+    return 0
+
+
 def run_workers(options: ServerOptions, workers: int) -> int:
-    """Fork ``workers`` server processes sharing one port through SO_REUSEPORT.
+    """Fork ``workers`` server processes sharing one port through SO_REUSEPORT,
+    and keep them running (``server/workers.py``: restarts, backoff, giving up).
 
     The fork happens before any gRPC object exists, as gRPC requires; the
     kernel spreads incoming connections over the workers. SIGTERM or SIGINT
     to this process is passed on, and each worker shuts down gracefully.
     """
-    # Every worker runs the same market: one seed and one clock epoch, chosen here.
+    # Every worker, restarted ones too, runs the same market: one seed and one clock epoch, chosen here.
     seed = options.market.seed if options.market.seed is not None else new_seed()
     shared = replace(options, market_seed=seed, market_epoch=time.time(), reuse_port=True)
-    children: list[int] = []
-
-    def forward(signum: int, _frame: object) -> None:
-        for child in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, signum)
-
-    # Installed before forking, so no signal can slip past between two forks.
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
     with _reserved_port(options.host, options.port) as bound:
-        for index in range(workers):
-            pid = os.fork()
-            if pid == 0:  # worker: its own handlers, not the parent's forwarding
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                signal.signal(signal.SIGINT, signal.SIG_DFL)
-                code = 1
-                try:
-                    asyncio.run(serve(replace(shared, port=bound)))
-                    code = 0
-                except BaseException:
-                    _LOGGER.exception("worker %d failed", index)
-                finally:
-                    logging.shutdown()
-                    os._exit(code)
-            children.append(pid)
-        _LOGGER.info("started %d workers on %s:%d", workers, options.host, bound)
-        failed = 0
-        for child in children:
-            _, status = os.waitpid(child, 0)
-            failed += os.waitstatus_to_exitcode(status) != 0
-    _LOGGER.info("all workers stopped%s", f" ({failed} failed)" if failed else "")
-    return 1 if failed else 0
+        worker_options = replace(shared, port=bound)
+        supervisor = Supervisor(
+            workers,
+            lambda index: _serve_worker(worker_options, index),
+            where=f"on {options.host}:{bound}",
+            stop_timeout=options.grace + STOP_MARGIN_SECONDS,
+        )
+        return supervisor.run()
 
 
 def build_parser() -> argparse.ArgumentParser:
