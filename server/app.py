@@ -96,6 +96,10 @@ async def start_server(options: ServerOptions | None = None) -> RunningServer:
     feed = MarketFeed(
         options.market, seed=options.market_seed, limits=options.feed_limits, epoch=options.market_epoch
     )
+    if options.market_clock:  # computed up to now before listening: a restarted worker's is hours behind
+        skipped = feed.catch_up(time.time())
+        if skipped:
+            _LOGGER.info("computed %d ticks of the market since its epoch", skipped)
     servicer = MarketDataServicer(options.limits, wire=options.wire, feed=feed)
     add_to_server(servicer, server)
 

@@ -3,13 +3,16 @@ gives up when workers cannot run, and leaves no child behind."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
+import time
 from pathlib import Path
 
 from client import MarketDataClient
-from server.app import TEST_WORKER_HOST
+from server.app import TEST_WORKER_HOST, ServerOptions, start_server
+from server.sim.universe import DEFAULT_MARKET
 from tests.server_process import ServerProcess
 
 LISTENING = r"\[(\d+)\] server\.app: listening on 127\.0\.0\.1:(\d+)"
@@ -62,3 +65,17 @@ def test_workers_that_cannot_start_make_the_parent_give_up(python):
         assert delays == ["0.5", "1.0", "2.0", "4.0"][: len(delays)]
     assert len(re.findall(r"worker \d restarted as pid \d+", log)) >= 3
     assert "all workers stopped" not in log
+
+
+def test_a_worker_started_after_the_market_epoch_is_current_before_it_serves():
+    # A restarted worker joins a market that has been ticking since the parent started.
+    epoch = time.time() - 50 * DEFAULT_MARKET.wall_interval
+
+    async def start_late() -> int:
+        running = await start_server(ServerOptions(port=0, market_seed=1, market_epoch=epoch))
+        try:
+            return running.servicer.feed.last.sequence  # before the clock's task ever ran
+        finally:
+            await running.shutdown(0)
+
+    assert asyncio.run(start_late()) >= 50
