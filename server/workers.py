@@ -96,6 +96,10 @@ class Supervisor:
             _LOGGER.info("started %d workers %s", len(self.slots), self.where)
             while self.stop_deadline is None or self._running():
                 self._step()
+        except BaseException:  # a bug here: the workers must not outlive their parent unnoticed
+            for slot in self._running():
+                os.kill(slot.pid, signal.SIGTERM)
+            raise
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
         if self.gave_up:
@@ -117,8 +121,7 @@ class Supervisor:
             return
         if self.stop_deadline is None:
             for slot in self.slots:
-                if slot.restart_at is not None and slot.restart_at <= now:
-                    self._fork(slot, now)
+                if slot.restart_at is not None and slot.restart_at <= now and self._fork(slot, now):
                     _LOGGER.info("worker %d restarted as pid %d", slot.index, slot.pid)
         elif now >= self.stop_deadline and not self.killed:
             self._kill_the_rest()
@@ -134,8 +137,13 @@ class Supervisor:
             wake.append(self.stop_deadline)
         return max(0.0, min(wake) - now)
 
-    def _fork(self, slot: _Slot, now: float) -> None:
-        pid = os.fork()
+    def _fork(self, slot: _Slot, now: float) -> bool:
+        """Start ``slot``'s worker; False (counted as a death) if no process could be made."""
+        try:
+            pid = os.fork()
+        except OSError as err:  # out of memory or processes: like a worker that died at once
+            self._died(slot, f"worker {slot.index} could not be forked ({err.strerror})", now)
+            return False
         if pid == 0:  # the worker: default signal handling back, then its own server
             code = 1
             try:
@@ -149,6 +157,7 @@ class Supervisor:
                 logging.shutdown()
                 os._exit(code)
         slot.pid, slot.started, slot.restart_at = pid, now, None
+        return True
 
     def _reaped(self, slot: _Slot, code: int, now: float) -> None:
         pid, slot.pid = slot.pid, None
@@ -159,19 +168,21 @@ class Supervisor:
             level = logging.INFO if clean else logging.WARNING
             _LOGGER.log(level, "worker %d (pid %d) %s", slot.index, pid, describe_exit(code))
             return
+        self._died(slot, f"worker {slot.index} (pid {pid}) {describe_exit(code)}", now)
+
+    def _died(self, slot: _Slot, what: str, now: float) -> None:
+        """Count a death, then restart ``slot`` after its backoff, or give up."""
         self.deaths.append(now)
         while self.deaths and self.deaths[0] < now - self.policy.window:
             self.deaths.popleft()
         if len(self.deaths) >= self.policy.max_deaths:
-            _LOGGER.warning("worker %d (pid %d) %s", slot.index, pid, describe_exit(code))
+            _LOGGER.warning("%s", what)
             self._give_up()
             return
         if now - slot.started >= self.policy.healthy_after:
             slot.delay = self.policy.first_delay
         slot.restart_at = now + slot.delay
-        _LOGGER.warning(
-            "worker %d (pid %d) %s; restarting in %.1f s", slot.index, pid, describe_exit(code), slot.delay
-        )
+        _LOGGER.warning("%s; restarting in %.1f s", what, slot.delay)
         slot.delay = min(2 * slot.delay, self.policy.max_delay)
 
     def _give_up(self) -> None:
@@ -189,7 +200,7 @@ class Supervisor:
         if self.stop_deadline is None:
             self.stop_deadline = time.monotonic() + self.stop_timeout
             if not self.gave_up:
-                _LOGGER.info("%s: stopping %d workers", signum.name, len(self._running()))
+                _LOGGER.info("%s: stopping the workers (%d running)", signum.name, len(self._running()))
         for slot in self.slots:
             slot.restart_at = None
             if slot.pid is not None:

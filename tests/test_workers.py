@@ -4,6 +4,8 @@ gives up when workers cannot run, and leaves no child behind."""
 from __future__ import annotations
 
 import asyncio
+import errno
+import logging
 import os
 import re
 import signal
@@ -13,6 +15,7 @@ from pathlib import Path
 from client import MarketDataClient
 from server.app import TEST_WORKER_HOST, ServerOptions, start_server
 from server.sim.universe import DEFAULT_MARKET
+from server.workers import RestartPolicy, Supervisor
 from tests.server_process import ServerProcess
 
 LISTENING = r"\[(\d+)\] server\.app: listening on 127\.0\.0\.1:(\d+)"
@@ -79,3 +82,18 @@ def test_a_worker_started_after_the_market_epoch_is_current_before_it_serves():
             await running.shutdown(0)
 
     assert asyncio.run(start_late()) >= 50
+
+
+def test_a_worker_that_cannot_be_forked_counts_as_a_death(monkeypatch, caplog):
+    def no_fork() -> int:
+        raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    policy = RestartPolicy(first_delay=0.01, max_delay=0.04)
+    supervisor = Supervisor(2, lambda index: 0, where="nowhere", stop_timeout=1, policy=policy)
+    with caplog.at_level(logging.INFO, logger="server.workers"):
+        assert supervisor.run() == 1
+    messages = [record.getMessage() for record in caplog.records]
+    cannot = "could not be forked (Resource temporarily unavailable)"
+    assert sum(cannot in message for message in messages) == 5
+    assert messages[-1].startswith("giving up: 5 worker deaths within 30 s")
