@@ -12,7 +12,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 import grpc
@@ -127,12 +127,36 @@ async def start_server(options: ServerOptions | None = None) -> RunningServer:
 async def serve(options: ServerOptions) -> None:
     """Serve until SIGTERM or SIGINT, then shut down gracefully."""
     stop = asyncio.Event()
+    with _signals_call(stop.set):
+        running = await start_server(options)
+        await stop.wait()
+        await running.shutdown(options.grace)
+
+
+@contextlib.contextmanager
+def _signals_call(callback: Callable[[], object]) -> Iterator[None]:
+    """Inside the block, SIGTERM and SIGINT call ``callback`` on the running loop.
+
+    Set before start-up, so that a signal landing during it waits for it. Taken
+    off before the loop closes its wakeup fd (a signal then would print a
+    traceback), back to what the process had (SIG_DFL in a worker), with both
+    signals held back in this thread meanwhile so none meets asyncio's defaults.
+    """
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):  # first: one that lands during start-up waits for it
-        loop.add_signal_handler(signum, stop.set)
-    running = await start_server(options)
-    await stop.wait()
-    await running.shutdown(options.grace)
+    signals = (signal.SIGTERM, signal.SIGINT)
+    previous = {signum: signal.getsignal(signum) for signum in signals}
+    for signum in signals:
+        loop.add_signal_handler(signum, callback)
+    try:
+        yield
+    finally:
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+        try:
+            for signum in signals:
+                loop.remove_signal_handler(signum)
+                signal.signal(signum, previous[signum])
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def _address(host: str, port: int) -> str:
