@@ -6,12 +6,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import signal
 import socket
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
@@ -24,8 +25,10 @@ from marketdata.v1 import market_data_pb2
 from .feed import MarketFeed
 from .limits import FeedLimits, Limits, flags
 from .servicer import WIRES, MarketDataServicer, add_to_server
+from .sim.checks import ParameterError
 from .sim.seeding import new_seed
 from .sim.universe import DEFAULT_MARKET, MarketConfig, load_market
+from .workers import Supervisor
 
 _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -34,6 +37,16 @@ SERVICE_NAME = market_data_pb2.DESCRIPTOR.services_by_name["MarketDataService"].
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 50051
 DEFAULT_GRACE_SECONDS = 5.0
+STOP_MARGIN_SECONDS = 10.0  # a worker still running this long after its grace is killed
+# A test hook, read only by workers: the host they bind instead of --host, so a test can
+# make every worker fail to bind while the parent's reservation of the port succeeds.
+TEST_WORKER_HOST = "MARKETDATA_TEST_WORKER_HOST"
+
+_BIND_ERRORS = {  # why an address cannot be bound, and what to do, for errnos a user can fix
+    errno.EADDRINUSE: "the port is in use by another process: choose another --port (0 picks a free one)",
+    errno.EADDRNOTAVAIL: "--host {host} is not an address of this machine: use one of its own, or 0.0.0.0",
+    errno.EACCES: "permission denied: ports below 1024 need privileges, choose a higher --port",
+}
 
 
 @dataclass
@@ -76,12 +89,20 @@ class ServerOptions:
 async def start_server(options: ServerOptions | None = None) -> RunningServer:
     """Start serving and report SERVING; the live market starts ticking too."""
     options = options or ServerOptions()
+    # Bind as gRPC will (it sets SO_REUSEADDR) to say in one line why the address cannot
+    # be served, before gRPC logs and raises a RuntimeError that does not say.
+    reuse = [socket.SO_REUSEADDR] + ([socket.SO_REUSEPORT] if options.reuse_port else [])
+    _bound_socket(options.host, options.port, reuse).close()
     # gRPC turns SO_REUSEPORT on by default on Linux, so a second server on a
     # busy port would silently share it; a single server must fail instead.
     server = grpc.aio.server(options=[("grpc.so_reuseport", 1 if options.reuse_port else 0)])
     feed = MarketFeed(
         options.market, seed=options.market_seed, limits=options.feed_limits, epoch=options.market_epoch
     )
+    if options.market_clock:  # computed up to now before listening: a restarted worker's is hours behind
+        skipped = await asyncio.to_thread(feed.catch_up, time.time())
+        if skipped:
+            _LOGGER.info("computed %d ticks of the market since its epoch", skipped)
     servicer = MarketDataServicer(options.limits, wire=options.wire, feed=feed)
     add_to_server(servicer, server)
 
@@ -90,10 +111,13 @@ async def start_server(options: ServerOptions | None = None) -> RunningServer:
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
 
     host = options.host
-    address = f"[{host}]:{options.port}" if ":" in host else f"{host}:{options.port}"
-    bound = server.add_insecure_port(address)
+    address = _address(host, options.port)
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError:  # the address was free a moment ago
+        bound = 0
     if bound == 0:
-        raise OSError(f"cannot listen on {address}")
+        raise OSError(f"cannot listen on {address}: gRPC could not bind it (GRPC_VERBOSITY=debug says why)")
     await server.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -105,72 +129,113 @@ async def start_server(options: ServerOptions | None = None) -> RunningServer:
 
 async def serve(options: ServerOptions) -> None:
     """Serve until SIGTERM or SIGINT, then shut down gracefully."""
-    running = await start_server(options)
     stop = asyncio.Event()
+    with _signals_call(stop.set):
+        running = await start_server(options)
+        await stop.wait()
+        await running.shutdown(options.grace)
+
+
+@contextlib.contextmanager
+def _signals_call(callback: Callable[[], object]) -> Iterator[None]:
+    """Inside the block, SIGTERM and SIGINT call ``callback`` on the running loop.
+
+    Set before start-up, so that a signal landing during it waits for it. Taken
+    off before the loop closes its wakeup fd (a signal then would print a
+    traceback), back to what the process had (SIG_DFL in a worker), with both
+    signals held back in this thread meanwhile so none meets asyncio's defaults.
+    """
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-    await running.shutdown(options.grace)
+    signals = (signal.SIGTERM, signal.SIGINT)
+    previous = {signum: signal.getsignal(signum) for signum in signals}
+    for signum in signals:
+        loop.add_signal_handler(signum, callback)
+    try:
+        yield
+    finally:
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+        try:
+            for signum in signals:
+                loop.remove_signal_handler(signum)
+                signal.signal(signum, previous[signum])
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _bound_socket(host: str, port: int, options: list[int]) -> socket.socket:
+    """A TCP socket bound (not listening) to ``host:port`` with the SOL_SOCKET ``options``
+    set, or OSError with one line saying why not and what to do."""
+    address = _address(host, port)
+    numeric = ":" in host or host.replace(".", "").isdigit()  # never sent to DNS
+    flags = socket.AI_PASSIVE | (socket.AI_NUMERICHOST if numeric else 0)
+    try:
+        candidates = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=flags)
+    except socket.gaierror as err:
+        what = "is not a valid IP address" if numeric else f"does not resolve ({err.strerror})"
+        raise OSError(f"cannot listen on {address}: --host {host} {what}") from None
+    errors: list[OSError] = []
+    for family, kind, proto, _, sockaddr in candidates:  # like gRPC: the first that binds
+        sock = socket.socket(family, kind, proto)
+        try:
+            for option in options:
+                sock.setsockopt(socket.SOL_SOCKET, option, 1)
+            sock.bind(sockaddr)
+            return sock
+        except OSError as err:
+            sock.close()
+            errors.append(err)
+    err = errors[0]
+    why = _BIND_ERRORS[err.errno].format(host=host) if err.errno in _BIND_ERRORS else err.strerror or str(err)
+    raise OSError(f"cannot listen on {address}: {why}")
 
 
 @contextlib.contextmanager
 def _reserved_port(host: str, port: int) -> Iterator[int]:
     """Bind (not listen) ``host:port`` with SO_REUSEPORT, so port 0 becomes one
-    concrete port that every worker then binds too."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    concrete port that every worker then binds too. Held until the last worker
+    is gone: without SO_REUSEADDR, no other user's socket can take the port."""
+    sock = _bound_socket(host, port, [socket.SO_REUSEPORT])
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host, port))
         yield sock.getsockname()[1]
     finally:
         sock.close()
 
 
+def _serve_worker(options: ServerOptions, index: int) -> int:
+    """One worker's life: serve until SIGTERM (0), or one line and 1 if it cannot start."""
+    options = replace(options, host=os.environ.get(TEST_WORKER_HOST, options.host))
+    try:
+        asyncio.run(serve(options))
+    except OSError as err:
+        _LOGGER.error("worker %d: %s", index, err)
+        return 1
+    return 0
+
+
 def run_workers(options: ServerOptions, workers: int) -> int:
-    """Fork ``workers`` server processes sharing one port through SO_REUSEPORT.
+    """Fork ``workers`` server processes sharing one port through SO_REUSEPORT,
+    and keep them running (``server/workers.py``: restarts, backoff, giving up).
 
     The fork happens before any gRPC object exists, as gRPC requires; the
     kernel spreads incoming connections over the workers. SIGTERM or SIGINT
     to this process is passed on, and each worker shuts down gracefully.
     """
-    # Every worker runs the same market: one seed and one clock epoch, chosen here.
+    # Every worker, restarted ones too, runs the same market: one seed and one clock epoch, chosen here.
     seed = options.market.seed if options.market.seed is not None else new_seed()
     shared = replace(options, market_seed=seed, market_epoch=time.time(), reuse_port=True)
-    children: list[int] = []
-
-    def forward(signum: int, _frame: object) -> None:
-        for child in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, signum)
-
-    # Installed before forking, so no signal can slip past between two forks.
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
     with _reserved_port(options.host, options.port) as bound:
-        for index in range(workers):
-            pid = os.fork()
-            if pid == 0:  # worker: its own handlers, not the parent's forwarding
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                signal.signal(signal.SIGINT, signal.SIG_DFL)
-                code = 1
-                try:
-                    asyncio.run(serve(replace(shared, port=bound)))
-                    code = 0
-                except BaseException:
-                    _LOGGER.exception("worker %d failed", index)
-                finally:
-                    logging.shutdown()
-                    os._exit(code)
-            children.append(pid)
-        _LOGGER.info("started %d workers on %s:%d", workers, options.host, bound)
-        failed = 0
-        for child in children:
-            _, status = os.waitpid(child, 0)
-            failed += os.waitstatus_to_exitcode(status) != 0
-    _LOGGER.info("all workers stopped%s", f" ({failed} failed)" if failed else "")
-    return 1 if failed else 0
+        worker_options = replace(shared, port=bound)
+        supervisor = Supervisor(
+            workers,
+            lambda index: _serve_worker(worker_options, index),
+            where=f"on {options.host}:{bound}",
+            stop_timeout=options.grace + STOP_MARGIN_SECONDS,
+        )
+        return supervisor.run()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -185,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level",
         default="INFO",
+        type=str.upper,
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="logging level (default %(default)s)",
     )
@@ -234,6 +300,22 @@ def _limits(limits: type[T], args: argparse.Namespace) -> T:
     return limits(**{spec.name: getattr(args, spec.name) for _, spec in flags(limits)})
 
 
+def _market(parser: argparse.ArgumentParser, path: str | None) -> MarketConfig:
+    """The --market file's market. A file that cannot be read or is wrong is a bad
+    argument (exit 2, as argparse's own file arguments); one line says what to fix."""
+    if path is None:
+        return DEFAULT_MARKET
+    try:
+        return load_market(path)
+    except OSError as err:
+        message = f"--market {path}: cannot read it ({err.strerror or err})"
+    except ParameterError as err:  # the message names the file, the field and what it accepts
+        message = f"--market {err}"
+    except ValueError as err:  # not text at all
+        message = f"--market {path}: not a TOML file ({err})"
+    parser.exit(2, f"{parser.prog}: error: {message}\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -250,10 +332,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             limits=_limits(Limits, args),
             grace=args.grace,
             wire=args.wire,
-            market=load_market(args.market) if args.market else DEFAULT_MARKET,
-            feed_limits=FeedLimits(
-                **{field.name: getattr(args, field.name) for _, field in flags(FeedLimits)}
-            ),
+            market=_market(parser, args.market),
+            feed_limits=_limits(FeedLimits, args),
         )
     except (ValueError, OSError) as err:
         parser.error(str(err))
