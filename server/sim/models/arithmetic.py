@@ -1,7 +1,10 @@
 """Arithmetic Brownian motion: S += mu t + sigma sqrt(t) Z.
 
 The Euler step of the original endpoint, exact for this model; values can go
-below zero, so they are levels (spreads, P&L), not prices.
+below zero, so they are levels (spreads, P&L), not prices. They need no clamp:
+a step moves at most mu t + sigma sqrt(t) |Z| = 1e16 + 1e14 |Z| at the widest
+corner, so even 10^12 periods stay below about 1e29, far inside float64 and
+still finite when divided by the finest tick.
 """
 
 from __future__ import annotations

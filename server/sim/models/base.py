@@ -22,6 +22,18 @@ MU_ABS_MAX = 10.0
 SIGMA_MAX = 10.0
 LEVEL_MAX = 1e12  # the values of models that may go below zero, and their parameters
 TRADING_DAYS_MIN, TRADING_DAYS_MAX = 1.0, 1e6
+# The band every price of gbm, merton, heston and correlated_gbm stays in, however far its
+# log-price goes (PriceBand). The floor is the smallest positive double: a price that would
+# round to 0 stays above it, and its log stays finite for the volumes of bars. The ceiling leaves
+# room for what is done to a price later: rounding to a tick of 17 significant digits multiplies
+# it by up to 1e25 on the way (ticks.TickGrid.prices), the widest quote by up to 5e5 (1000 x a
+# period's volatility of up to 1000, quotes.py), and 1e270 x 1e25 x 5e5 is still below the
+# largest double, 1.8e308.
+PRICE_FLOOR = 5e-324
+PRICE_CEILING = 1e270
+# Logs inside which exp and a product stay comfortably positive and finite (exp overflows past
+# 709.78, underflows below -745.13).
+_EXP_HIGH, _EXP_LOW, _LOG_CEILING, _LOG_ABOVE_ZERO = 700.0, -735.0, math.log(PRICE_CEILING) - 1, -730.0
 # The period's fields belong to the request, not to the model: errors about them are never nested.
 PERIOD_FIELDS = ("delta", "trading_days_per_year")
 
@@ -90,3 +102,36 @@ def nested(err: ParameterError, path: str) -> ParameterError:
     """A model's error named by its path in a request (``merton.jump_stdev``); the
     period's own fields stay the request's."""
     return err if err.field in PERIOD_FIELDS else err.under(path)
+
+
+class PriceBand:
+    """Prices ``start * exp(log-returns)`` kept inside [PRICE_FLOOR, PRICE_CEILING], for one
+    start price or one per column of a basket.
+
+    A price inside the band is the plain product, bit for bit; only one that overflowed,
+    went past the ceiling or rounded to 0 is recomputed as ``exp(log-return + log(start))``
+    and clamped. The log-returns themselves are never clamped: steppers carry their running
+    log-price on unchanged, so a path comes back from the band's edge as soon as its
+    log-price does, and any split into blocks gives the same prices.
+    """
+
+    def __init__(self, start: float | np.ndarray = 1.0) -> None:
+        self._start = start
+        self._log_start = np.log(start)
+        # Log-returns between these give prices inside the band without a look at each one.
+        self._high = min(_EXP_HIGH, _LOG_CEILING - float(np.max(self._log_start)))
+        self._low = max(_EXP_LOW, _LOG_ABOVE_ZERO - float(np.min(self._log_start)))
+
+    def prices(self, logs: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """The prices of log-returns ``logs``, written into ``out`` (``logs`` itself will do)."""
+        if logs.size == 0 or (self._low <= logs.min() and logs.max() <= self._high):
+            np.exp(logs, out=out)
+            out *= self._start
+            return out
+        exact = logs + self._log_start  # before ``out`` overwrites the logs
+        with np.errstate(over="ignore", under="ignore"):
+            np.exp(logs, out=out)
+            out *= self._start
+            outside = ~((out > 0.0) & (out <= PRICE_CEILING))
+            out[outside] = np.clip(np.exp(exact[outside]), PRICE_FLOOR, PRICE_CEILING)
+        return out

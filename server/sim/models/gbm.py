@@ -17,18 +17,20 @@ from ..checks import check_range
 from ..correlation import correlate
 from ..seeding import make_rng
 from ..steppers import BlockStepper
-from .base import MU_ABS_MAX, PRICE_MAX, SIGMA_MAX, Model
+from .base import MU_ABS_MAX, PRICE_MAX, SIGMA_MAX, Model, PriceBand
 
 
 class LogNormalSteps(BlockStepper):
     """Exact log-space GBM for one instrument (scalar parameters) or several
     (vectors, optionally correlated by ``factor``). The running log-return is
     carried between blocks and accumulated strictly in step order, so any split
-    of the path into blocks gives bit-identical prices.
+    of the path into blocks gives bit-identical prices. Prices stay inside the band of
+    ``PriceBand``; the running log-return itself is never clamped.
     """
 
     def __init__(self, start, drift, vol, factor: np.ndarray | None, rng: np.random.Generator) -> None:
         self._start, self._drift, self._vol = start, drift, vol
+        self._band = PriceBand(start)
         self._factor_t = None if factor is None else np.ascontiguousarray(np.asarray(factor).T)
         self._rng = rng
         self._log_return = np.zeros(np.shape(start))
@@ -48,9 +50,7 @@ class LogNormalSteps(BlockStepper):
         np.add.accumulate(acc, axis=0, out=acc)
         self._log_return = acc[-1].copy()
         logs = acc if with_start else acc[1:]
-        prices = np.exp(logs, out=logs)
-        prices *= self._start
-        return prices
+        return self._band.prices(logs, out=logs)
 
 
 class GbmStepper(LogNormalSteps):

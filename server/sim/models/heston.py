@@ -15,7 +15,7 @@ import numpy as np
 
 from ..checks import check_range
 from ..steppers import BlockStepper, FillStepper
-from .base import MU_ABS_MAX, PRICE_MAX, Model
+from .base import MU_ABS_MAX, PRICE_MAX, Model, PriceBand
 
 
 class HestonStepper(FillStepper):
@@ -25,6 +25,7 @@ class HestonStepper(FillStepper):
         self._model = model
         self._rng = rng
         self._log_price = math.log(model.start_price)
+        self._band = PriceBand()  # of log-prices: a start of 1
         self.variance = model.v0
 
     def _fill(self, out: np.ndarray) -> None:
@@ -34,6 +35,12 @@ class HestonStepper(FillStepper):
         z_price = shocks[:, 0]
         z_var = m.rho * shocks[:, 0] + math.sqrt(1 - m.rho**2) * shocks[:, 1]
         log_price, v = self._log_price, self.variance
+        # Neither recursion overflows for accepted parameters: below zero the variance only
+        # climbs, by kappa theta t a step; above zero a step gives v (1 - kappa t) + kappa theta t
+        # + xi sqrt(v t) z, which mean reversion pulls back (past zero when kappa t > 1, to climb
+        # again) and whose noise grows with sqrt(v) only. At the widest corner (kappa t = 1e7,
+        # theta = 100) |v| stays near 1e16, and the log-price moves by about v t / 2 a step.
+        # Only exp can leave float64; PriceBand keeps the prices inside the band.
         logs = np.empty(len(out))
         for i in range(len(out)):  # each step depends on the last variance
             vp = v if v > 0.0 else 0.0
@@ -42,7 +49,7 @@ class HestonStepper(FillStepper):
             v += m.kappa * (m.theta - vp) * t + m.xi * root * sqrt_t * z_var[i]
             logs[i] = log_price
         self._log_price, self.variance = log_price, v
-        np.exp(logs, out=out)
+        self._band.prices(logs, out=out)
 
 
 @dataclass(frozen=True)

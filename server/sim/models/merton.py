@@ -10,7 +10,7 @@ import numpy as np
 
 from ..checks import check_range
 from ..steppers import BlockStepper, FillStepper
-from .base import MU_ABS_MAX, PRICE_MAX, SIGMA_MAX, Model
+from .base import MU_ABS_MAX, PRICE_MAX, SIGMA_MAX, Model, PriceBand
 
 
 class MertonStepper(FillStepper):
@@ -21,6 +21,7 @@ class MertonStepper(FillStepper):
         self._vol = m.sigma * math.sqrt(t)
         self._rate = m.jump_intensity * t
         self._model = m
+        self._band = PriceBand(m.start_price)
         # One child stream each for diffusion, jump counts and jump sizes, so
         # every stream is read in step order whatever the block size.
         self._diffusion, self._counts, self._sizes = rng.spawn(3)
@@ -40,8 +41,7 @@ class MertonStepper(FillStepper):
         acc = np.concatenate(([self._log_return], steps))
         np.add.accumulate(acc, out=acc)
         self._log_return = float(acc[-1])
-        np.exp(acc[1:], out=out)
-        out *= m.start_price
+        self._band.prices(acc[1:], out=out)
 
 
 @dataclass(frozen=True)
