@@ -177,13 +177,14 @@ def test_ctrl_c_stops_a_stream_cleanly(python, server):
         text=True,
     )
     try:
-        assert proc.stdout.readline() == "index,price\n"
-        assert proc.stdout.readline() == "0,70.0\n"  # the stream is live
+        header, first = proc.stdout.readline(), proc.stdout.readline()
+        assert header == "index,price\n", proc.stderr.read() if not header else header
+        assert first == "0,70.0\n"  # the stream is live
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=15)
-        assert proc.returncode == 130
-        assert "interrupted" in err
-        assert "Traceback" not in err
+        assert proc.returncode == 130, err
+        assert "interrupted" in err, err
+        assert "Traceback" not in err, err
     finally:
         if proc.poll() is None:
             proc.kill()
