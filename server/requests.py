@@ -76,6 +76,11 @@ class CallPlan:
     def seed(self) -> int:
         return self.path.seed
 
+    @property
+    def columns(self) -> int:
+        """Values per period: one per instrument."""
+        return max(1, len(self.path.symbols))
+
 
 def plan_get_gbm_prices(request: market_data_pb2.GbmRequest, limits: Limits) -> CallPlan:
     """Check a GetGbmPrices request; the whole path must fit in one reply."""

@@ -37,9 +37,10 @@ try:  # gRPC exposes no public type for "the call is gone" on a server write.
 except ImportError:  # pragma: no cover - another gRPC build: let it surface
     _WRITE_AFTER_PEER_LEFT = ()
 
-# Blocks at least this large are generated on the pool, so the event loop keeps
-# serving other calls meanwhile; smaller ones cost less than the thread hop.
-OFFLOAD_MIN_PRICES = 8_192
+# Blocks of at least this many values (periods times instruments) are generated on the
+# pool, so the event loop keeps serving other calls meanwhile; smaller ones cost less
+# than the thread hop.
+OFFLOAD_MIN_VALUES = 8_192
 # Share of the shutdown grace period after which open streams are ended with
 # UNAVAILABLE, before gRPC cancels whatever is still running.
 DRAIN_SHARE = 0.9
@@ -149,8 +150,9 @@ class PathStreamer:
         def produce() -> bytes:
             return encode(PathBuilder(call.path).whole(block_size))
 
+        offload = call.periods * call.columns >= OFFLOAD_MIN_VALUES
         try:
-            return await self.generation.run(produce, offload=call.periods >= OFFLOAD_MIN_PRICES)
+            return await self.generation.run(produce, offload)
         except ParameterError as err:  # found only while generating (a calendar that runs dry)
             await status.abort_invalid(context, err)
 
@@ -160,7 +162,7 @@ class PathStreamer:
         loop = asyncio.get_running_loop()
         builder = PathBuilder(call.path)
         encode = self._encode(call, message)
-        offload = call.chunk_size >= OFFLOAD_MIN_PRICES
+        offload = call.chunk_size * call.columns >= OFFLOAD_MIN_VALUES
         limits, generation = self._limits, self.generation
 
         def produce() -> tuple[int, int, bytes]:
