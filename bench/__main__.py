@@ -264,7 +264,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=2.0, help="duration of each unary load run")
     parser.add_argument("--stream-prices", type=int, default=10_000_000)
     parser.add_argument("--rss-prices", type=int, default=100_000_000)
-    parser.add_argument("--rows", default="1,2,3,4,5,6,7", help="which rows to measure (default %(default)s)")
+    parser.add_argument(
+        "--rows", default="1,2,3,4,5,6,7,8", help="which rows to measure (default %(default)s)"
+    )
     parser.add_argument(
         "--compare",
         metavar="DIR",
@@ -320,6 +322,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # 7. What PathRequest's additions cost on a stream.
     if 7 in wanted:
         additions_rows(args, limit, row)
+
+    # 8. Abuse: unread streams and heavy calls against small calls and the market.
+    if 8 in wanted:
+        abuse_rows(row)
 
     return print_table(args, rows)
 
@@ -495,6 +501,137 @@ def unary_rows(args: argparse.Namespace, row: Callable[..., None]) -> None:
         empty.stop()
         flask.stop()
         fast.stop()
+
+
+def small_call_latencies(target: str, seconds: float) -> np.ndarray:
+    """Milliseconds of sequential GetGbmPrices(periods=100) calls on a connection of their own."""
+    request = market_data_pb2.GbmRequest(periods=100, **PARAMS)
+    latencies = []
+    with grpc.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
+        call = market_data_pb2_grpc.MarketDataServiceStub(channel).GetGbmPrices
+        ends = time.perf_counter() + seconds
+        while time.perf_counter() < ends:
+            started = time.perf_counter()
+            call(request, timeout=30)
+            latencies.append(time.perf_counter() - started)
+    return np.array(latencies) * 1e3
+
+
+def heavy_requests(count: int) -> list[market_data_pb2.PathRequest]:
+    """Heavy unary calls, in turn: 1h bars over 2^23 one-second values; Heston with timestamps,
+    a tick and quotes; a 64-asset basket."""
+    start = dt.datetime(2026, 3, 2, tzinfo=dt.UTC)
+    session = {"start_time": start, "calendar": CALENDARS["nyse"]}
+    heston = {"start_price": 70, "mu": 0.05, "v0": 0.04, "kappa": 2, "theta": 0.04, "xi": 0.3, "rho": -0.7}
+    assets = [{"symbol": f"A{j}", "start_price": 50.0 + j, "sigma": 0.2} for j in range(64)]
+    correlation = (np.full((64, 64), 0.3) + 0.7 * np.eye(64)).ravel().tolist()
+    kinds = (
+        lambda i: path_request(
+            "gbm",
+            2**23,
+            1 / 23_400,
+            model_params={"start_price": 70, "sigma": 0.3},
+            seed=i,
+            bar_interval="1h",
+            **session,
+        ),
+        lambda i: path_request(
+            "heston",
+            130_000,
+            1 / 23_400,
+            model_params=heston,
+            seed=i,
+            tick_size=0.01,
+            spread_bps=5,
+            **session,
+        ),
+        lambda i: path_request(
+            "correlated_gbm",
+            8_000,
+            1 / 23_400,
+            model_params={"assets": assets, "correlation": correlation},
+            seed=i,
+        ),
+    )
+    return [kinds[i % len(kinds)](i) for i in range(count)]
+
+
+def abuse_rows(row: Callable[..., None]) -> None:
+    """What one abusive client costs everyone else, with the server's default limits."""
+    service = launch_server()
+    target = f"127.0.0.1:{service.port}"
+    try:
+        check_replies(service)
+        idle = service.memory_kib("VmRSS")
+        # 500 streams nobody reads, from one client on one connection.
+        unread_request = market_data_pb2.GbmRequest(periods=10**12, seed=1, **PARAMS)
+        with grpc.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)]) as hog:
+            stub = market_data_pb2_grpc.MarketDataServiceStub(hog)
+            unread = [stub.StreamGbmPrices(unread_request, timeout=600) for _ in range(500)]
+            time.sleep(3)  # let the server admit, refuse and fill what it will
+            refused = sum(1 for call in unread if call.done())
+            held = service.memory_kib("VmRSS")
+            latencies = small_call_latencies(target, 5.0)
+            for call in unread:
+                call.cancel()
+        row(
+            "8. server RSS, idle / 500 unread streams from one client",
+            f"{idle / 1024:.0f} / {held / 1024:.0f} MiB",
+            f"+{(held - idle) / 1024:.0f} MiB (target <= +256); {500 - refused} open, {refused} refused "
+            "(--max-streams-per-peer)",
+        )
+        row(
+            "8. GetGbmPrices(periods=100) from a second client meanwhile",
+            f"p50 {np.percentile(latencies, 50):.2f} ms, p99 {np.percentile(latencies, 99):.2f} ms",
+            f"{len(latencies):,} calls; target p99 <= 50 ms",
+        )
+        # 32 heavy unary calls at once, a small-call client and a market watcher meanwhile.
+        watched = {"updates": 0, "missed": 0}
+        stop = threading.Event()
+
+        def watch() -> None:
+            with grpc.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
+                events = market_data_pb2_grpc.MarketDataServiceStub(channel).Subscribe(
+                    market_data_pb2.SubscribeRequest(), timeout=600
+                )
+                last = None
+                try:
+                    for event in events:
+                        if stop.is_set():
+                            events.cancel()
+                        if event.HasField("update"):
+                            if last is not None:
+                                watched["missed"] += event.sequence - last - 1
+                            watched["updates"] += 1
+                            last = event.sequence
+                except grpc.RpcError:
+                    pass
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        with grpc.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)]) as heavy:
+            stub = market_data_pb2_grpc.MarketDataServiceStub(heavy)
+            started = time.perf_counter()
+            calls = [stub.GetPrices.future(r, timeout=600) for r in heavy_requests(32)]
+            latencies = small_call_latencies(target, 10.0)
+            done = sum(call.done() for call in calls)
+            for call in calls:
+                call.result() if call.done() else call.cancel()
+            elapsed = time.perf_counter() - started
+        stop.set()
+        watcher.join(timeout=10)
+        row(
+            "8. GetGbmPrices(periods=100) during 32 concurrent heavy calls",
+            f"p50 {np.percentile(latencies, 50):.2f} ms, p99 {np.percentile(latencies, 99):.2f} ms",
+            f"{len(latencies):,} calls; target p99 <= 100 ms; {done} heavy calls done in {elapsed:.0f} s",
+        )
+        row(
+            "8. market ticks missed during the heavy calls",
+            f"{watched['missed']}",
+            f"{watched['updates']} updates watched; target 0",
+        )
+    finally:
+        service.stop()
 
 
 def compare_rows(args: argparse.Namespace, other: Path, row: Callable[..., None]) -> None:
