@@ -458,3 +458,29 @@ def test_a_pace_slower_than_one_value_in_a_thousand_seconds_is_refused(stub, pac
         list(stub.StreamGbmPrices(request, timeout=10))
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "at least 0.001" in info.value.details()
+
+
+def test_heavy_calls_wait_their_turn_on_the_bounded_generation_pool():
+    # Six heavy calls at once on a server with one generation thread: they all complete, small
+    # calls are answered meanwhile, and no thread beyond the pool (and the market clock) does
+    # the work: a seventh thread would mean unbounded concurrency for heavy work.
+    srv = ServerThread(Limits(generation_threads=1))
+    before = {t.ident for t in threading.enumerate()}
+    heavy = pb.PathRequest(periods=400_000, delta=1 / 23_400, seed=1)
+    heavy.heston.start_price, heavy.heston.v0, heavy.heston.kappa = 70.0, 0.04, 2.0
+    heavy.heston.theta, heavy.heston.xi, heavy.heston.rho = 0.04, 0.3, -0.7
+    small = pb.GbmRequest(periods=100, start_price=70.0, sigma=0.3, delta=1.0)
+    try:
+        with _connection(srv.target) as busy, _connection(srv.target) as light:
+            calls = [MarketDataServiceStub(busy).GetPrices.future(heavy, timeout=120) for _ in range(6)]
+            answered = [
+                len(MarketDataServiceStub(light).GetGbmPrices(small, timeout=60).prices) for _ in range(20)
+            ]
+            assert answered == [100] * 20
+            assert all(len(call.result().prices) == 400_000 for call in calls)
+        started = [t.name for t in threading.enumerate() if t.ident not in before]
+        workers = [name for name in started if name.startswith("generate")]
+        assert len(workers) == 1, started
+        assert not [name for name in started if "ThreadPoolExecutor" in name or name.startswith("asyncio")]
+    finally:
+        srv.stop()
