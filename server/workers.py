@@ -17,6 +17,7 @@ Every child is waited for, so none is left a zombie.
 from __future__ import annotations
 
 import collections
+import ctypes
 import logging
 import os
 import signal
@@ -25,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 _LOGGER = logging.getLogger(__name__)
+_PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 
 _SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT}
 _LONGEST_SLEEP = 1.0  # seconds: the parent looks at its workers at least this often
@@ -139,6 +141,7 @@ class Supervisor:
 
     def _fork(self, slot: _Slot, now: float) -> bool:
         """Start ``slot``'s worker; False (counted as a death) if no process could be made."""
+        parent = os.getpid()
         try:
             pid = os.fork()
         except OSError as err:  # out of memory or processes: like a worker that died at once
@@ -150,6 +153,7 @@ class Supervisor:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
+                _end_with(parent)
                 code = self.work(slot.index)
             except BaseException:  # a bug: the traceback is what its reader needs
                 _LOGGER.exception("worker %d failed", slot.index)
@@ -216,3 +220,16 @@ class Supervisor:
                 self.stop_timeout,
             )
             os.kill(slot.pid, signal.SIGKILL)
+
+
+def _end_with(parent: int) -> None:
+    """Have the kernel send this worker SIGTERM when the parent dies, even by SIGKILL, so no
+    worker serves on as an orphan; then it shuts down gracefully like any other. (Linux; on
+    another system this does nothing.)"""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the request took hold
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -8,6 +8,7 @@ import errno
 import logging
 import os
 import re
+import select
 import signal
 import time
 from pathlib import Path
@@ -97,3 +98,19 @@ def test_a_worker_that_cannot_be_forked_counts_as_a_death(monkeypatch, caplog):
     cannot = "could not be forked (Resource temporarily unavailable)"
     assert sum(cannot in message for message in messages) == 5
     assert messages[-1].startswith("giving up: 5 worker deaths within 30 s")
+
+
+def test_workers_stop_when_their_parent_is_killed(python):
+    # SIGKILL leaves the parent no chance to pass anything on: the kernel tells the workers.
+    with ServerProcess(python, "--port", "0", "--workers", "2", "--grace", "1") as server:
+        pids = [int(m.group(1)) for m in server.wait_for(LISTENING, count=2)]
+        handles = [os.pidfd_open(pid) for pid in pids]
+        try:
+            os.kill(server.proc.pid, signal.SIGKILL)
+            for handle, pid in zip(handles, pids, strict=True):
+                ended, _, _ = select.select([handle], [], [], 30)  # readable once the process is gone
+                assert ended, f"worker {pid} kept serving after its parent died"
+        finally:
+            for handle in handles:
+                os.close(handle)
+        server.wait_for(r"shutting down", count=2)  # each drained on its way out
