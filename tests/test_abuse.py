@@ -484,3 +484,19 @@ def test_heavy_calls_wait_their_turn_on_the_bounded_generation_pool():
         assert not [name for name in started if "ThreadPoolExecutor" in name or name.startswith("asyncio")]
     finally:
         srv.stop()
+
+
+@pytest.mark.parametrize("tick", [1e-310, 1e-12, 2e6])
+def test_a_market_tick_off_the_path_grid_is_refused_at_start_not_a_crash(python, tmp_path, tick):
+    market = tmp_path / "tick.toml"
+    market.write_text(f'[[instrument]]\nsymbol = "A"\nstart_price = 1\nsigma = 0.1\ntick_size = {tick!r}\n')
+    done = subprocess.run(
+        [python, "-m", "server", "--port", "0", "--market", str(market)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert "tick_size must be in [1e-09, 1e+06]" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -21,6 +21,7 @@ from .checks import ParameterError, check_range, listed, quoted
 from .correlation import check_correlation
 from .models import DEFAULT_TRADING_DAYS_PER_YEAR, Gbm, Model
 from .models import MODELS as ALL_MODELS
+from .ticks import TICK_SIZE_MAX, TICK_SIZE_MIN
 
 # A trading day of an equity exchange (6.5 hours), to turn simulated seconds into trading days.
 TRADING_SECONDS_PER_DAY = 6.5 * 3600
@@ -92,7 +93,8 @@ class Instrument:
                 "symbol",
                 f"symbol must be 1 to {SYMBOL_MAX_CHARS} printable characters, got {quoted(self.symbol)}",
             )
-        check_range("tick_size", self.tick_size, 0.0, 1e6, low_open=True)
+        # The same grid as a path's: a tick far below 1e-9 overflows the exact decimals.
+        check_range("tick_size", self.tick_size, TICK_SIZE_MIN, TICK_SIZE_MAX)
         given = dict(self.parameters)
         if self.model == "gbm" and not given:
             given = {"start_price": self.start_price, "mu": self.mu, "sigma": self.sigma}
