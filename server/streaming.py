@@ -15,6 +15,7 @@ without progress.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import logging
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from typing import TypeVar
 import grpc
 
 from . import status
-from .limits import Limits
+from .limits import Limits, bytes_per_period
 from .metrics import StreamTracker
 from .requests import CallPlan
 from .sim.checks import ParameterError
@@ -41,6 +42,9 @@ except ImportError:  # pragma: no cover - another gRPC build: let it surface
 # pool, so the event loop keeps serving other calls meanwhile; smaller ones cost less
 # than the thread hop.
 OFFLOAD_MIN_VALUES = 8_192
+# Chunks of a stream made before the sender needs them (within the read-ahead budget).
+# One to three ran alike on a 2-core machine, six no better; deeper only costs memory.
+AHEAD = 2
 # Share of the shutdown grace period after which open streams are ended with
 # UNAVAILABLE, before gRPC cancels whatever is still running.
 DRAIN_SHARE = 0.9
@@ -94,19 +98,48 @@ async def send(context: grpc.aio.ServicerContext, message: bytes, stall: float) 
 
 
 class Generation:
-    """The pool every call generates large blocks on, and the memory that chunks made
-    ahead of their readers may take, all streams together."""
+    """The threads every call generates large blocks on, and the memory that chunks made
+    ahead of their readers may take, all streams together.
+
+    Each thread has a queue of its own; a job goes to the least loaded one, and
+    all the chunks of one stream go to the same one, so a stream's chunks are
+    made in order, back to back, with their arrays warm in one core's cache.
+    """
 
     def __init__(self, threads: int, read_ahead_bytes: int) -> None:
-        self._executor = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="generate")
+        self._workers = [
+            concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"generate-{n}")
+            for n in range(threads)
+        ]
+        self._load = [0] * threads  # jobs queued or running on each thread
         self._room = read_ahead_bytes
         self.held = 0  # bytes of chunks made ahead and not yet sent
+
+    def least_loaded(self) -> int:
+        return min(range(len(self._workers)), key=self._load.__getitem__)
+
+    def submit(self, produce: Callable[[], T], worker: int | None = None) -> asyncio.Future[T]:
+        """``produce()`` on thread ``worker`` (the least loaded if None), as a future; a closed
+        pool (the server has stopped) gives a cancelled one."""
+        worker = self.least_loaded() if worker is None else worker
+        try:
+            future = asyncio.wrap_future(self._workers[worker].submit(produce))
+        except RuntimeError:  # shut down: the call is over anyway
+            future = asyncio.get_running_loop().create_future()
+            future.cancel()
+            return future
+        self._load[worker] += 1
+        future.add_done_callback(lambda _: self._done(worker))
+        return future
+
+    def _done(self, worker: int) -> None:
+        self._load[worker] -= 1
 
     def run(self, produce: Callable[[], T], offload: bool) -> asyncio.Future[T]:
         """``produce()`` on the pool, or right here when small: its result as a future either way
         (an error included, delivered where it is awaited)."""
         if offload:
-            return asyncio.wrap_future(self._executor.submit(produce))
+            return self.submit(produce)
         future = asyncio.get_running_loop().create_future()
         try:
             future.set_result(produce())
@@ -125,7 +158,52 @@ class Generation:
         self.held -= size
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        for worker in self._workers:
+            worker.shutdown(wait=False, cancel_futures=True)
+
+
+class Lane:
+    """A stream's chunks, made in order on one thread of the pool, up to AHEAD of them
+    before the sender takes them; those beyond the one it needs now only within the
+    server's read-ahead budget."""
+
+    def __init__(self, generation: Generation, produce: Callable[[], tuple], total: int, size: int) -> None:
+        self._generation, self._produce = generation, produce
+        self._worker = generation.least_loaded()
+        self._left = total  # chunks not yet asked for
+        self._size = size  # bytes a chunk is expected to take, for the budget
+        self._pending: collections.deque[tuple[asyncio.Future, int]] = collections.deque()  # future, reserved
+
+    def _top_up(self) -> None:
+        while self._left and len(self._pending) < 1 + AHEAD:
+            ahead = bool(self._pending)  # the one the sender needs now is always made
+            if ahead and not self._generation.reserve(self._size):
+                return
+            self._pending.append(
+                (self._generation.submit(self._produce, self._worker), self._size if ahead else 0)
+            )
+            self._left -= 1
+
+    async def next(self) -> tuple[tuple | None, int]:
+        """The next chunk (None after the last) and the read-ahead bytes it holds."""
+        self._top_up()
+        if not self._pending:
+            return None, 0
+        future, reserved = self._pending.popleft()
+        try:
+            result = await future
+        except BaseException:
+            self._generation.free(reserved)
+            raise
+        self._top_up()
+        return result, reserved
+
+    def close(self) -> None:
+        """Stop making chunks; give back the budget of those nobody will take."""
+        for future, reserved in self._pending:
+            future.cancel()
+            self._generation.free(reserved)
+        self._pending.clear()
 
 
 class PathStreamer:
@@ -171,24 +249,33 @@ class PathStreamer:
 
         started = loop.time()
         self._tracker.opened()
-        upcoming: asyncio.Future | None = generation.run(produce, offload)
-        reserved = ahead = 0  # read-ahead bytes held by the chunk in hand, by the one made ahead
+        lane = None
+        if offload:
+            size = call.chunk_size * bytes_per_period(call.path)  # a chunk's bytes, about
+            lane = Lane(generation, produce, -(-call.periods // call.chunk_size), size)
+        reserved = 0  # read-ahead bytes of the chunk in hand
         try:
-            while upcoming is not None:
-                try:
-                    offset, count, data = await upcoming
-                except ParameterError as err:  # found only while generating (a calendar that runs dry)
-                    await status.abort_invalid(context, err)
-                reserved, ahead, upcoming = ahead, 0, None
+            while True:
+                if lane is not None:
+                    try:
+                        chunk, reserved = await lane.next()
+                    except ParameterError as err:  # found only while generating (a calendar that runs dry)
+                        await status.abort_invalid(context, err)
+                    if chunk is None:
+                        return
+                elif builder.position < call.periods:
+                    try:
+                        chunk = produce()
+                    except ParameterError as err:
+                        await status.abort_invalid(context, err)
+                else:
+                    return
+                offset, count, data = chunk
                 self._tracker.generated(count)
-                more = offset + count < call.periods
-                if more and offload and generation.reserve(len(data)):
-                    ahead, upcoming = len(data), generation.run(produce, offload)
                 if call.ticks_per_second is not None:
                     # The chunk is due when its last tick is; the first tick is at start.
-                    await self._drain.sleep_until(
-                        started + (offset + count - 1) / call.ticks_per_second, loop
-                    )
+                    due = started + (offset + count - 1) / call.ticks_per_second
+                    await self._drain.sleep_until(due, loop)
                 if self._drain.started:
                     await status.abort(context, grpc.StatusCode.UNAVAILABLE, status.stream_draining(offset))
                 if loop.time() - started > limits.max_stream_seconds:
@@ -205,10 +292,8 @@ class PathStreamer:
                     return
                 generation.free(reserved)
                 reserved = 0
-                if more and upcoming is None:
-                    upcoming = generation.run(produce, offload)
         finally:
-            if upcoming is not None:
-                upcoming.cancel()
-            generation.free(reserved + ahead)
+            if lane is not None:
+                lane.close()
+            generation.free(reserved)
             self._tracker.closed()

@@ -15,7 +15,7 @@ import pytest
 
 from marketdata.v1 import market_data_pb2 as pb
 from marketdata.v1.market_data_pb2_grpc import MarketDataServiceStub
-from server.limits import FeedLimits, Limits
+from server.limits import FeedLimits, Limits, flags
 from server.sim.universe import Instrument, MarketConfig
 from tests.conftest import REPO_ROOT, ServerThread
 
@@ -500,3 +500,21 @@ def test_a_market_tick_off_the_path_grid_is_refused_at_start_not_a_crash(python,
     assert done.returncode == 2
     assert "tick_size must be in [1e-09, 1e+06]" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_readme_lists_every_limit_with_its_flag_and_default():
+    readme = (REPO_ROOT / "README.md").read_text()
+    table = readme[readme.index("## Limits") : readme.index("## Error contract")]
+    rows = {line.split("|")[2].strip(" `"): line for line in table.splitlines() if line.startswith("| ")}
+    for limits in (Limits, FeedLimits):
+        for flag, spec in flags(limits):
+            default = spec.default
+            shown = (
+                f"{default:,}"
+                if isinstance(default, int)
+                else f"{default:g}"
+                if isinstance(default, float)
+                else default
+            )
+            assert flag in rows, f"{flag} has no row in the README's Limits table"
+            assert f"| {shown} |" in rows[flag], f"{flag}: the README does not show its default {shown}"
