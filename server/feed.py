@@ -211,7 +211,7 @@ class MarketFeed:
     async def stop(self) -> None:
         if self._clock is not None:
             self._clock.stop()
-            self._clock.join(timeout=5)
+            self._clock.join(timeout=1)
             self._clock = None
 
 

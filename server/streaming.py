@@ -18,6 +18,8 @@ import asyncio
 import collections
 import concurrent.futures
 import logging
+import queue
+import threading
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -107,10 +109,7 @@ class Generation:
     """
 
     def __init__(self, threads: int, read_ahead_bytes: int) -> None:
-        self._workers = [
-            concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"generate-{n}")
-            for n in range(threads)
-        ]
+        self._workers = [_Worker(f"generate-{n}") for n in range(threads)]
         self._load = [0] * threads  # jobs queued or running on each thread
         self._room = read_ahead_bytes
         self.held = 0  # bytes of chunks made ahead and not yet sent
@@ -159,7 +158,43 @@ class Generation:
 
     def close(self) -> None:
         for worker in self._workers:
-            worker.shutdown(wait=False, cancel_futures=True)
+            worker.shutdown()
+
+
+class _Worker:
+    """One thread and its queue of jobs. A daemon: a job still running when the server
+    stops (a heavy path takes seconds) must not hold the process past its grace period,
+    which the standard executor's threads, joined at exit, would."""
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._closed = False
+        threading.Thread(target=self._run, name=name, daemon=True).start()
+
+    def submit(self, job: Callable[[], T]) -> concurrent.futures.Future[T]:
+        if self._closed:
+            raise RuntimeError("the generation pool has stopped")
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._jobs.put((future, job))
+        return future
+
+    def shutdown(self) -> None:
+        """Take no more jobs, cancel those waiting, end the thread after the running one."""
+        self._closed = True
+        self._jobs.put(None)
+
+    def _run(self) -> None:
+        while (item := self._jobs.get()) is not None:
+            future, job = item
+            if self._closed:
+                future.cancel()
+                continue
+            if not future.set_running_or_notify_cancel():  # cancelled while it waited
+                continue
+            try:
+                future.set_result(job())
+            except BaseException as err:  # delivered where the result is awaited
+                future.set_exception(err)
 
 
 class Lane:
