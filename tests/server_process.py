@@ -12,6 +12,13 @@ import threading
 from tests.conftest import REPO_ROOT
 
 
+def run_server(python: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m server ARGS`` run to its end (a start that fails), its output captured."""
+    return subprocess.run(
+        [python, "-m", "server", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30
+    )
+
+
 class ServerProcess:
     """The server in a session of its own, so that leaving the ``with`` block
     kills it and every worker it forked, whatever the test saw."""

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import re
-import signal
-import subprocess
 import threading
 
 import grpc
@@ -18,6 +15,7 @@ from marketdata.v1.market_data_pb2_grpc import MarketDataServiceStub
 from server.limits import FeedLimits, Limits, flags
 from server.sim.universe import Instrument, MarketConfig
 from tests.conftest import REPO_ROOT, ServerThread
+from tests.server_process import ServerProcess, run_server
 
 SERVICE = pb.DESCRIPTOR.services_by_name["MarketDataService"]
 # Bytes no protobuf parser accepts: a varint cut short, a wire type that does not exist, a
@@ -242,13 +240,7 @@ def _market_file(path, instruments: int, wall_seconds_per_tick: float, speed: fl
 @pytest.mark.parametrize(("wall", "speed"), [(0.1, 1e6), (1e-6, 1.0)])
 def test_a_market_clock_faster_than_a_millisecond_is_refused_at_start(python, tmp_path, wall, speed):
     market = _market_file(tmp_path / "fast.toml", 2, wall, speed)
-    done = subprocess.run(
-        [python, "-m", "server", "--port", "0", "--market", str(market)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    done = run_server(python, "--port", "0", "--market", str(market))
     assert done.returncode != 0
     assert "must be at least 0.001 s" in done.stderr
 
@@ -257,15 +249,8 @@ def test_a_market_that_cannot_keep_up_never_stops_the_server_answering_or_stoppi
     # 600 instruments with their own steppers cost more than the 1 ms between ticks: the
     # market falls behind for good. Calls are still answered and SIGTERM still ends it.
     market = _market_file(tmp_path / "heavy.toml", 600, 0.001)
-    proc = subprocess.Popen(
-        [python, "-m", "server", "--port", "0", "--market", str(market), "--grace", "1"],
-        cwd=REPO_ROOT,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        port = _listening_port(proc)
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+    with ServerProcess(python, "--port", "0", "--market", str(market), "--grace", "1") as server:
+        with grpc.insecure_channel(f"127.0.0.1:{_port(server)}") as channel:
             stub = MarketDataServiceStub(channel)
             request = pb.GbmRequest(periods=100, start_price=70.0, sigma=0.3, delta=1.0)
             for _ in range(5):
@@ -274,21 +259,11 @@ def test_a_market_that_cannot_keep_up_never_stops_the_server_answering_or_stoppi
             kinds = [next(feed).WhichOneof("event"), next(feed).WhichOneof("event")]
             feed.cancel()
             assert kinds == ["snapshot", "update"]  # the market does move, if late
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        assert server.stop() == 0
 
 
-def _listening_port(proc: subprocess.Popen) -> int:
-    for line in proc.stderr:
-        found = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-        if found:
-            threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep the pipe drained
-            return int(found.group(1))
-    raise AssertionError("the server did not start")
+def _port(server: ServerProcess) -> int:
+    return int(server.wait_for(r"listening on 127\.0\.0\.1:(\d+)")[0].group(1))
 
 
 # --- limits on what callers hold ------------------------------------------------------------------
@@ -379,6 +354,15 @@ def test_one_connection_cannot_take_every_subscription_slot():
         srv.stop()
 
 
+def _ends_for_stalling(call) -> None:
+    """Read what was already in flight, then the end: RESOURCE_EXHAUSTED naming the flag."""
+    with pytest.raises(grpc.RpcError) as info:
+        for _ in call:
+            pass
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "--stall-seconds" in info.value.details()
+
+
 def test_a_stream_whose_reader_takes_nothing_is_ended_after_the_stall_limit():
     srv = ServerThread(Limits(stall_seconds=1.0))
     try:
@@ -386,11 +370,7 @@ def test_a_stream_whose_reader_takes_nothing_is_ended_after_the_stall_limit():
             stalled = _open_stream(channel)
             assert srv.tracker.wait_for(lambda t: t.started == 1, timeout=30)
             assert srv.tracker.wait_idle(timeout=60), "the server still holds the unread stream"
-            with pytest.raises(grpc.RpcError) as info:
-                for _ in stalled:  # what was already in flight, then the end
-                    pass
-            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-            assert "--stall-seconds" in info.value.details()
+            _ends_for_stalling(stalled)
     finally:
         srv.stop()
 
@@ -407,11 +387,7 @@ def test_a_subscription_whose_reader_takes_nothing_is_ended_after_the_stall_limi
             feed = srv.running.servicer.feed
             assert feed.wait_subscribers(lambda n: n == 1, timeout=30)
             assert feed.wait_subscribers(lambda n: n == 0, timeout=90), "the unread subscription stayed"
-            with pytest.raises(grpc.RpcError) as info:
-                for _ in silent:
-                    pass
-            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-            assert "--stall-seconds" in info.value.details()
+            _ends_for_stalling(silent)
     finally:
         srv.stop()
 
@@ -488,13 +464,7 @@ def test_heavy_calls_wait_their_turn_on_the_bounded_generation_pool():
 def test_a_market_tick_off_the_path_grid_is_refused_at_start_not_a_crash(python, tmp_path, tick):
     market = tmp_path / "tick.toml"
     market.write_text(f'[[instrument]]\nsymbol = "A"\nstart_price = 1\nsigma = 0.1\ntick_size = {tick!r}\n')
-    done = subprocess.run(
-        [python, "-m", "server", "--port", "0", "--market", str(market)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    done = run_server(python, "--port", "0", "--market", str(market))
     assert done.returncode == 2
     assert "tick_size must be in [1e-09, 1e+06]" in done.stderr
     assert "Traceback" not in done.stderr
@@ -521,29 +491,17 @@ def test_the_readme_lists_every_limit_with_its_flag_and_default():
 def test_sigterm_ends_a_server_that_strangers_keep_busy(python):
     # Heavy calls queued on the pool, streams nobody reads and a live subscription: SIGTERM
     # still ends it, with exit 0, well within a generous bound.
-    proc = subprocess.Popen(
-        [python, "-m", "server", "--port", "0", "--grace", "1", "--log-level", "DEBUG"],
-        cwd=REPO_ROOT,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
     heavy = pb.PathRequest(periods=2**23, delta=1 / 23_400, seed=1, bar_interval="1h")
     heavy.gbm.start_price, heavy.gbm.sigma = 70.0, 0.3
     heavy.time.start_time.seconds = 1_772_409_600
-    try:
-        port = _listening_port(proc)
-        with _connection(f"127.0.0.1:{port}") as channel:
+    with ServerProcess(python, "--port", "0", "--grace", "1") as server:
+        with _connection(f"127.0.0.1:{_port(server)}") as channel:
             stub = MarketDataServiceStub(channel)
             busy = [stub.GetPrices.future(heavy, timeout=120) for _ in range(6)]
             unread = [_open_stream(channel) for _ in range(4)]
             live = stub.Subscribe(pb.SubscribeRequest(), timeout=120)
             assert next(live).WhichOneof("event") == "snapshot"
             next(unread[-1])  # every call is in: the streams were admitted before it
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=15) == 0
+            assert server.stop(timeout=15) == 0
             for call in [*busy, *unread]:
                 call.cancel()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import grpc
 import pytest
 
@@ -11,7 +9,8 @@ from client import field_violations
 from marketdata.v1 import market_data_pb2, market_data_pb2_grpc
 from server.sim.market import Market
 from server.sim.universe import DEFAULT_MARKET, Instrument, MarketConfig
-from tests.conftest import REPO_ROOT, ServerThread
+from tests.conftest import ServerThread
+from tests.server_process import run_server
 
 SMALL = MarketConfig(
     instruments=(Instrument("AAA", 100.0, 0.05, 0.2), Instrument("BBB", 20.0, 0.0, 0.4, tick_size=0.05)),
@@ -126,13 +125,7 @@ def test_default_market_is_served_when_no_file_is_given(server):
 def test_server_refuses_a_bad_market_file_at_start(python, tmp_path):
     bad = tmp_path / "market.toml"
     bad.write_text('[[instrument]]\nsymbol = "A"\nstart_price = 1\nsigma = -1\n')
-    done = subprocess.run(
-        [python, "-m", "server", "--port", "0", "--market", str(bad)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    done = run_server(python, "--port", "0", "--market", str(bad))
     assert done.returncode == 2
     assert str(bad) in done.stderr
     assert "sigma must be in [0, 10]" in done.stderr

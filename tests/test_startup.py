@@ -9,16 +9,9 @@ import subprocess
 import pytest
 
 from client import MarketDataClient
-from tests.conftest import REPO_ROOT
-from tests.server_process import ServerProcess
+from tests.server_process import ServerProcess, run_server
 
 WORKERS = pytest.mark.parametrize("workers", ["1", "2"])
-
-
-def start(python: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [python, "-m", "server", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30
-    )
 
 
 def one_line(done: subprocess.CompletedProcess[str]) -> str:
@@ -34,7 +27,7 @@ def test_a_port_in_use_is_one_line_and_exit_1(python, workers):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = start(python, "--port", str(port), "--workers", workers)
+        done = run_server(python, "--port", str(port), "--workers", workers)
     assert done.returncode == 1
     assert one_line(done).endswith(
         f"server.app: cannot listen on 127.0.0.1:{port}: the port is in use by another process: "
@@ -51,7 +44,7 @@ def test_a_port_in_use_is_one_line_and_exit_1(python, workers):
     ],
 )
 def test_a_bad_host_is_one_line_and_exit_1(python, workers, host, why):
-    done = start(python, "--host", host, "--port", "0", "--workers", workers)
+    done = run_server(python, "--host", host, "--port", "0", "--workers", workers)
     assert done.returncode == 1
     assert one_line(done).endswith(f"server.app: cannot listen on {host}:0: {why}")
 
@@ -101,7 +94,7 @@ def _bad_value(tmp_path):
 )
 def test_a_market_file_that_cannot_be_used_is_one_line_and_exit_2(python, tmp_path, market):
     path, why = market(tmp_path)
-    done = start(python, "--port", "0", "--market", str(path))
+    done = run_server(python, "--port", "0", "--market", str(path))
     assert done.returncode == 2
     line = one_line(done)
     assert line.startswith(f"marketdata-server: error: --market {path}: ")
