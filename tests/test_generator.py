@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 
 import numpy as np
 import pytest
@@ -148,3 +149,29 @@ def test_a_forked_worker_draws_other_seeds_than_its_parent():
     os.close(read_end)
     os.waitpid(pid, 0)
     assert child_seed != new_seed()
+
+
+def _untemper(value: int) -> int:
+    """The Mersenne Twister state word behind one 32-bit output (its tempering undone)."""
+    value ^= value >> 18
+    value ^= (value << 15) & 0xEFC60000
+    result = value
+    for _ in range(5):
+        result = value ^ ((result << 7) & 0x9D2C5680)
+    value, result = result, result
+    for _ in range(3):
+        result = value ^ (result >> 11)
+    return result & 0xFFFFFFFF
+
+
+def test_seeds_handed_out_do_not_predict_the_next_one():
+    # Every path without a seed returns the seed drawn for it. Were those consecutive outputs
+    # of one Mersenne Twister, 312 of them would give its whole state, and with it the next
+    # seed drawn (the live market's too): rebuild the state and see that the guess misses.
+    words = []
+    for _ in range(312):
+        seed = new_seed()
+        words += [seed & 0xFFFFFFFF, seed >> 32]
+    clone = random.Random()
+    clone.setstate((3, (*(_untemper(w) for w in words), 624), None))
+    assert clone.getrandbits(64) != new_seed()

@@ -8,8 +8,6 @@ and each non-GBM instrument of the live market (``market.instrument_rng``).
 
 from __future__ import annotations
 
-import os
-import random
 import secrets
 
 import numpy as np
@@ -20,14 +18,14 @@ from .checks import ParameterError, quoted
 # bars never changes the prices (Merton's own children use keys 0 to 2).
 VOLUME_STREAM = 1000
 
-_SEEDS = random.Random(secrets.randbits(128))
-# A forked worker must not draw the same seeds as its siblings.
-os.register_at_fork(after_in_child=lambda: _SEEDS.seed(secrets.randbits(128)))
-
-
 def new_seed() -> int:
-    """A fresh 64-bit seed (from a generator seeded by the OS, cheaper than a syscall per call)."""
-    return _SEEDS.getrandbits(64)
+    """A fresh 64-bit seed from the operating system's secure source.
+
+    Not from a fast generator seeded once: every path without a seed returns the
+    one drawn for it, and 312 of those let anyone rebuild a Mersenne Twister's
+    state, so predict the next seed drawn, the live market's included.
+    """
+    return secrets.randbits(64)
 
 
 def make_rng(seed: int, stream: int | None = None) -> np.random.Generator:
