@@ -44,6 +44,8 @@ except ImportError:  # pragma: no cover - another gRPC build: let it surface
 # pool, so the event loop keeps serving other calls meanwhile; smaller ones cost less
 # than the thread hop.
 OFFLOAD_MIN_VALUES = 8_192
+# ...or a block whose timestamps run through at least this many sessions (a few ms of work).
+OFFLOAD_MIN_SESSIONS = 256
 # Chunks of a stream made before the sender needs them (within the read-ahead budget).
 # One to three ran alike on a 2-core machine, six no better; deeper only costs memory.
 AHEAD = 2
@@ -76,6 +78,15 @@ class Drain:
                 await asyncio.wait_for(self._event.wait(), timeout=delay)
             except TimeoutError:
                 pass
+
+
+def _heavy(call: CallPlan, periods: int) -> bool:
+    """Whether a block of ``periods`` goes to the pool: many values, or few values stamped
+    across many sessions (each session day is worked out in Python)."""
+    time = call.path.time
+    return periods * call.columns >= OFFLOAD_MIN_VALUES or (
+        time is not None and time.sessions_spanned(0, periods) >= OFFLOAD_MIN_SESSIONS
+    )
 
 
 class Stalled(Exception):
@@ -263,7 +274,7 @@ class PathStreamer:
         def produce() -> bytes:
             return encode(PathBuilder(call.path).whole(block_size))
 
-        offload = call.periods * call.columns >= OFFLOAD_MIN_VALUES
+        offload = _heavy(call, call.periods)
         try:
             return await self.generation.run(produce, offload)
         except ParameterError as err:  # found only while generating (a calendar that runs dry)
@@ -275,7 +286,7 @@ class PathStreamer:
         loop = asyncio.get_running_loop()
         builder = PathBuilder(call.path)
         encode = self._encode(call, message)
-        offload = call.chunk_size * call.columns >= OFFLOAD_MIN_VALUES
+        offload = _heavy(call, call.chunk_size)
         limits, generation = self._limits, self.generation
 
         def produce() -> tuple[int, int, bytes]:

@@ -3,6 +3,7 @@ against a real server. Each test bounds its time; none asserts a speed."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import queue
 import threading
@@ -505,3 +506,25 @@ def test_sigterm_ends_a_server_that_strangers_keep_busy(python):
             assert server.stop(timeout=15) == 0
             for call in [*busy, *unread]:
                 call.cancel()
+
+
+def test_a_few_values_stamped_across_many_sessions_are_made_off_the_event_loop():
+    # 22 periods of 10,000 one-minute sessions walk 220,000 days in Python: seconds of work
+    # that must not run on the event loop, small as the reply is.
+    from client import path_request
+    from server.requests import plan_get_prices
+    from server.streaming import _heavy
+
+    request = path_request(
+        "gbm",
+        22,
+        10_000,
+        model_params={"start_price": 70.0, "sigma": 0.3},
+        seed=1,
+        start_time=dt.datetime(1678, 1, 1, tzinfo=dt.UTC),
+        calendar=pb.TradingCalendar(weekdays=range(1, 8), session_open="00:00", session_close="00:01"),
+    )
+    call = plan_get_prices(request, Limits())
+    assert _heavy(call, call.periods)
+    small = plan_get_prices(path_request("gbm", 22, model_params={"start_price": 70.0}, seed=1), Limits())
+    assert not _heavy(small, small.periods)

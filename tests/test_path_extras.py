@@ -680,3 +680,24 @@ def test_the_protobuf_wire_sends_the_same_bytes_for_every_addition(server):
             assert replies[0] == replies[1]
     finally:
         slow.stop()
+
+
+def test_a_calendar_path_longer_than_int64_session_time_is_refused_not_unknown(stub):
+    # Twelve periods of 10,000 all-day sessions from 1900 pass the year 2262 in session time.
+    request = path_request(
+        "gbm",
+        12,
+        10_000,
+        model_params=GBM,
+        seed=1,
+        start_time=dt.datetime(1900, 1, 1, tzinfo=dt.UTC),
+        calendar=pb.TradingCalendar(weekdays=range(1, 8), session_open="00:00", session_close="23:59"),
+    )
+    for call in (stub.GetPrices, lambda r: list(stub.StreamPrices(r))):
+        with pytest.raises(grpc.RpcError) as info:
+            call(request)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "292 years" in info.value.details()
+    request.periods = 11  # just inside: every stamp in order
+    stamps = stub.GetPrices(request).timestamps
+    assert (np.diff(stamps) > 0).all()

@@ -18,6 +18,7 @@ from .checks import ParameterError, quoted
 # bars never changes the prices (Merton's own children use keys 0 to 2).
 VOLUME_STREAM = 1000
 
+
 def new_seed() -> int:
     """A fresh 64-bit seed from the operating system's secure source.
 

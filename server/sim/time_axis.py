@@ -169,6 +169,11 @@ class TimeAxis:
         span = (periods - 1) * self.step_ns
         if self.calendar is not None:
             cal = self.calendar
+            if self._lead_ns + span >= _INT64_END:  # session time itself, counted in int64 ns
+                raise ParameterError(
+                    "periods",
+                    "the path would span more than 292 years of session time, beyond int64 nanoseconds",
+                )
             sessions = (self._lead_ns + span) // self._session_ns + 1
             # Calendar days needed, generously: whole weeks of sessions, a spare week, and a
             # week for each holiday that could fall in the way (one costs at most a week).
@@ -180,6 +185,13 @@ class TimeAxis:
             raise ParameterError(
                 "periods", "the path would run past the year 2262, the end of int64 nanosecond time"
             )
+
+    def sessions_spanned(self, first: int, n: int) -> int:
+        """About how many sessions positions ``first`` to ``first + n - 1`` run through (1 without
+        a calendar): stamping them walks that many days, a cost apart from ``n`` itself."""
+        if self.calendar is None or n <= 0:
+            return 1
+        return (n - 1) * self.step_ns // self._session_ns + 1
 
     def most_bars(self, periods: int, interval_ns: int) -> int:
         """An upper bound on the bars of ``interval_ns`` a path of ``periods`` values makes.
