@@ -172,7 +172,8 @@ class TimeAxis:
             if self._lead_ns + span >= _INT64_END:  # session time itself, counted in int64 ns
                 raise ParameterError(
                     "periods",
-                    "the path would span more than 292 years of session time, beyond int64 nanoseconds",
+                    "the path would run past the year 2262: more than 292 years of session time, "
+                    "beyond int64 nanoseconds",
                 )
             sessions = (self._lead_ns + span) // self._session_ns + 1
             # Calendar days needed, generously: whole weeks of sessions, a spare week, and a
