@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from marketdata.v1 import market_data_pb2
 
 from .limits import FeedLimits, LimitExceeded
-from .sim.checks import quoted
+from .sim.checks import ParameterError, listed, quoted
 from .sim.market import Market, MarketTick
 from .sim.universe import MarketConfig
 from .wire import TickEncoding
@@ -69,9 +69,13 @@ class MarketFeed:
             )
 
     def subscribe(self, symbols: Sequence[str]) -> Subscriber:
-        """Register a subscriber; ParameterError for unknown symbols, LimitExceeded for limits."""
+        """Register a subscriber; ParameterError for unknown or repeated symbols, LimitExceeded
+        for limits."""
         symbols = tuple(symbols) or self.config.symbols
         self.check_symbol_count(len(symbols), "a subscription")
+        repeated = [s for s, n in collections.Counter(symbols).items() if n > 1]
+        if repeated:  # each copy would cost a price entry on every tick
+            raise ParameterError("symbols", f"symbols must not repeat; repeated: {listed(repeated)}")
         return self._register(Subscriber(tuple(self.market.index_of(symbols)), symbols, self.limits))
 
     def open_managed(self) -> Subscriber:
@@ -94,13 +98,13 @@ class MarketFeed:
     ) -> tuple[list[tuple[str, int, str]], tuple[int, ...]]:
         """Apply one change; per-symbol (symbol, SymbolStatus code, message), and the positions added."""
         codes = market_data_pb2.SymbolStatus
-        current = list(subscriber.symbols)
+        current = dict.fromkeys(subscriber.symbols)  # ordered, and each look-up O(1)
         outcome: list[tuple[str, int, str]] = []
         added: list[int] = []
         for symbol in add:
             if symbol in current:
                 outcome.append((symbol, codes.ALREADY_SUBSCRIBED, ""))
-            elif symbol not in self.config.symbols:
+            elif not self.market.knows(symbol):
                 outcome.append(
                     (symbol, codes.UNKNOWN_SYMBOL, f"no instrument {quoted(symbol)} in this market")
                 )
@@ -113,12 +117,12 @@ class MarketFeed:
                     )
                 )
             else:
-                current.append(symbol)
+                current[symbol] = None
                 added.append(self.market.index_of([symbol])[0])
                 outcome.append((symbol, codes.SUBSCRIBED, ""))
         for symbol in remove:
             if symbol in current:
-                current.remove(symbol)
+                del current[symbol]
                 outcome.append((symbol, codes.UNSUBSCRIBED, ""))
             else:
                 outcome.append((symbol, codes.NOT_SUBSCRIBED, ""))
@@ -290,7 +294,17 @@ class Subscriber:
         self._wake.set()
 
     def send(self, message: bytes) -> None:
-        """Queue a control message (a status or snapshot): sent before updates, never dropped."""
+        """Queue a control message (a status or snapshot): sent before updates, never dropped.
+        A reader that lets more than --subscriber-buffer of them pile up is ended instead."""
+        if len(self._control) >= self._limits.buffer_ticks:
+            self.fail(
+                LimitExceeded(
+                    f"more than {self._limits.buffer_ticks} answers to ManageSubscription requests are "
+                    "waiting for the reader (server flag --subscriber-buffer); read the stream as you "
+                    "send requests"
+                )
+            )
+            return
         self._control.append(message)
         self._wake.set()
 

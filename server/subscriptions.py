@@ -13,7 +13,8 @@ from marketdata.v1 import market_data_pb2
 from . import status
 from .feed import MarketFeed, Subscriber
 from .limits import HEARTBEAT_MAX, HEARTBEAT_MIN, LimitExceeded
-from .sim.checks import ParameterError, check_range
+from .sim.checks import ParameterError, check_range, listed
+from .sim.universe import SYMBOL_MAX_CHARS
 from .streaming import Drain, Stalled, send
 from .wire import EVENT_SNAPSHOT, Undecodable
 
@@ -38,6 +39,8 @@ async def apply_requests(
     added. A bad request ends the subscription (the pump reports it)."""
     try:
         async for request in requests:
+            if subscriber.problem is not None:  # ended: read no more of its requests
+                return
             if isinstance(request, Undecodable):
                 _LOGGER.warning("ManageSubscription: %s", status.not_a_valid(request.message))
                 raise ParameterError("request", status.not_a_valid(request.message))
@@ -47,6 +50,12 @@ async def apply_requests(
             # Enough to drop a full subscription and add another; each symbol is answered apart.
             most = 2 * feed.limits.max_symbols
             feed.check_symbol_count(len(add) + len(remove), "one SubscriptionRequest", most)
+            too_long = [s for s in (*add, *remove) if len(s) > SYMBOL_MAX_CHARS]
+            if too_long:  # no instrument has such a name, and each would be echoed back
+                raise ParameterError(
+                    "symbols",
+                    f"market symbols have at most {SYMBOL_MAX_CHARS} characters; got {listed(too_long)}",
+                )
             outcome, added = feed.change(subscriber, list(add), list(remove))
             if outcome:
                 subscriber.send(feed.status_event(outcome))

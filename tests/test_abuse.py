@@ -13,6 +13,7 @@ import pytest
 
 from marketdata.v1 import market_data_pb2 as pb
 from marketdata.v1.market_data_pb2_grpc import MarketDataServiceStub
+from server.feed import Subscriber
 from server.limits import FeedLimits, Limits, flags
 from server.sim.universe import Instrument, MarketConfig
 from tests.conftest import REPO_ROOT, ServerThread
@@ -528,3 +529,51 @@ def test_a_few_values_stamped_across_many_sessions_are_made_off_the_event_loop()
     assert _heavy(call, call.periods)
     small = plan_get_prices(path_request("gbm", 22, model_params={"start_price": 70.0}, seed=1), Limits())
     assert not _heavy(small, small.periods)
+
+
+def test_a_subscription_may_not_repeat_a_symbol(stub):
+    with pytest.raises(grpc.RpcError) as info:
+        next(stub.Subscribe(pb.SubscribeRequest(symbols=["ACME", "GLOBEX", "ACME"]), timeout=10))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "repeated: ACME" in info.value.details()
+
+
+def test_answers_a_manage_subscription_reader_leaves_unread_are_bounded(monkeypatch):
+    # Each request names 1,000 unknown symbols (a 60 kB answer); the reader reads nothing.
+    # The answers waiting for it never pass --subscriber-buffer (2 here).
+    waiting = []
+    send = Subscriber.send
+
+    def watched(self, message):
+        send(self, message)
+        waiting.append(len(self._control))
+
+    monkeypatch.setattr(Subscriber, "send", watched)
+    srv = ServerThread(Limits(stall_seconds=2.0), feed_limits=FeedLimits(buffer_ticks=2))
+    flood = pb.SubscriptionRequest(subscribe=pb.SymbolList(symbols=[f"U{i:04d}" for i in range(1000)]))
+    try:
+        with _connection(srv.target) as channel:
+            call = MarketDataServiceStub(channel).ManageSubscription(iter([flood] * 300), timeout=120)
+            feed = srv.running.servicer.feed
+            assert feed.wait_subscribers(lambda n: n == 1, timeout=30)
+            assert feed.wait_subscribers(lambda n: n == 0, timeout=90), "the flooding subscriber stayed"
+            with pytest.raises(grpc.RpcError) as info:
+                for _ in call:
+                    pass
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert waiting and max(waiting) <= 2
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize("symbol", ["X" * 33, "€" * 40])
+def test_manage_subscription_refuses_symbols_no_instrument_could_have(channel, symbol):
+    request = pb.SubscriptionRequest(subscribe=pb.SymbolList(symbols=["ACME", symbol]))
+    call = channel.stream_stream(f"/{SERVICE.full_name}/ManageSubscription")(
+        iter([request.SerializeToString()]), timeout=10
+    )
+    with pytest.raises(grpc.RpcError) as info:
+        for _ in call:
+            pass
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "at most 32 characters" in info.value.details()

@@ -88,6 +88,9 @@ class Market:
         )
         return self.last
 
+    def knows(self, symbol: str) -> bool:
+        return symbol in self._index
+
     def index_of(self, symbols: Sequence[str]) -> list[int]:
         """Positions of ``symbols``; ParameterError listing every unknown one."""
         unknown = [s for s in symbols if s not in self._index]

@@ -8,6 +8,8 @@ model's class (and protobuf message); only GBM instruments can be correlated.
 
 from __future__ import annotations
 
+import collections
+import functools
 import numbers
 import tomllib
 from collections.abc import Mapping
@@ -157,7 +159,7 @@ class MarketConfig:
         if not self.instruments:
             raise ParameterError("instruments", "a market needs at least one instrument")
         symbols = [i.symbol for i in self.instruments]
-        duplicates = sorted({s for s in symbols if symbols.count(s) > 1})
+        duplicates = sorted(s for s, n in collections.Counter(symbols).items() if n > 1)
         if duplicates:
             raise ParameterError("instruments", f"symbols must be unique; repeated: {listed(duplicates)}")
         check_range("wall_seconds_per_tick", self.wall_seconds_per_tick, 0.0, 3600.0, low_open=True)
@@ -200,7 +202,7 @@ class MarketConfig:
             return None
         return check_correlation(matrix[np.ix_(gbm, gbm)], [symbols[n] for n in gbm])
 
-    @property
+    @functools.cached_property
     def symbols(self) -> tuple[str, ...]:
         return tuple(i.symbol for i in self.instruments)
 

@@ -8,6 +8,7 @@ price at step i.
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -76,7 +77,7 @@ class CorrelatedGbm(Model):
         n = len(self.assets)
         _check_count(n)
         named = [a.symbol for a in self.assets if a.symbol]
-        repeated = sorted({s for s in named if named.count(s) > 1})
+        repeated = sorted(s for s, n in collections.Counter(named).items() if n > 1)
         if repeated:
             raise ParameterError("assets", f"assets' symbols must be unique; repeated: {listed(repeated)}")
         factor = None
