@@ -295,6 +295,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _ClientsLeaving(logging.Filter):
+    """gRPC logs a traceback at ERROR when the status of a call cannot be sent because its
+    client has gone (a stalled reader that then cancels), or when it cancels a call's
+    coroutine at the end of the shutdown grace. Both are callers leaving, not faults: such a
+    record becomes one DEBUG line, shown only when the server logs at DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cancelled = record.exc_info is not None and record.exc_info[0] is asyncio.CancelledError
+        if not (
+            message.startswith("ExecuteBatchError raised in core")
+            or (message.startswith("Exception not handled by _handle_exceptions") and cancelled)
+        ):
+            return True
+        method = message.rsplit("[", 1)[-1].rstrip("]")
+        record.msg, record.args = "a call of %s ended while its client or the server was leaving", (method,)
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        record.exc_info = record.exc_text = None
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
 def _limits(limits: type[T], args: argparse.Namespace) -> T:
     """A limits object from the flags its fields declare."""
     return limits(**{spec.name: getattr(args, spec.name) for _, spec in flags(limits)})
@@ -342,6 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for noisy in ("asyncio", "grpc._cython.cygrpc"):  # their DEBUG lines drown ours
         logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))
+    logging.getLogger("grpc._cython.cygrpc").addFilter(_ClientsLeaving())
     try:
         if args.workers > 1:
             return run_workers(options, args.workers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import NoReturn
 
 import grpc
@@ -10,6 +11,8 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from .sim.checks import ParameterError
+
+_LOGGER = logging.getLogger(__name__)
 
 
 def invalid_argument(err: ParameterError) -> grpc.Status:
@@ -63,6 +66,7 @@ def end_stalled(context: grpc.aio.ServicerContext, stall: float) -> None:
     RESOURCE_EXHAUSTED. Not abort: that would wait, like any send, for the reader to make
     room; the handler returns at once and gRPC sends the status once the reader reads (or
     drops the call with its connection). Its admission ticket is held until then."""
+    _LOGGER.info("ended a call from %s: its reader accepted nothing for %g s", context.peer(), stall)
     context.set_code(grpc.StatusCode.RESOURCE_EXHAUSTED)
     context.set_details(
         f"the reader accepted nothing for {stall:g} s (server flag --stall-seconds) and the call "

@@ -577,3 +577,13 @@ def test_manage_subscription_refuses_symbols_no_instrument_could_have(channel, s
             pass
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "at most 32 characters" in info.value.details()
+
+
+def test_a_stalled_reader_that_leaves_puts_no_traceback_in_the_log(python):
+    with ServerProcess(python, "--port", "0", "--stall-seconds", "1", "--grace", "1") as server:
+        with _connection(f"127.0.0.1:{_port(server)}") as channel:
+            stalled = _open_stream(channel)
+            server.wait_for(r"ended a call from ipv4:127\.0\.0\.1:\d+: its reader accepted nothing")
+            stalled.cancel()  # the status the server could not send yet has nowhere to go now
+        assert server.stop() == 0
+    assert "Traceback" not in server.log and " ERROR " not in server.log, server.log
