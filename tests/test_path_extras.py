@@ -701,3 +701,25 @@ def test_a_calendar_path_longer_than_int64_session_time_is_refused_not_unknown(s
     request.periods = 11  # just inside: every stamp in order
     stamps = stub.GetPrices(request).timestamps
     assert (np.diff(stamps) > 0).all()
+
+
+def test_a_wide_spread_never_quotes_a_price_below_one_tick(md):
+    # 200 daily volatilities is a spread wider than the price: the bid stops at one tick.
+    request = path_request("gbm", 2_000, model_params=GBM, seed=3, spread_volatility=200.0)
+    path = md.get_prices(request)
+    assert path.bid.min() == 0.01
+    assert (path.ask > path.bid).all()
+
+
+def test_bid_and_ask_never_meet_where_ticks_are_finer_than_a_double(md):
+    # 1e8 on a 1e-9 grid is 1e17 ticks, past 2^53: one tick is below float64's step there.
+    request = path_request(
+        "gbm",
+        1_000,
+        model_params={"start_price": 1e8, "sigma": 0.3},
+        seed=4,
+        tick_size=1e-9,
+        spread_bps=1e-300,
+    )
+    path = md.get_prices(request)
+    assert (path.ask > path.bid).all()

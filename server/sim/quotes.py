@@ -2,7 +2,8 @@
 
 Half a spread each side of the mid, the spread either fixed in basis points of
 the mid or a multiple of one period's volatility; bid rounded down and ask up
-to the tick grid, never closer than one tick.
+to the tick grid, never closer than one tick (or, past 2^53 ticks, than the
+next double); a price's bid never below one tick.
 """
 
 from __future__ import annotations
@@ -59,6 +60,11 @@ def quotes(
     else:
         half = np.abs(mid) * (spread_vol * step_sd / 2)
     bid = np.floor((mid - half) / tick_size + 1e-9)
+    if not absolute:  # a price's bid is a price too: never below one tick
+        bid = np.maximum(bid, 1.0)
     ask = np.maximum(np.ceil((mid + half) / tick_size - 1e-9), bid + 1)
     grid = TickGrid(tick_size)
-    return grid.prices(bid), grid.prices(ask)
+    bid, ask = grid.prices(bid), grid.prices(ask)
+    # Past 2^53 ticks (9e13 with a cent tick) float64 cannot step by one tick: the ask then
+    # takes the next double above the bid, so the two never meet.
+    return bid, np.where(ask > bid, ask, np.nextafter(bid, np.inf))
