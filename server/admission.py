@@ -36,6 +36,7 @@ class Admission:
         self._limits, self._feed_limits = limits, feed_limits
         self._calls = 0  # unary calls and price streams
         self._streams = 0
+        self._subscriptions = 0  # the market's and other services' streams of events
         self._by_peer: collections.Counter[tuple[str, str]] = collections.Counter()
 
     @property
@@ -45,14 +46,21 @@ class Admission:
     def admit(self, kind: str, peer: str) -> Ticket:
         """A ticket for a call of ``kind`` from ``peer``, or LimitExceeded saying which limit."""
         limits = self._limits
-        if kind == SUBSCRIPTION:  # the total is the feed's (--max-subscribers)
-            most = self._feed_limits().max_subscribers_per_peer
+        if kind == SUBSCRIPTION:  # the market's own, and health Watch and reflection streams
+            feed_limits = self._feed_limits()
+            most = feed_limits.max_subscribers_per_peer
             if self._by_peer[kind, peer] >= most:
                 raise LimitExceeded(
                     f"this connection already holds {most} subscriptions, its limit "
                     "(server flag --max-subscribers-per-peer); end one, or subscribe to more "
                     "symbols in one"
                 )
+            if self._subscriptions >= feed_limits.max_subscribers:
+                raise LimitExceeded(
+                    f"the server already holds its limit of {feed_limits.max_subscribers} subscribers "
+                    "(server flag --max-subscribers); retry later"
+                )
+            self._subscriptions += 1
         else:
             if self._calls >= limits.max_calls:
                 raise LimitExceeded(
@@ -80,6 +88,8 @@ class Admission:
         self._by_peer[key] -= 1
         if not self._by_peer[key]:
             del self._by_peer[key]
-        if ticket.kind != SUBSCRIPTION:
+        if ticket.kind == SUBSCRIPTION:
+            self._subscriptions -= 1
+        else:
             self._calls -= 1
             self._streams -= ticket.kind == STREAM

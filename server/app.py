@@ -22,9 +22,10 @@ from grpc_reflection.v1alpha import reflection
 
 from marketdata.v1 import market_data_pb2
 
+from .admission import Admission
 from .feed import MarketFeed
 from .limits import FeedLimits, Limits, flags
-from .servicer import WIRES, MarketDataServicer, add_to_server
+from .servicer import WIRES, AdmitOtherServices, MarketDataServicer, add_to_server
 from .sim.checks import ParameterError
 from .sim.seeding import new_seed
 from .sim.universe import DEFAULT_MARKET, MarketConfig, load_market
@@ -95,15 +96,19 @@ async def start_server(options: ServerOptions | None = None) -> RunningServer:
     _bound_socket(options.host, options.port, reuse).close()
     # gRPC turns SO_REUSEPORT on by default on Linux, so a second server on a
     # busy port would silently share it; a single server must fail instead.
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 1 if options.reuse_port else 0)])
     feed = MarketFeed(
         options.market, seed=options.market_seed, limits=options.feed_limits, epoch=options.market_epoch
+    )
+    admission = Admission(options.limits, lambda: feed.limits)
+    server = grpc.aio.server(
+        options=[("grpc.so_reuseport", 1 if options.reuse_port else 0)],
+        interceptors=[AdmitOtherServices(admission)],
     )
     if options.market_clock:  # computed up to now before listening: a restarted worker's is hours behind
         skipped = await asyncio.to_thread(feed.catch_up, time.time())
         if skipped:
             _LOGGER.info("computed %d ticks of the market since its epoch", skipped)
-    servicer = MarketDataServicer(options.limits, wire=options.wire, feed=feed)
+    servicer = MarketDataServicer(options.limits, wire=options.wire, feed=feed, admission=admission)
     add_to_server(servicer, server)
 
     health_servicer = health.aio.HealthServicer()

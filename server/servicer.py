@@ -8,6 +8,7 @@ live market) and frames the reply. No maths here, and no knowledge of models.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import AsyncIterator, Callable
 
@@ -37,6 +38,7 @@ from .wire import ENCODERS, EVENT_SNAPSHOT, Undecodable, exchange_timestamp, req
 _LOGGER = logging.getLogger(__name__)
 
 WIRES = tuple(ENCODERS)
+SERVICE = market_data_pb2.DESCRIPTOR.services_by_name["MarketDataService"]
 pb = market_data_pb2
 
 
@@ -51,13 +53,14 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
         tracker: StreamTracker | None = None,
         wire: str = "fast",
         feed: MarketFeed | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.limits = limits or Limits()
         self.tracker = tracker or StreamTracker()
         self.feed = feed or MarketFeed(DEFAULT_MARKET)
         self._drain = Drain()
         self._paths = PathStreamer(self.tracker, self._drain, wire, self.limits)
-        self.admission = Admission(self.limits, lambda: self.feed.limits)
+        self.admission = admission or Admission(self.limits, lambda: self.feed.limits)
 
     def begin_shutdown(self, grace: float) -> None:
         """Let open streams run for most of ``grace`` seconds; end subscriptions now."""
@@ -189,6 +192,18 @@ _HANDLER_KINDS = {  # (client streams, server streams) -> gRPC's handler factory
 }
 
 
+async def _admit(name: str, kind: str, admission: Admission, context: grpc.aio.ServicerContext) -> None:
+    """Admit a call, or end it with RESOURCE_EXHAUSTED naming the limit it would pass. Its
+    slot is held until gRPC has finished the call, not just the handler: a call ended while
+    its reader stalls still holds its last message until the reader reads or leaves."""
+    try:
+        ticket = admission.admit(kind, context.peer())
+    except LimitExceeded as err:
+        _LOGGER.info("refused %s from %s: %s", name, context.peer(), err)
+        await status.abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
+    context.add_done_callback(lambda _: ticket.release())
+
+
 def _guarded(name: str, kind: str, handler: Callable, admission: Admission) -> Callable:
     """``handler``, behind the checks every call passes first: a request that did not decode
     ends the call with INVALID_ARGUMENT and one WARNING line (ManageSubscription's reader
@@ -198,17 +213,46 @@ def _guarded(name: str, kind: str, handler: Callable, admission: Admission) -> C
         if isinstance(request, Undecodable):
             _LOGGER.warning("%s from %s: %s", name, context.peer(), status.not_a_valid(request.message))
             await status.abort(context, grpc.StatusCode.INVALID_ARGUMENT, status.not_a_valid(request.message))
-        try:
-            ticket = admission.admit(kind, context.peer())
-        except LimitExceeded as err:
-            _LOGGER.info("refused %s from %s: %s", name, context.peer(), err)
-            await status.abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
-        # Held until gRPC has finished the call, not just the handler: a call ended while its
-        # reader stalls still holds its last message until the reader reads or leaves.
-        context.add_done_callback(lambda _: ticket.release())
+        await _admit(name, kind, admission, context)
         return await handler(request, context)
 
     return guarded
+
+
+class AdmitOtherServices(grpc.aio.ServerInterceptor):
+    """Health and reflection calls count against the same limits: a Check or another unary
+    call like any call (--max-calls), a Watch or a reflection stream like a subscription
+    (--max-subscribers, --max-subscribers-per-peer). MarketDataService's own methods are
+    admitted by their handlers (add_to_server)."""
+
+    def __init__(self, admission: Admission) -> None:
+        self._admission = admission
+
+    async def intercept_service(self, continuation, details):
+        handler = await continuation(details)
+        if handler is None or details.method.startswith(f"/{SERVICE.full_name}/"):
+            return handler
+        kind = SUBSCRIPTION if handler.response_streaming else UNARY
+        behaviours = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+        name = next(b for b in behaviours if getattr(handler, b) is not None)
+        return handler._replace(**{name: self._admitted(details.method, kind, getattr(handler, name))})
+
+    def _admitted(self, method: str, kind: str, behaviour: Callable) -> Callable:
+        admission = self._admission
+        if inspect.isasyncgenfunction(behaviour):
+
+            async def replies(request, context):
+                await _admit(method, kind, admission, context)
+                async for reply in behaviour(request, context):
+                    yield reply
+
+            return replies
+
+        async def reply(request, context):
+            await _admit(method, kind, admission, context)
+            return await behaviour(request, context)
+
+        return reply
 
 
 def _kind(method) -> str:
@@ -220,7 +264,7 @@ def _kind(method) -> str:
 
 def add_to_server(servicer: MarketDataServicer, server: grpc.aio.Server) -> None:
     """Register every method the proto declares, its shape and request type read from the descriptor."""
-    service = market_data_pb2.DESCRIPTOR.services_by_name["MarketDataService"]
+    service = SERVICE
     handlers = {}
     for method in service.methods:
         handler = _guarded(method.name, _kind(method), getattr(servicer, method.name), servicer.admission)

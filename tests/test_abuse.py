@@ -587,3 +587,23 @@ def test_a_stalled_reader_that_leaves_puts_no_traceback_in_the_log(python):
             stalled.cancel()  # the status the server could not send yet has nowhere to go now
         assert server.stop() == 0
     assert "Traceback" not in server.log and " ERROR " not in server.log, server.log
+
+
+def test_health_watch_streams_count_like_subscriptions():
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    srv = ServerThread(feed_limits=FeedLimits(max_subscribers_per_peer=3))
+    try:
+        with _connection(srv.target) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            watches = [health.Watch(health_pb2.HealthCheckRequest(), timeout=60) for _ in range(3)]
+            for watch in watches:
+                assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+            refused = _refused(health.Watch(health_pb2.HealthCheckRequest(), timeout=60))
+            assert "--max-subscribers-per-peer" in refused.details()
+            check = health.Check(health_pb2.HealthCheckRequest(), timeout=10)
+            assert check.status == health_pb2.HealthCheckResponse.SERVING  # unary calls still go
+            for watch in watches:
+                watch.cancel()
+    finally:
+        srv.stop()
