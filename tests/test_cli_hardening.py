@@ -148,7 +148,11 @@ def _shut_down_under(server, proc, live):
         first = proc.stdout.readline()
         assert live(first), first
         done = server.submit(server.running.shutdown(grace=1.0))
-        out, err = proc.communicate(timeout=30)
+        # Read through the same buffered streams as the first line (communicate() would read
+        # the pipes beneath them and lose what readline() had already buffered); the client
+        # exits, closing them, once the server has ended its call.
+        out, err = proc.stdout.read(), proc.stderr.read()
+        proc.wait(timeout=30)
         done.result(timeout=30)
         return proc.returncode, out, err
     finally:
