@@ -11,11 +11,13 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 
 import grpc
+from grpc_health.v1 import health_pb2
 
 from marketdata.v1 import market_data_pb2
 
 from .base import BaseClient
 from .requests import subscribe_request
+from .security import aio_interceptors
 from .streams import SequenceGaps
 
 
@@ -42,13 +44,22 @@ class AsyncMarketDataClient(BaseClient, AbstractAsyncContextManager):
     Takes the same arguments as MarketDataClient (see BaseClient).
     """
 
-    _open_channel = staticmethod(grpc.aio.insecure_channel)
+    def _open_channel(self, target, options, credentials, metadata) -> grpc.aio.Channel:
+        interceptors = aio_interceptors(metadata) if metadata else None
+        if credentials is None:
+            return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
+        return grpc.aio.secure_channel(target, credentials, options=options, interceptors=interceptors)
 
     async def close(self) -> None:
         await self._channel.close()
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+    async def check_health(self, service: str = "") -> str:
+        """Like MarketDataClient.check_health."""
+        reply = await self._health.Check(health_pb2.HealthCheckRequest(service=service), timeout=self.timeout)
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
     async def get_last_prices(self, symbols: Sequence[str] = ()) -> market_data_pb2.LastPrices:
         """The last price of ``symbols`` (every instrument when empty), all at one tick."""

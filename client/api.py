@@ -17,23 +17,31 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 
 import grpc
+from grpc_health.v1 import health_pb2
 
 from marketdata.v1 import market_data_pb2
 
 from .base import BaseClient
 from .decoding import PricePath
 from .requests import gbm_request, subscribe_request
+from .security import BearerToken
 from .streams import ManagedSubscription, PriceStream, Subscription
 
 
 class MarketDataClient(BaseClient, AbstractContextManager):
     """A blocking client of a MarketDataService; close it, or use it as a context manager.
 
-    ``MarketDataClient(target, timeout=30.0, options=None)``: see BaseClient
-    for the target forms, load balancing and timeouts.
+    ``MarketDataClient(target, timeout=30.0, options=None, tls=False, ca_file=None,
+    cert_file=None, key_file=None, token=None)``: see BaseClient for the target
+    forms, load balancing, timeouts, TLS and tokens.
     """
 
-    _open_channel = staticmethod(grpc.insecure_channel)
+    def _open_channel(self, target, options, credentials, metadata) -> grpc.Channel:
+        if credentials is None:
+            channel = grpc.insecure_channel(target, options=options)
+        else:
+            channel = grpc.secure_channel(target, credentials, options=options)
+        return grpc.intercept_channel(channel, BearerToken(metadata)) if metadata else channel
 
     def close(self) -> None:
         self._channel.close()
@@ -112,6 +120,14 @@ class MarketDataClient(BaseClient, AbstractContextManager):
         return self._stub.ListInstruments(
             market_data_pb2.ListInstrumentsRequest(), timeout=self._unary_timeout(timeout)
         )
+
+    def check_health(self, service: str = "", timeout: float | None = None) -> str:
+        """The standard health service's answer for ``service`` ("" is the whole server):
+        ``SERVING``, ``NOT_SERVING`` (shutting down) or ``SERVICE_UNKNOWN``. Health needs no token."""
+        reply = self._health.Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=self._unary_timeout(timeout)
+        )
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
     def get_last_prices(
         self, symbols: Sequence[str] = (), timeout: float | None = None

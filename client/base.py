@@ -12,10 +12,12 @@ import json
 from collections.abc import Callable, Sequence
 
 import grpc
+from grpc_health.v1 import health_pb2_grpc
 
 from marketdata.v1 import market_data_pb2, market_data_pb2_grpc
 
 from .decoding import decode_price_chunk, decode_prices
+from .security import Security
 
 _SERVICE = market_data_pb2.DESCRIPTOR.services_by_name["MarketDataService"]
 
@@ -84,9 +86,22 @@ class BaseClient:
     target resolves to with gRPC's own round_robin load balancing (one HTTP/2
     connection per backend), so several server instances share the load.
     ``timeout`` bounds unary calls in seconds; streams have none unless given.
+
+    Security (see client.security): ``tls=True`` checks the server against the
+    system's CA certificates, ``ca_file`` against the PEM CAs in that file (and
+    implies TLS); ``cert_file`` and ``key_file`` present a client certificate
+    (mTLS); ``token`` is sent as ``authorization: Bearer <token>`` on every call.
+    A file that cannot be read raises OSError naming it.
     """
 
-    _open_channel: Callable[..., grpc.Channel | grpc.aio.Channel]
+    def _open_channel(
+        self,
+        target: str,
+        options: list[tuple[str, object]],
+        credentials: grpc.ChannelCredentials | None,
+        metadata: tuple[tuple[str, str], ...],
+    ) -> grpc.Channel | grpc.aio.Channel:
+        raise NotImplementedError
 
     def __init__(
         self,
@@ -94,11 +109,20 @@ class BaseClient:
         *,
         timeout: float | None = DEFAULT_UNARY_TIMEOUT,
         options: list[tuple[str, object]] | None = None,
+        tls: bool = False,
+        ca_file: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
+        token: str | None = None,
     ) -> None:
         self.target = channel_target(target)
         self.timeout = timeout
-        self._channel = self._open_channel(self.target, options=channel_options(options))
+        security = Security(tls=tls, ca_file=ca_file, cert_file=cert_file, key_file=key_file, token=token)
+        self._channel = self._open_channel(
+            self.target, channel_options(options), security.channel_credentials(), security.metadata()
+        )
         self._stub = market_data_pb2_grpc.MarketDataServiceStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
         # The generated stub would build one Python float per price; these
         # callables decode the price bytes straight into numpy instead.
         self._get = _numpy_call(self._channel, "GetGbmPrices")

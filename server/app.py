@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import contextlib
 import errno
+import ipaddress
 import logging
 import os
 import signal
@@ -23,12 +24,14 @@ from grpc_reflection.v1alpha import reflection
 from marketdata.v1 import market_data_pb2
 
 from .admission import Admission
+from .auth import TokenAuth, TokenFile
 from .feed import MarketFeed
-from .limits import FeedLimits, Limits, flags
+from .limits import ConnectionLimits, FeedLimits, Limits, flags
 from .servicer import WIRES, AdmitOtherServices, MarketDataServicer, add_to_server
 from .sim.checks import ParameterError
 from .sim.seeding import new_seed
 from .sim.universe import DEFAULT_MARKET, MarketConfig, load_market
+from .tls import CertificateFiles, TlsOptions
 from .workers import Supervisor
 
 _LOGGER = logging.getLogger(__name__)
@@ -58,13 +61,19 @@ class RunningServer:
     port: int
     servicer: MarketDataServicer
     health: health.aio.HealthServicer
+    health_server: grpc.aio.Server | None = None  # --health-port
+    health_port: int | None = None
+    certificates: CertificateFiles | None = None  # with TLS
 
     async def shutdown(self, grace: float) -> None:
         """Turn health NOT_SERVING, give open calls ``grace`` seconds, then stop."""
         _LOGGER.info("shutting down: health NOT_SERVING, %.1f s grace for open calls", grace)
         await self.health.enter_graceful_shutdown()
         self.servicer.begin_shutdown(grace)
-        await self.server.stop(grace)
+        stopping = [self.server.stop(grace)]
+        if self.health_server is not None:  # probes keep seeing NOT_SERVING while calls drain
+            stopping.append(self.health_server.stop(grace))
+        await asyncio.gather(*stopping)
         await self.servicer.feed.stop()
         self.servicer.close()
         _LOGGER.info("stopped")
@@ -85,25 +94,48 @@ class ServerOptions:
     market_epoch: float | None = None  # wall time of tick 0; None: now
     market_clock: bool = True  # False: tests advance servicer.feed themselves
     reuse_port: bool = False  # only for --workers, which share one port
+    connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+    tls: TlsOptions | None = None  # None: plaintext
+    auth_tokens: str | None = None  # a token file: MarketDataService calls need a token
+    allow_insecure: bool = False  # tokens over plaintext on a non-loopback address
+    health_port: int | None = None  # a plaintext port serving only grpc.health.v1
+
+    def check_security(self) -> None:
+        """ValueError for tokens that would cross a network in the clear."""
+        if self.auth_tokens and self.tls is None and not is_loopback(self.host) and not self.allow_insecure:
+            raise ValueError(
+                f"--auth-tokens over plaintext on --host {self.host} would send every token in the "
+                "clear: add --tls-cert and --tls-key, listen on a loopback address, or pass "
+                "--allow-insecure (for a network you trust, such as a mesh that encrypts)"
+            )
 
 
 async def start_server(options: ServerOptions | None = None) -> RunningServer:
     """Start serving and report SERVING; the live market starts ticking too."""
     options = options or ServerOptions()
+    options.check_security()
     # Bind as gRPC will (it sets SO_REUSEADDR) to say in one line why the address cannot
     # be served, before gRPC logs and raises a RuntimeError that does not say.
     reuse = [socket.SO_REUSEADDR] + ([socket.SO_REUSEPORT] if options.reuse_port else [])
     _bound_socket(options.host, options.port, reuse).close()
+    if options.health_port:
+        _bound_socket(options.host, options.health_port, reuse).close()
     # gRPC turns SO_REUSEPORT on by default on Linux, so a second server on a
     # busy port would silently share it; a single server must fail instead.
+    certificates = CertificateFiles(options.tls) if options.tls is not None else None
+    interceptors: list[grpc.aio.ServerInterceptor] = []
+    if options.auth_tokens is not None:
+        interceptors.append(TokenAuth(TokenFile(options.auth_tokens), SERVICE_NAME))
     feed = MarketFeed(
         options.market, seed=options.market_seed, limits=options.feed_limits, epoch=options.market_epoch
     )
     admission = Admission(options.limits, lambda: feed.limits)
-    server = grpc.aio.server(
-        options=[("grpc.so_reuseport", 1 if options.reuse_port else 0)],
-        interceptors=[AdmitOtherServices(admission)],
-    )
+    interceptors.append(AdmitOtherServices(admission))
+    server_options = [
+        ("grpc.so_reuseport", 1 if options.reuse_port else 0),
+        *options.connection_limits.channel_options(),
+    ]
+    server = grpc.aio.server(options=server_options, interceptors=interceptors)
     if options.market_clock:  # computed up to now before listening: a restarted worker's is hours behind
         skipped = await asyncio.to_thread(feed.catch_up, time.time())
         if skipped:
@@ -116,20 +148,67 @@ async def start_server(options: ServerOptions | None = None) -> RunningServer:
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
 
     host = options.host
-    address = _address(host, options.port)
-    try:
-        bound = server.add_insecure_port(address)
-    except RuntimeError:  # the address was free a moment ago
-        bound = 0
-    if bound == 0:
-        raise OSError(f"cannot listen on {address}: gRPC could not bind it (GRPC_VERBOSITY=debug says why)")
+    bound = _listen(server, host, options.port, certificates)
+    health_server, health_bound = None, None
+    if options.health_port:
+        # Kubernetes' grpc probes speak plaintext only: this port serves the health service
+        # and nothing else, whatever the main port requires.
+        health_server = grpc.aio.server(options=server_options, interceptors=[AdmitOtherServices(admission)])
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, health_server)
+        health_bound = _listen(health_server, host, options.health_port, None)
     await server.start()
+    if health_server is not None:
+        await health_server.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     if options.market_clock:
         feed.start()
+    security = "plaintext" if certificates is None else "mTLS" if options.tls.mutual else "TLS"
+    tokens = ", tokens required" if options.auth_tokens else ""
+    _LOGGER.info("security: %s%s", security, tokens)
     _LOGGER.info("listening on %s:%d", host, bound)
-    return RunningServer(server=server, port=bound, servicer=servicer, health=health_servicer)
+    if health_server is not None:
+        _LOGGER.info("health service (plaintext) on %s:%d", host, health_bound)
+    if certificates is None and not is_loopback(host):
+        _LOGGER.warning(
+            "serving plaintext on %s, a non-loopback address: anyone on the network can read and "
+            "alter the traffic; use --tls-cert and --tls-key",
+            host,
+        )
+    return RunningServer(
+        server=server,
+        port=bound,
+        servicer=servicer,
+        health=health_servicer,
+        health_server=health_server,
+        health_port=health_bound,
+        certificates=certificates,
+    )
+
+
+def _listen(server: grpc.aio.Server, host: str, port: int, certificates: CertificateFiles | None) -> int:
+    """Add a port to ``server``; the port bound, or OSError with one line."""
+    address = _address(host, port)
+    try:
+        if certificates is None:
+            bound = server.add_insecure_port(address)
+        else:
+            bound = server.add_secure_port(address, certificates.credentials())
+    except RuntimeError:  # the address was free a moment ago
+        bound = 0
+    if bound == 0:
+        raise OSError(f"cannot listen on {address}: gRPC could not bind it (GRPC_VERBOSITY=debug says why)")
+    return bound
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable only from this machine (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 async def serve(options: ServerOptions) -> None:
@@ -284,10 +363,51 @@ def build_parser() -> argparse.ArgumentParser:
         help="TOML file of the live market's instruments, correlation and clock "
         "(default: a built-in market of four symbols)",
     )
-    for title, limits in (("limits on paths and streams", Limits), ("limits on subscriptions", FeedLimits)):
+    security = parser.add_argument_group("security (see the README's Deploying section)")
+    security.add_argument(
+        "--tls-cert", metavar="FILE", help="serve TLS only, with this PEM certificate chain"
+    )
+    security.add_argument(
+        "--tls-key", metavar="FILE", help="the PEM private key of --tls-cert (not encrypted)"
+    )
+    security.add_argument(
+        "--tls-client-ca",
+        metavar="FILE",
+        help="require client certificates signed by these PEM CA certificates (mTLS); needs --tls-cert",
+    )
+    security.add_argument(
+        "--auth-tokens",
+        metavar="FILE",
+        help="MarketDataService calls need 'authorization: Bearer <token>' with a token of this file "
+        "(a token or name:token a line; re-read when it changes); health and reflection stay open",
+    )
+    security.add_argument(
+        "--allow-insecure",
+        action="store_true",
+        help="allow --auth-tokens over plaintext on a non-loopback --host",
+    )
+    security.add_argument(
+        "--health-port",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also serve grpc.health.v1 alone, in plaintext, on this port, for probes that cannot "
+        "speak TLS (Kubernetes); 0: off (default %(default)s)",
+    )
+    groups = (
+        ("limits on paths and streams", Limits),
+        ("limits on subscriptions", FeedLimits),
+        ("limits on connections", ConnectionLimits),
+    )
+    for title, limits in groups:
         group = parser.add_argument_group(title)
         for flag, spec in flags(limits):
             kind = type(spec.default)
+            if kind is bool:
+                group.add_argument(
+                    flag, dest=spec.name, action="store_true", help=f"{spec.metadata['help']} (default off)"
+                )
+                continue
             group.add_argument(
                 flag,
                 dest=spec.name,
@@ -342,6 +462,21 @@ def _market(parser: argparse.ArgumentParser, path: str | None) -> MarketConfig:
     parser.exit(2, f"{parser.prog}: error: {message}\n")
 
 
+def _tls(parser: argparse.ArgumentParser, args: argparse.Namespace) -> TlsOptions | None:
+    """The TLS flags, checked now: the files must be readable and the key must match."""
+    if args.tls_cert is None and args.tls_key is None:
+        if args.tls_client_ca is not None:
+            parser.error(
+                "--tls-client-ca needs --tls-cert and --tls-key (mTLS is TLS with client certificates)"
+            )
+        return None
+    if args.tls_cert is None or args.tls_key is None:
+        parser.error("--tls-cert and --tls-key go together: give both")
+    options = TlsOptions(args.tls_cert, args.tls_key, args.tls_client_ca)
+    CertificateFiles(options)  # TlsFileError (a ValueError) names the flag and the file
+    return options
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -351,6 +486,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--workers must be >= 1, got {args.workers}")
     if args.grace < 0:
         parser.error(f"--grace must be >= 0 seconds, got {args.grace}")
+    if not 0 <= args.health_port <= 65535 or (args.health_port and args.health_port == args.port):
+        parser.error(
+            f"--health-port must be in [1, 65535] and not --port, or 0 for off; got {args.health_port}"
+        )
     try:
         options = ServerOptions(
             host=args.host,
@@ -360,7 +499,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             wire=args.wire,
             market=_market(parser, args.market),
             feed_limits=_limits(FeedLimits, args),
+            connection_limits=_limits(ConnectionLimits, args),
+            tls=_tls(parser, args),
+            auth_tokens=args.auth_tokens,
+            allow_insecure=args.allow_insecure,
+            health_port=args.health_port or None,
         )
+        options.check_security()
+        if args.auth_tokens is not None:
+            TokenFile(args.auth_tokens)  # a file that cannot serve is a bad argument, said now
     except (ValueError, OSError) as err:
         parser.error(str(err))
     logging.basicConfig(

@@ -30,6 +30,8 @@ PACED_CHUNK_SECONDS = 0.01
 SLOW_POLICIES = ("conflate", "disconnect")
 HEARTBEAT_MIN = 0.05
 HEARTBEAT_MAX = 3600.0
+# Connection timings above a day are a typo rather than a choice (and gRPC holds milliseconds as int).
+MAX_CONNECTION_SECONDS = 86_400.0
 
 
 class LimitExceeded(Exception):
@@ -139,6 +141,104 @@ class FeedLimits:
         _at_least_one(self, "max_subscribers", "max_subscribers_per_peer", "max_symbols", "buffer_ticks")
         if not HEARTBEAT_MIN <= self.heartbeat_seconds <= HEARTBEAT_MAX:
             raise ValueError(f"heartbeat must be in [{HEARTBEAT_MIN}, {HEARTBEAT_MAX}] s")
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """What one client connection may hold, and how long: gRPC's own connection settings."""
+
+    max_connections: int = limit(
+        1_000, "--max-connections", "client connections open at once; gRPC closes any beyond it"
+    )
+    handshake_timeout_seconds: float = limit(
+        10.0,
+        "--handshake-timeout-seconds",
+        "a new connection that has not finished its HTTP/2 (and TLS) handshake by then is closed",
+    )
+    max_connection_idle_seconds: float = limit(
+        300.0,
+        "--max-connection-idle-seconds",
+        "a connection with no call for this long is closed (GOAWAY; clients reconnect when they "
+        "next call); 0: never",
+    )
+    max_connection_age_seconds: float = limit(
+        0.0,
+        "--max-connection-age-seconds",
+        "a connection this old is asked to go (GOAWAY), so clients re-resolve and spread over new "
+        "replicas; 0: never",
+    )
+    max_connection_age_grace_seconds: float = limit(
+        30.0,
+        "--max-connection-age-grace-seconds",
+        "after that, what calls still open on it get before it is closed (0: as long as they run)",
+    )
+    keepalive_seconds: float = limit(
+        60.0,
+        "--keepalive-seconds",
+        "the server pings a connection quiet for this long, to find clients that vanished",
+    )
+    keepalive_timeout_seconds: float = limit(
+        20.0,
+        "--keepalive-timeout-seconds",
+        "a ping not answered within this closes the connection, and frees what its calls held",
+    )
+    keepalive_min_ping_seconds: float = limit(
+        10.0,
+        "--keepalive-min-ping-seconds",
+        "clients may ping at most this often while no data flows; a client that pings faster is "
+        "told too_many_pings and disconnected",
+    )
+    keepalive_permit_without_calls: bool = limit(
+        False,
+        "--keepalive-permit-without-calls",
+        "accept client pings on a connection that has no call (else they count as too many)",
+    )
+
+    def __post_init__(self) -> None:
+        _at_least_one(self, "max_connections")
+        _positive(self, "handshake_timeout_seconds", "keepalive_seconds", "keepalive_timeout_seconds")
+        for name in (
+            "max_connection_idle_seconds",
+            "max_connection_age_seconds",
+            "max_connection_age_grace_seconds",
+            "keepalive_min_ping_seconds",
+        ):
+            value = getattr(self, name)
+            if not 0 <= value <= MAX_CONNECTION_SECONDS:
+                raise ValueError(f"{name} must be in [0, {MAX_CONNECTION_SECONDS:g}], got {value}")
+        for name in ("handshake_timeout_seconds", "keepalive_seconds", "keepalive_timeout_seconds"):
+            value = getattr(self, name)
+            if value > MAX_CONNECTION_SECONDS:
+                raise ValueError(f"{name} must be at most {MAX_CONNECTION_SECONDS:g}, got {value}")
+
+    def channel_options(self) -> list[tuple[str, int]]:
+        """The gRPC server options these limits set."""
+
+        def ms(seconds: float) -> int:
+            return max(1, round(seconds * 1000))
+
+        options = [
+            ("grpc.max_allowed_incoming_connections", self.max_connections),
+            ("grpc.server_handshake_timeout_ms", ms(self.handshake_timeout_seconds)),
+            ("grpc.keepalive_time_ms", ms(self.keepalive_seconds)),
+            ("grpc.keepalive_timeout_ms", ms(self.keepalive_timeout_seconds)),
+            ("grpc.http2.ping_timeout_ms", ms(self.keepalive_timeout_seconds)),  # newer gRPC reads this
+            # The server's own pings go on however long a call stays quiet (gRPC stops after two
+            # without data by default, and a vanished client on a quiet subscription would then
+            # never be found).
+            ("grpc.http2.max_pings_without_data", 0),
+            ("grpc.http2.min_ping_interval_without_data_ms", round(self.keepalive_min_ping_seconds * 1000)),
+            ("grpc.keepalive_permit_without_calls", int(self.keepalive_permit_without_calls)),
+        ]
+        if self.max_connection_idle_seconds:
+            options.append(("grpc.max_connection_idle_ms", ms(self.max_connection_idle_seconds)))
+        if self.max_connection_age_seconds:
+            options.append(("grpc.max_connection_age_ms", ms(self.max_connection_age_seconds)))
+            if self.max_connection_age_grace_seconds:
+                options.append(
+                    ("grpc.max_connection_age_grace_ms", ms(self.max_connection_age_grace_seconds))
+                )
+        return options
 
 
 def _at_least_one(limits: object, *names: str) -> None:

@@ -37,8 +37,10 @@ class ServerThread:
         market: MarketConfig | None = None,
         market_clock: bool = False,
         feed_limits: FeedLimits | None = None,
+        **options: object,
     ) -> None:
-        """The market clock is off unless asked for: tests advance it with ``advance_market``."""
+        """The market clock is off unless asked for: tests advance it with ``advance_market``.
+        ``options`` are further ServerOptions (TLS, tokens, connection limits)."""
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="test-server", daemon=True)
         self._thread.start()
@@ -52,6 +54,7 @@ class ServerThread:
                     market=market or DEFAULT_MARKET,
                     market_clock=market_clock,
                     feed_limits=feed_limits or FeedLimits(),
+                    **options,
                 )
             )
         )

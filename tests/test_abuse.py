@@ -14,7 +14,7 @@ import pytest
 from marketdata.v1 import market_data_pb2 as pb
 from marketdata.v1.market_data_pb2_grpc import MarketDataServiceStub
 from server.feed import Subscriber
-from server.limits import FeedLimits, Limits, flags
+from server.limits import ConnectionLimits, FeedLimits, Limits, flags
 from server.sim.universe import Instrument, MarketConfig
 from tests.conftest import REPO_ROOT, ServerThread
 from tests.server_process import ServerProcess, run_server
@@ -476,11 +476,13 @@ def test_the_readme_lists_every_limit_with_its_flag_and_default():
     readme = (REPO_ROOT / "README.md").read_text()
     table = readme[readme.index("## Limits") : readme.index("## Error contract")]
     rows = {line.split("|")[2].strip(" `"): line for line in table.splitlines() if line.startswith("| ")}
-    for limits in (Limits, FeedLimits):
+    for limits in (Limits, FeedLimits, ConnectionLimits):
         for flag, spec in flags(limits):
             default = spec.default
             shown = (
-                f"{default:,}"
+                "off"
+                if isinstance(default, bool)
+                else f"{default:,}"
                 if isinstance(default, int)
                 else f"{default:g}"
                 if isinstance(default, float)

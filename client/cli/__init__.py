@@ -15,6 +15,7 @@ whole command succeeds; stdout gets nothing until the first prices arrive.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib.util
 import sys
@@ -24,6 +25,7 @@ import grpc
 
 from ..api import MarketDataClient
 from ..base import DEFAULT_UNARY_TIMEOUT
+from ..security import Security
 from .arguments import build_parser
 from .checks import check_path_arguments
 from .destination import Destination
@@ -32,6 +34,8 @@ from .live import run_subscribe
 from .paths import run_get, run_stream
 
 __all__ = ["main"]
+
+HEALTH_TIMEOUT = 5.0  # a probe that waits longer than this is itself a failure
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -46,12 +50,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.timeout is None and args.command == "get":
         args.timeout = DEFAULT_UNARY_TIMEOUT
 
+    if args.command == "health" and args.timeout is None:
+        args.timeout = HEALTH_TIMEOUT
+    try:
+        security = _security(args)
+    except (ValueError, OSError) as err:
+        parser.error(str(err))
+
     destination: Destination | None = None  # where get and stream write; subscribe prints to stdout
     try:
         with contextlib.ExitStack() as resources:
-            if args.command != "subscribe":
+            if args.command in ("get", "stream"):
                 destination = resources.enter_context(Destination(args.output, binary=args.format == "npy"))
-            md = resources.enter_context(MarketDataClient(args.target))
+            md = resources.enter_context(MarketDataClient(args.target, **security))
+            if args.command == "health":
+                return _health(md, args)
             if args.command == "get":
                 run_get(md, args, destination)
             elif args.command == "stream":
@@ -59,7 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 run_subscribe(md, args, sys.stdout)
     except grpc.RpcError as error:
-        _report(describe_error(error, args.target, args.timeout), destination)
+        secure = bool(security.get("tls") or security.get("ca_file") or security.get("cert_file"))
+        _report(describe_error(error, args.target, args.timeout, secure), destination)
         return EXIT_RPC_ERROR
     except KeyboardInterrupt:
         if args.command == "subscribe":
@@ -78,6 +92,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         _report(f"error: cannot write {where}: {error.strerror or error}", destination)
         return EXIT_WRITE_ERROR
     return 0
+
+
+def _security(args: argparse.Namespace) -> dict[str, object]:
+    """The client's security settings from the flags and MARKETDATA_* variables; files read now,
+    so a missing one is a bad argument rather than a failed call."""
+    security = Security.from_environment(
+        tls=args.tls, ca_file=args.tls_ca, cert_file=args.tls_cert, key_file=args.tls_key, token=args.token
+    )
+    security.channel_credentials()  # OSError naming a file that cannot be read
+    return {
+        "tls": security.tls,
+        "ca_file": security.ca_file,
+        "cert_file": security.cert_file,
+        "key_file": security.key_file,
+        "token": security.token,
+    }
+
+
+def _health(md: MarketDataClient, args: argparse.Namespace) -> int:
+    """Print the health status; 0 when SERVING, 1 otherwise (a probe's contract)."""
+    status = md.check_health(args.service, timeout=args.timeout)
+    print(status)
+    return 0 if status == "SERVING" else EXIT_RPC_ERROR
 
 
 def _report(line: str, destination: Destination | None) -> None:

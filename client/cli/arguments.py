@@ -191,6 +191,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--timeout", type=float, help="deadline in seconds (default 30 for get, none for stream)"
     )
+    security = parser.add_argument_group(
+        "security", "for a server started with TLS or --auth-tokens; each flag falls back on its variable"
+    )
+    security.add_argument(
+        "--tls", action="store_true", help="TLS, trusting the system's CA certificates (implied by --tls-ca)"
+    )
+    security.add_argument(
+        "--tls-ca", metavar="FILE", help="TLS, trusting the PEM CA certificates in FILE ($MARKETDATA_TLS_CA)"
+    )
+    security.add_argument(
+        "--tls-cert", metavar="FILE", help="client certificate for mTLS, PEM ($MARKETDATA_TLS_CERT)"
+    )
+    security.add_argument("--tls-key", metavar="FILE", help="its private key, PEM ($MARKETDATA_TLS_KEY)")
+    security.add_argument(
+        "--token",
+        help="bearer token ($MARKETDATA_TOKEN; the variable keeps it out of the process list)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     get = sub.add_parser("get", help="whole path in one call (GetGbmPrices, or GetPrices)")
     _add_path_arguments(get)
@@ -214,6 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub_live.add_argument(
         "--json", action="store_true", help="JSON lines even on a terminal (default there: a live table)"
     )
+    health = sub.add_parser(
+        "health", help="ask the standard health service; exit 0 when SERVING (for probes and scripts)"
+    )
+    health.add_argument("--service", default="", help="service to ask about (default: the whole server)")
     return parser
 
 

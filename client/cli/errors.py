@@ -14,17 +14,22 @@ EXIT_INTERRUPTED = 130
 SHUTTING_DOWN = "server is shutting down"
 
 
-def describe_error(error: grpc.RpcError, target: str, timeout: float | None) -> str:
-    """One readable line (or a few) for an RPC failure."""
+def describe_error(error: grpc.RpcError, target: str, timeout: float | None, secure: bool = False) -> str:
+    """One readable line (or a few) for an RPC failure; ``secure``: the call used TLS."""
     code = error.code()
     details = error.details() or ""
     if code == grpc.StatusCode.UNAVAILABLE and details.startswith(SHUTTING_DOWN):
         return f"error: the server at {target} is shutting down ({details}); retry or use another server"
     if code == grpc.StatusCode.UNAVAILABLE:
-        return (
-            f"error: cannot reach the server at {target} ({details}). "
-            "Is it running? Start one with `make run`."
+        hint = (
+            "If it serves TLS, is --tls-ca the CA that signed its certificate, and for mTLS are "
+            "--tls-cert and --tls-key a client certificate it trusts?"
+            if secure
+            else "Is it running? Start one with `make run`. If it serves TLS, add --tls-ca FILE (or --tls)."
         )
+        return f"error: cannot reach the server at {target} ({details}). {hint}"
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return f"error: the server refused the call: {details}"
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return (
             f"error: deadline exceeded: no complete answer within {timeout} s. "

@@ -1,0 +1,239 @@
+"""Bearer tokens: who may call MarketDataService when the server runs with --auth-tokens FILE.
+
+The file holds one token a line, ``token`` or ``name:token`` (the name is what
+the log shows; a token alone is named after its line). Blank lines and lines
+starting with ``#`` are skipped. The file is checked for changes at every call
+(one ``stat``) and re-read when it changed, so adding or revoking a token
+needs no restart; a file that turns unreadable or invalid keeps the tokens
+last read, with a warning.
+
+A call of MarketDataService must carry ``authorization: Bearer <token>``;
+health and reflection stay open for probes and tooling. Tokens are compared
+as SHA-256 digests with ``hmac.compare_digest``, against every known token
+without stopping at a match, so the time taken says nothing about how much of
+a token was right. Tokens never reach a log or a reply.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import hmac
+import inspect
+import logging
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import grpc
+
+_LOGGER = logging.getLogger(__name__)
+
+MIN_TOKEN_CHARS = 16
+MAX_TOKEN_CHARS = 4096
+MAX_TOKENS = 10_000
+# The characters RFC 6750 allows in a bearer token (token68).
+_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+_NAME = re.compile(r"[A-Za-z0-9\-._@]{1,64}")
+# Peers whose first refusal or first accepted call was logged; the oldest are forgotten first,
+# so a crowd of strangers cannot make this set grow without bound.
+LOGGED_PEERS = 10_000
+
+
+class TokenFileError(ValueError):
+    """A token file that cannot be used; the message names the file and the line, never a token."""
+
+
+def parse_tokens(text: str, path: str) -> dict[bytes, str]:
+    """SHA-256 digest of each token -> its name."""
+    tokens: dict[bytes, str] = {}
+    names: set[str] = set()
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        where = f"--auth-tokens {path}: line {number}"
+        name, colon, token = line.partition(":")
+        if not colon:
+            name, token = f"line-{number}", line
+        elif not _NAME.fullmatch(name):
+            raise TokenFileError(f"{where}: a name before ':' must be 1 to 64 letters, digits or -._@")
+        if not _TOKEN.fullmatch(token):
+            raise TokenFileError(
+                f"{where}: a token may hold only letters, digits and -._~+/ (then '=' padding)"
+            )
+        if not MIN_TOKEN_CHARS <= len(token) <= MAX_TOKEN_CHARS:
+            raise TokenFileError(
+                f"{where}: a token must have {MIN_TOKEN_CHARS} to {MAX_TOKEN_CHARS} characters, "
+                f"this one has {len(token)} (make one with: openssl rand -base64 32)"
+            )
+        if name in names:
+            raise TokenFileError(f"{where}: the name {name!r} is used twice")
+        digest = hashlib.sha256(token.encode("ascii")).digest()
+        if digest in tokens:
+            raise TokenFileError(f"{where}: the same token as {tokens[digest]!r}")
+        names.add(name)
+        tokens[digest] = name
+        if len(tokens) > MAX_TOKENS:
+            raise TokenFileError(f"--auth-tokens {path}: more than {MAX_TOKENS} tokens")
+    return tokens
+
+
+class TokenFile:
+    """The tokens of one file, re-read when the file changes."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._signature = self._stat()
+        self._tokens = self._read()  # TokenFileError at start: the server does not start
+        if not self._tokens:
+            raise TokenFileError(f"--auth-tokens {path}: no tokens in it, so nobody could call")
+        self._refused: tuple | None = None
+
+    def _stat(self) -> tuple | None:
+        try:
+            status = os.stat(self.path)
+        except OSError:
+            return None
+        return (status.st_ino, status.st_dev, status.st_size, status.st_mtime_ns)
+
+    def _read(self) -> dict[bytes, str]:
+        try:
+            with open(self.path, encoding="utf-8") as file:
+                text = file.read(MAX_TOKENS * (MAX_TOKEN_CHARS + 70))
+        except (OSError, UnicodeDecodeError) as err:
+            why = err.strerror if isinstance(err, OSError) else "not UTF-8 text"
+            raise TokenFileError(f"--auth-tokens {self.path}: cannot read it ({why or err})") from None
+        return parse_tokens(text, self.path)
+
+    def refresh(self) -> None:
+        """Re-read the file if it changed since the last look; on failure keep the old tokens."""
+        signature = self._stat()
+        if signature in (self._signature, self._refused):
+            return
+        try:
+            tokens = self._read()
+        except TokenFileError as err:
+            self._refused = signature
+            _LOGGER.warning("%s; the tokens read before stay in force", err)
+            return
+        self._tokens, self._signature, self._refused = tokens, signature, None
+        _LOGGER.info("--auth-tokens %s changed: %d tokens now", self.path, len(tokens))
+        if not tokens:
+            _LOGGER.warning("--auth-tokens %s holds no tokens: every call is refused", self.path)
+
+    def name_of(self, token: str) -> str | None:
+        """The name of ``token``, or None; takes the same time whichever token, if any, matches."""
+        self.refresh()
+        digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+        found = None
+        for known, name in self._tokens.items():
+            if hmac.compare_digest(known, digest):
+                found = name
+        return found
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a call was refused: what the caller is told (never a token)."""
+
+    message: str
+
+
+MISSING = Refusal(
+    "this server requires a token: send metadata 'authorization: Bearer <token>' "
+    "(client: token=...; command line: --token or MARKETDATA_TOKEN)"
+)
+MALFORMED = Refusal("the authorization metadata must be 'Bearer <token>'")
+UNKNOWN = Refusal("the token is not valid on this server (unknown, or revoked)")
+
+
+class TokenAuth(grpc.aio.ServerInterceptor):
+    """Lets a call of ``service`` through only with a known bearer token; other services pass."""
+
+    def __init__(self, tokens: TokenFile, service: str) -> None:
+        self._tokens = tokens
+        self._prefix = f"/{service}/"
+        self._logged: collections.OrderedDict[str, None] = collections.OrderedDict()
+
+    def check(self, metadata: tuple | None) -> tuple[str | None, Refusal | None]:
+        """(the token's name, None) for a known token, else (None, why not)."""
+        values = [value for key, value in metadata or () if key == "authorization"]
+        if not values:
+            return None, MISSING
+        if len(values) > 1 or not isinstance(values[0], str):
+            return None, MALFORMED
+        scheme, _, token = values[0].strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return None, MALFORMED
+        name = self._tokens.name_of(token)
+        return (name, None) if name is not None else (None, UNKNOWN)
+
+    async def intercept_service(self, continuation, details):
+        handler = await continuation(details)
+        if handler is None or not details.method.startswith(self._prefix):
+            return handler
+        name, refusal = self.check(details.invocation_metadata)
+        behaviours = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+        kind = next(b for b in behaviours if getattr(handler, b) is not None)
+        if refusal is None:
+            return handler._replace(**{kind: self._noted(name, details.method, getattr(handler, kind))})
+        # The request is never decoded: a stranger's bytes get no further than this.
+        streaming = inspect.isasyncgenfunction(getattr(handler, kind))
+        return handler._replace(
+            **{kind: self._refuse(refusal, details.method, streaming)}, request_deserializer=None
+        )
+
+    def _first_time(self, peer: str) -> bool:
+        """True once per peer (within the last LOGGED_PEERS peers seen)."""
+        if peer in self._logged:
+            self._logged.move_to_end(peer)
+            return False
+        self._logged[peer] = None
+        if len(self._logged) > LOGGED_PEERS:
+            self._logged.popitem(last=False)
+        return True
+
+    def _noted(self, name: str | None, method: str, behaviour: Callable) -> Callable:
+        """``behaviour``, logging the first call of each peer with the token's name."""
+        first_time = self._first_time
+
+        def note(context) -> None:
+            peer = context.peer()
+            if first_time(peer):
+                _LOGGER.info("peer %s calls as %s (first call: %s)", peer, name, method)
+
+        if inspect.isasyncgenfunction(behaviour):
+
+            async def replies(request, context):
+                note(context)
+                async for reply in behaviour(request, context):
+                    yield reply
+
+            return replies
+
+        async def reply(request, context):
+            note(context)
+            return await behaviour(request, context)
+
+        return reply
+
+    def _refuse(self, refusal: Refusal, method: str, streaming: bool) -> Callable:
+        first_time = self._first_time
+
+        async def refuse(request, context):
+            peer = context.peer()
+            if first_time(peer):
+                _LOGGER.warning("refused %s from %s: %s", method, peer, refusal.message.split(":")[0])
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, refusal.message)
+
+        if streaming:
+
+            async def refuse_stream(request, context):
+                await refuse(request, context)
+                yield  # pragma: no cover - abort raises
+
+            return refuse_stream
+        return refuse

@@ -1,0 +1,416 @@
+"""TLS, mTLS and bearer tokens, against real servers with certificates made by the test."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from client import AsyncMarketDataClient, MarketDataClient
+from marketdata.v1 import market_data_pb2, market_data_pb2_grpc
+from server.app import ServerOptions, is_loopback
+from server.auth import TokenFile, TokenFileError, parse_tokens
+from server.tls import CertificateFiles, TlsFileError, TlsOptions
+from tests.certificates import TestCA
+from tests.conftest import REPO_ROOT, ServerThread
+
+TOKEN = "alice-0123456789abcdef"
+OTHER_TOKEN = "bob-fedcba9876543210"
+
+
+@pytest.fixture
+def ca(tmp_path: Path) -> TestCA:
+    return TestCA(tmp_path)
+
+
+@pytest.fixture
+def tls_server(ca: TestCA) -> Iterator[ServerThread]:
+    issued = ca.issue("server", "localhost")
+    srv = ServerThread(tls=TlsOptions(str(issued.cert), str(issued.key)))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def mtls_server(ca: TestCA) -> Iterator[ServerThread]:
+    issued = ca.issue("server", "localhost")
+    srv = ServerThread(tls=TlsOptions(str(issued.cert), str(issued.key), str(ca.cert)))
+    yield srv
+    srv.stop()
+
+
+def _token_file(folder: Path, text: str) -> Path:
+    path = folder / "tokens"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def token_server(tmp_path: Path) -> Iterator[ServerThread]:
+    srv = ServerThread(auth_tokens=str(_token_file(tmp_path, f"# traders\nalice:{TOKEN}\n")))
+    yield srv
+    srv.stop()
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Swap a file's content in one step, as a renewal tool or Kubernetes does."""
+    staged = path.with_suffix(".new")
+    staged.write_bytes(data)
+    os.replace(staged, path)
+
+
+def _call(target: str, **security: object) -> grpc.StatusCode:
+    """The status of one small GetGbmPrices call with these client settings."""
+    with MarketDataClient(target, timeout=10, **security) as md:
+        try:
+            path = md.get_gbm_prices(periods=5, start_price=70, mu=0.05, sigma=0.3)
+        except grpc.RpcError as error:
+            return error.code()
+    assert len(path.prices) == 5
+    return grpc.StatusCode.OK
+
+
+# --- TLS ---------------------------------------------------------------------------------
+
+
+def test_a_tls_server_serves_a_client_that_trusts_its_ca(tls_server, ca):
+    assert _call(f"localhost:{tls_server.running.port}", ca_file=str(ca.cert)) == grpc.StatusCode.OK
+
+
+def test_a_tls_server_refuses_plaintext_and_clients_that_do_not_trust_it(tls_server, tmp_path):
+    target = f"localhost:{tls_server.running.port}"
+    assert _call(target) == grpc.StatusCode.UNAVAILABLE  # plaintext
+    stranger = TestCA(tmp_path, "stranger CA")
+    assert _call(target, ca_file=str(stranger.cert)) == grpc.StatusCode.UNAVAILABLE
+    assert _call(target, tls=True) == grpc.StatusCode.UNAVAILABLE  # system roots do not know the test CA
+
+
+def test_the_async_client_speaks_tls_with_a_token(ca, tmp_path):
+    issued = ca.issue("server", "localhost")
+    srv = ServerThread(
+        tls=TlsOptions(str(issued.cert), str(issued.key)),
+        auth_tokens=str(_token_file(tmp_path, f"alice:{TOKEN}\n")),
+    )
+    target = f"localhost:{srv.running.port}"
+
+    async def scenario() -> tuple[list[str], grpc.StatusCode]:
+        async with AsyncMarketDataClient(target, ca_file=str(ca.cert), token=TOKEN) as md:
+            last = await md.get_last_prices(["ACME"])
+        async with AsyncMarketDataClient(target, ca_file=str(ca.cert)) as md:
+            try:
+                await md.get_last_prices(["ACME"])
+            except grpc.aio.AioRpcError as error:
+                return [p.symbol for p in last.prices], error.code()
+        return [p.symbol for p in last.prices], grpc.StatusCode.OK
+
+    try:
+        assert asyncio.run(scenario()) == (["ACME"], grpc.StatusCode.UNAUTHENTICATED)
+    finally:
+        srv.stop()
+
+
+def test_mtls_needs_a_client_certificate_from_the_trusted_ca(mtls_server, ca, tmp_path):
+    target = f"localhost:{mtls_server.running.port}"
+    alice = ca.issue("alice", "alice", server=False)
+    assert _call(target, ca_file=str(ca.cert), cert_file=str(alice.cert), key_file=str(alice.key)) == (
+        grpc.StatusCode.OK
+    )
+    assert _call(target, ca_file=str(ca.cert)) == grpc.StatusCode.UNAVAILABLE  # no certificate
+    (tmp_path / "rogue").mkdir()
+    rogue = TestCA(tmp_path / "rogue", "rogue CA").issue("mallory", "mallory", server=False)
+    assert _call(target, ca_file=str(ca.cert), cert_file=str(rogue.cert), key_file=str(rogue.key)) == (
+        grpc.StatusCode.UNAVAILABLE
+    )
+
+
+def test_renewed_certificate_files_serve_new_connections_and_keep_open_streams(ca, tmp_path):
+    first = ca.issue("server", "localhost")
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    cert.write_bytes(first.cert.read_bytes())
+    key.write_bytes(first.key.read_bytes())
+    srv = ServerThread(tls=TlsOptions(str(cert), str(key)), market_clock=False)
+    try:
+        target = f"localhost:{srv.running.port}"
+        old_client = MarketDataClient(target, ca_file=str(ca.cert))
+        subscription = old_client.subscribe(["ACME"])
+        events = iter(subscription)
+        assert next(events).HasField("snapshot")
+
+        (tmp_path / "new").mkdir()
+        renewed_ca = TestCA(tmp_path / "new", "renewed CA")
+        renewed = renewed_ca.issue("server", "localhost")
+        _replace(key, renewed.key.read_bytes())
+        _replace(cert, renewed.cert.read_bytes())
+
+        # A new connection gets the new certificate: only the new CA's clients accept it.
+        assert _call(target, ca_file=str(renewed_ca.cert)) == grpc.StatusCode.OK
+        assert _call(target, ca_file=str(ca.cert)) == grpc.StatusCode.UNAVAILABLE
+        assert srv.running.certificates.reloads == 1
+        # The stream opened before the renewal goes on, on its old connection.
+        srv.advance_market()
+        assert next(events).HasField("update")
+        subscription.cancel()
+        old_client.close()
+    finally:
+        srv.stop()
+
+
+def test_a_half_written_renewal_keeps_the_previous_certificate(ca, tmp_path, caplog):
+    first = ca.issue("server", "localhost")
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    cert.write_bytes(first.cert.read_bytes())
+    key.write_bytes(first.key.read_bytes())
+    srv = ServerThread(tls=TlsOptions(str(cert), str(key)))
+    try:
+        target = f"localhost:{srv.running.port}"
+        (tmp_path / "new").mkdir()
+        other = TestCA(tmp_path / "new", "other CA").issue("server", "localhost")
+        with caplog.at_level(logging.WARNING, logger="server.tls"):
+            _replace(cert, other.cert.read_bytes())  # the key of the old pair: they do not match
+            for _ in range(3):
+                assert _call(target, ca_file=str(ca.cert)) == grpc.StatusCode.OK
+        warnings = [r for r in caplog.records if r.name == "server.tls"]
+        assert len(warnings) == 1, [r.getMessage() for r in warnings]
+        assert "still serving the previous certificate" in warnings[0].getMessage()
+        assert srv.running.certificates.reloads == 0
+        _replace(key, other.key.read_bytes())  # the renewal completes
+        assert _call(target, ca_file=str(ca.cert)) == grpc.StatusCode.UNAVAILABLE
+        assert srv.running.certificates.reloads == 1
+    finally:
+        srv.stop()
+
+
+def test_certificate_files_are_checked_before_the_server_starts(ca, tmp_path):
+    good = ca.issue("server", "localhost")
+    (tmp_path / "b").mkdir()
+    other = TestCA(tmp_path / "b", "b CA").issue("server", "localhost")
+    cases = [
+        (TlsOptions(str(tmp_path / "missing.pem"), str(good.key)), "--tls-cert"),
+        (TlsOptions(str(good.cert), str(other.key)), "not a certificate and its private key"),
+        (TlsOptions(str(good.key), str(good.key)), "not a certificate and its private key"),
+        (TlsOptions(str(good.cert), str(good.key), str(tmp_path / "nope")), "--tls-client-ca"),
+        (TlsOptions(str(good.cert), str(good.key), str(good.key)), "--tls-client-ca"),
+    ]
+    (tmp_path / "empty").write_text("hello\n")
+    cases.append((TlsOptions(str(tmp_path / "empty"), str(good.key)), "not a PEM file"))
+    for options, words in cases:
+        with pytest.raises(TlsFileError, match=words):
+            CertificateFiles(options)
+
+
+# --- tokens ------------------------------------------------------------------------------
+
+
+def test_calls_need_a_known_token(token_server):
+    target = token_server.target
+    assert _call(target, token=TOKEN) == grpc.StatusCode.OK
+    with MarketDataClient(target, timeout=10) as md:
+        with pytest.raises(grpc.RpcError) as missing:
+            md.get_gbm_prices(periods=5, start_price=70, mu=0.05, sigma=0.3)
+    assert missing.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "authorization: Bearer <token>" in missing.value.details()
+    with MarketDataClient(target, timeout=10, token=OTHER_TOKEN) as md:
+        with pytest.raises(grpc.RpcError) as unknown:
+            md.get_gbm_prices(periods=5, start_price=70, mu=0.05, sigma=0.3)
+    assert unknown.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "not valid on this server" in unknown.value.details()
+    assert OTHER_TOKEN not in unknown.value.details()
+
+
+@pytest.mark.parametrize(
+    "header", ["Basic " + TOKEN, TOKEN, "Bearer", "Bearer " + TOKEN[:-1], "Bearer " + TOKEN + "x"]
+)
+def test_a_malformed_or_near_miss_authorization_is_refused(token_server, header):
+    with grpc.insecure_channel(token_server.target) as channel:
+        stub = market_data_pb2_grpc.MarketDataServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.GetLastPrices(market_data_pb2.GetLastPricesRequest(), metadata=[("authorization", header)])
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_every_kind_of_call_is_guarded_before_its_request_is_read(token_server):
+    with grpc.insecure_channel(token_server.target) as channel:
+        stub = market_data_pb2_grpc.MarketDataServiceStub(channel)
+        stream = stub.StreamPrices(market_data_pb2.PathRequest(periods=10))
+        subscription = stub.Subscribe(market_data_pb2.SubscribeRequest(symbols=["ACME"]))
+        managed = stub.ManageSubscription(iter([market_data_pb2.SubscriptionRequest()]))
+        for call in (stream, subscription, managed):
+            with pytest.raises(grpc.RpcError) as refused:
+                next(call)
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        # Bytes that are no request at all are refused for the token, not decoded.
+        raw = channel.unary_unary("/marketdata.v1.MarketDataService/GetPrices")
+        with pytest.raises(grpc.RpcError) as refused:
+            raw(b"\xff\xff\xff")
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_health_and_reflection_stay_open_without_a_token(token_server):
+    with grpc.insecure_channel(token_server.target) as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        answers = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+        names = {s.name for s in next(answers).list_services_response.service}
+        assert "marketdata.v1.MarketDataService" in names
+
+
+def test_a_changed_token_file_is_picked_up_without_a_restart(token_server, tmp_path, caplog):
+    target = token_server.target
+    path = tmp_path / "tokens"
+    assert _call(target, token=TOKEN) == grpc.StatusCode.OK
+    assert _call(target, token=OTHER_TOKEN) == grpc.StatusCode.UNAUTHENTICATED
+    _replace(path, f"bob:{OTHER_TOKEN}\n".encode())  # alice revoked, bob added
+    assert _call(target, token=OTHER_TOKEN) == grpc.StatusCode.OK
+    assert _call(target, token=TOKEN) == grpc.StatusCode.UNAUTHENTICATED
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="server.auth"):
+        _replace(path, b"bob:short\n")  # invalid: the tokens read before stay in force
+        assert _call(target, token=OTHER_TOKEN) == grpc.StatusCode.OK
+        assert _call(target, token=OTHER_TOKEN) == grpc.StatusCode.OK
+    warnings = [r.getMessage() for r in caplog.records if r.name == "server.auth"]
+    assert len(warnings) == 1 and "stay in force" in warnings[0], warnings
+    assert "short" not in warnings[0]
+
+
+def test_the_log_names_each_peer_once_and_never_a_token(token_server, caplog):
+    with caplog.at_level(logging.INFO, logger="server.auth"):
+        with MarketDataClient(token_server.target, timeout=10, token=TOKEN) as md:
+            for _ in range(3):
+                md.get_last_prices()
+        with MarketDataClient(token_server.target, timeout=10, token=OTHER_TOKEN) as md:
+            for _ in range(3):
+                with pytest.raises(grpc.RpcError):
+                    md.get_last_prices()
+    lines = [r.getMessage() for r in caplog.records if r.name == "server.auth"]
+    assert len(lines) == 2, lines
+    assert "calls as alice" in lines[0]
+    assert "refused" in lines[1] and "ipv4:127.0.0.1:" in lines[1]
+    assert all(TOKEN not in line and OTHER_TOKEN not in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("short\n", "16 to 4096 characters"),
+        ("alice:has space in it here\n", "may hold only"),
+        (f"al ice:{TOKEN}\n", "a name before ':'"),
+        (f"a:{TOKEN}\na:{OTHER_TOKEN}\n", "used twice"),
+        (f"a:{TOKEN}\nb:{TOKEN}\n", "the same token as 'a'"),
+    ],
+)
+def test_a_bad_token_file_names_its_line_and_never_the_token(text, words):
+    with pytest.raises(TokenFileError, match=words) as bad:
+        parse_tokens(text, "tokens.txt")
+    assert "tokens.txt" in str(bad.value)
+    assert TOKEN not in str(bad.value) and OTHER_TOKEN not in str(bad.value)
+
+
+def test_a_token_file_names_tokens_by_name_or_line(tmp_path):
+    path = _token_file(tmp_path, f"\n# comment\n{TOKEN}\nbob:{OTHER_TOKEN}\n")
+    tokens = TokenFile(str(path))
+    assert tokens.name_of(TOKEN) == "line-3"
+    assert tokens.name_of(OTHER_TOKEN) == "bob"
+    assert tokens.name_of("x" * 20) is None
+    with pytest.raises(TokenFileError, match="no tokens"):
+        TokenFile(str(_token_file(tmp_path, "# none yet\n")))
+
+
+def test_tokens_over_plaintext_off_loopback_need_allow_insecure():
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3") and not is_loopback("example.org")
+    with pytest.raises(ValueError, match="--allow-insecure"):
+        ServerOptions(host="0.0.0.0", auth_tokens="tokens").check_security()
+    ServerOptions(host="0.0.0.0", auth_tokens="tokens", allow_insecure=True).check_security()
+    ServerOptions(host="127.0.0.1", auth_tokens="tokens").check_security()
+    ServerOptions(host="0.0.0.0", auth_tokens="tokens", tls=TlsOptions("c", "k")).check_security()
+
+
+# --- the command line --------------------------------------------------------------------
+
+
+def _cli(python: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("MARKETDATA_")}
+    return subprocess.run(
+        [python, "-m", "client", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**environ, **(env or {})},
+    )
+
+
+@pytest.fixture
+def guarded_server(ca: TestCA, tmp_path: Path) -> Iterator[ServerThread]:
+    """TLS, tokens, and a plaintext health port, as the Kubernetes manifests run it."""
+    issued = ca.issue("server", "localhost")
+    with socket.socket() as probe:  # a free port for the health service
+        probe.bind(("127.0.0.1", 0))
+        health_port = probe.getsockname()[1]
+    srv = ServerThread(
+        tls=TlsOptions(str(issued.cert), str(issued.key)),
+        auth_tokens=str(_token_file(tmp_path, f"alice:{TOKEN}\n")),
+        health_port=health_port,
+    )
+    yield srv
+    srv.stop()
+
+
+def test_the_cli_reads_tls_and_the_token_from_flags_or_the_environment(python, guarded_server, ca):
+    target = f"localhost:{guarded_server.running.port}"
+    get = ("get", "--periods", "3", "--seed", "7")
+    by_flags = _cli(python, "--target", target, "--tls-ca", str(ca.cert), "--token", TOKEN, *get)
+    assert by_flags.returncode == 0, by_flags.stderr
+    by_environment = _cli(
+        python, "--target", target, *get, env={"MARKETDATA_TLS_CA": str(ca.cert), "MARKETDATA_TOKEN": TOKEN}
+    )
+    assert by_environment.returncode == 0, by_environment.stderr
+    assert json.loads(by_flags.stdout) == json.loads(by_environment.stdout)
+    assert len(json.loads(by_flags.stdout)["result"]) == 3
+
+
+def test_the_cli_says_what_is_missing(python, guarded_server, ca, tmp_path):
+    target = f"localhost:{guarded_server.running.port}"
+    no_token = _cli(python, "--target", target, "--tls-ca", str(ca.cert), "get", "--periods", "3")
+    assert no_token.returncode == 1
+    assert no_token.stderr.startswith("error: the server refused the call: this server requires a token")
+    assert no_token.stdout == ""
+    plaintext = _cli(python, "--target", target, "--token", TOKEN, "--timeout", "5", "get")
+    assert plaintext.returncode == 1
+    assert "If it serves TLS, add --tls-ca FILE" in plaintext.stderr
+    missing = _cli(python, "--target", target, "--tls-ca", str(tmp_path / "nope.pem"), "get")
+    assert missing.returncode == 2
+    assert "ca_file" in missing.stderr and "nope.pem: cannot read it" in missing.stderr
+    half = _cli(python, "--target", target, "--tls-ca", str(ca.cert), "--tls-cert", str(ca.cert), "get")
+    assert half.returncode == 2 and "cert_file and key_file go together" in half.stderr
+    for done in (no_token, plaintext, missing, half):
+        assert "Traceback" not in done.stderr
+
+
+def test_health_answers_on_the_plaintext_port_and_on_tls_without_a_token(python, guarded_server, ca):
+    running = guarded_server.running
+    plain = _cli(python, "--target", f"127.0.0.1:{running.health_port}", "health")
+    assert (plain.returncode, plain.stdout) == (0, "SERVING\n"), plain.stderr
+    secure = _cli(python, "--target", f"localhost:{running.port}", "--tls-ca", str(ca.cert), "health")
+    assert (secure.returncode, secure.stdout) == (0, "SERVING\n"), secure.stderr
+    # The health port serves nothing else: not prices, not reflection.
+    with grpc.insecure_channel(f"127.0.0.1:{running.health_port}") as channel:
+        stub = market_data_pb2_grpc.MarketDataServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.GetLastPrices(
+                market_data_pb2.GetLastPricesRequest(), metadata=[("authorization", f"Bearer {TOKEN}")]
+            )
+        assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    unknown = _cli(python, "--target", f"127.0.0.1:{running.health_port}", "health", "--service", "nope")
+    assert unknown.returncode == 1 and "NOT_FOUND" in unknown.stderr
