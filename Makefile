@@ -9,6 +9,10 @@ PROTO_SRC := protos/marketdata/v1/market_data.proto
 PROTO_OUT := marketdata/v1/market_data_pb2.py marketdata/v1/market_data_pb2.pyi marketdata/v1/market_data_pb2_grpc.py \
 	marketdata/v1/market_data.binpb
 STAMP := $(VENV)/.installed
+# The Kubernetes manifests (kustomization.yaml is kustomize's, not the API's) and the oldest
+# Kubernetes release they are validated against.
+K8S_MANIFESTS := $(filter-out deploy/k8s/kustomization.yaml,$(wildcard deploy/k8s/*.yaml))
+KUBERNETES_VERSION ?= 1.30.0
 
 .DEFAULT_GOAL := help
 .PHONY: help install proto run client test lint bench clean
@@ -39,9 +43,11 @@ client: install ## sample call against a running server (make run in another ter
 test: install ## run the test suite
 	$(PY) -m pytest -q
 
-lint: install ## ruff over the hand-written code
+lint: install ## ruff over the hand-written code; hadolint on the Dockerfile; deploy/k8s against the API schemas
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/hadolint --failure-threshold style Dockerfile
+	$(VENV)/bin/kubernetes-validate --quiet --strict --kubernetes-version $(KUBERNETES_VERSION) $(K8S_MANIFESTS)
 
 $(VENV)/.bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[bench]'
