@@ -196,13 +196,14 @@ def test_kustomize_builds_objects_that_validate_and_reference_each_other(tmp_pat
         if "configMap" in volume:
             assert ("ConfigMap", volume["configMap"]["name"]) in names
             assert re.fullmatch(r"marketdata-market-[a-z0-9]{10}", volume["configMap"]["name"])
-        if "secret" in volume:
+        if "secret" in volume:  # fixed names: renewed files reach running pods, re-read in place
             assert ("Secret", volume["secret"]["secretName"]) in names
+            assert volume["secret"]["secretName"] in ("marketdata-tls", "marketdata-tokens")
     (config_map,) = by_kind["ConfigMap"]
     assert config_map["data"]["market.toml"] == (K8S_DIR / "market.toml").read_text()
-    tls = next(s for s in by_kind["Secret"] if s["metadata"]["name"].startswith("marketdata-tls-"))
+    tls = next(s for s in by_kind["Secret"] if s["metadata"]["name"] == "marketdata-tls")
     assert tls["type"] == "kubernetes.io/tls" and sorted(tls["data"]) == ["tls.crt", "tls.key"]
-    tokens = next(s for s in by_kind["Secret"] if s["metadata"]["name"].startswith("marketdata-tokens-"))
+    tokens = next(s for s in by_kind["Secret"] if s["metadata"]["name"] == "marketdata-tokens")
     assert sorted(tokens["data"]) == ["tokens"]
     assert pod["containers"][0]["image"] == f"marketdata-grpc:{kustomization()['images'][0]['newTag']}"
 
