@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -414,3 +415,30 @@ def test_health_answers_on_the_plaintext_port_and_on_tls_without_a_token(python,
         assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
     unknown = _cli(python, "--target", f"127.0.0.1:{running.health_port}", "health", "--service", "nope")
     assert unknown.returncode == 1 and "NOT_FOUND" in unknown.stderr
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="the README's recipe needs the openssl command")
+def test_the_readme_openssl_recipe_makes_files_that_serve_mtls(tmp_path):
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme[readme.index("### TLS and mutual TLS") :]
+    recipe = section[
+        section.index("```sh\n") + len("```sh\n") : section.index("```\n", section.index("```sh"))
+    ]
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", recipe], cwd=tmp_path, capture_output=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    srv = ServerThread(
+        tls=TlsOptions(str(tmp_path / "server.crt"), str(tmp_path / "server.key"), str(tmp_path / "ca.crt"))
+    )
+    try:
+        target = f"localhost:{srv.running.port}"
+        ca, cert, key = (str(tmp_path / name) for name in ("ca.crt", "alice.crt", "alice.key"))
+        assert _call(target, ca_file=ca, cert_file=cert, key_file=key) == grpc.StatusCode.OK
+        assert (
+            _call(f"127.0.0.1:{srv.running.port}", ca_file=ca, cert_file=cert, key_file=key)
+            == grpc.StatusCode.OK
+        )
+        assert _call(target, ca_file=ca) == grpc.StatusCode.UNAVAILABLE
+    finally:
+        srv.stop()

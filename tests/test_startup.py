@@ -9,6 +9,8 @@ import subprocess
 import pytest
 
 from client import MarketDataClient
+from server.app import build_parser
+from tests.conftest import REPO_ROOT
 from tests.server_process import ServerProcess, run_server
 
 WORKERS = pytest.mark.parametrize("workers", ["1", "2"])
@@ -108,3 +110,16 @@ def test_log_level_takes_any_case(python):
             md.get_gbm_prices(periods=5, start_price=70, mu=0.05, sigma=0.3)
         assert server.stop() == 0
         assert " DEBUG " in server.log
+
+
+def test_the_readme_synopsis_names_every_server_flag():
+    readme = (REPO_ROOT / "README.md").read_text()
+    synopsis = readme[
+        readme.index("    .venv/bin/python -m server [") : readme.index("(also `marketdata-server`")
+    ]
+    for action in build_parser()._actions:
+        for flag in action.option_strings:
+            if flag.startswith("--") and flag != "--help":
+                assert f"[{flag}" in synopsis or f" {flag} " in synopsis, (
+                    f"{flag} is missing from the synopsis"
+                )
