@@ -36,8 +36,9 @@ MAX_TOKENS = 10_000
 # The characters RFC 6750 allows in a bearer token (token68).
 _TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 _NAME = re.compile(r"[A-Za-z0-9\-._@]{1,64}")
-# Peers whose first refusal or first accepted call was logged; the oldest are forgotten first,
-# so a crowd of strangers cannot make this set grow without bound.
+# (peer, outcome) pairs already logged: a peer's first call under each name and its first
+# refusal of each kind. The oldest are forgotten first, so a crowd of strangers cannot make
+# this set grow without bound.
 LOGGED_PEERS = 10_000
 
 
@@ -155,7 +156,7 @@ class TokenAuth(grpc.aio.ServerInterceptor):
     def __init__(self, tokens: TokenFile, service: str) -> None:
         self._tokens = tokens
         self._prefix = f"/{service}/"
-        self._logged: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._logged: collections.OrderedDict[tuple[str, str], None] = collections.OrderedDict()
 
     def check(self, metadata: tuple | None) -> tuple[str | None, Refusal | None]:
         """(the token's name, None) for a known token, else (None, why not)."""
@@ -186,12 +187,13 @@ class TokenAuth(grpc.aio.ServerInterceptor):
             **{kind: self._refuse(refusal, details.method, streaming)}, request_deserializer=None
         )
 
-    def _first_time(self, peer: str) -> bool:
-        """True once per peer (within the last LOGGED_PEERS peers seen)."""
-        if peer in self._logged:
-            self._logged.move_to_end(peer)
+    def _first_time(self, peer: str, outcome: str) -> bool:
+        """True once per peer and outcome (within the last LOGGED_PEERS seen)."""
+        key = (peer, outcome)
+        if key in self._logged:
+            self._logged.move_to_end(key)
             return False
-        self._logged[peer] = None
+        self._logged[key] = None
         if len(self._logged) > LOGGED_PEERS:
             self._logged.popitem(last=False)
         return True
@@ -202,7 +204,7 @@ class TokenAuth(grpc.aio.ServerInterceptor):
 
         def note(context) -> None:
             peer = context.peer()
-            if first_time(peer):
+            if first_time(peer, name or ""):
                 _LOGGER.info("peer %s calls as %s (first call: %s)", peer, name, method)
 
         if inspect.isasyncgenfunction(behaviour):
@@ -225,7 +227,7 @@ class TokenAuth(grpc.aio.ServerInterceptor):
 
         async def refuse(request, context):
             peer = context.peer()
-            if first_time(peer):
+            if first_time(peer, refusal.message):
                 _LOGGER.warning("refused %s from %s: %s", method, peer, refusal.message.split(":")[0])
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, refusal.message)
 

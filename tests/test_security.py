@@ -19,7 +19,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from client import AsyncMarketDataClient, MarketDataClient
 from marketdata.v1 import market_data_pb2, market_data_pb2_grpc
-from server.app import ServerOptions, is_loopback
+from server.app import ServerOptions, is_loopback, start_server
+from server.app import main as server_main
 from server.auth import TokenFile, TokenFileError, parse_tokens
 from server.tls import CertificateFiles, TlsFileError, TlsOptions
 from tests.certificates import TestCA
@@ -285,6 +286,7 @@ def test_a_changed_token_file_is_picked_up_without_a_restart(token_server, tmp_p
 
 
 def test_the_log_names_each_peer_once_and_never_a_token(token_server, caplog):
+    # Both clients share one connection (gRPC pools equal channels): one peer, two outcomes.
     with caplog.at_level(logging.INFO, logger="server.auth"):
         with MarketDataClient(token_server.target, timeout=10, token=TOKEN) as md:
             for _ in range(3):
@@ -442,3 +444,54 @@ def test_the_readme_openssl_recipe_makes_files_that_serve_mtls(tmp_path):
         assert _call(target, ca_file=ca) == grpc.StatusCode.UNAVAILABLE
     finally:
         srv.stop()
+
+
+def _server(python: str, *flags: str) -> subprocess.CompletedProcess[str]:
+    """``python -m server FLAGS`` run to its end: these starts all fail before listening."""
+    return subprocess.run(
+        [python, "-m", "server", "--port", "0", *flags],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_start_up_mistakes_in_security_flags_are_one_line_and_exit_2(ca, tmp_path, capsys):
+    good = ca.issue("server", "localhost")
+    short = _token_file(tmp_path, "alice:short\n")
+    cases = [
+        (("--tls-cert", str(tmp_path / "nope.crt"), "--tls-key", str(good.key)), "--tls-cert"),
+        (("--tls-cert", str(good.cert)), "--tls-cert and --tls-key go together"),
+        (("--tls-client-ca", str(ca.cert)), "--tls-client-ca needs --tls-cert and --tls-key"),
+        (("--tls-cert", str(good.cert), "--tls-key", str(ca.cert)), "not a certificate and its private key"),
+        (("--auth-tokens", str(short)), "line 1: a token must have 16 to 4096 characters"),
+        (("--auth-tokens", str(tmp_path / "none")), "cannot read it"),
+        (("--host", "0.0.0.0", "--auth-tokens", str(short)), "--allow-insecure"),
+        (("--health-port", "70000"), "--health-port must be in"),
+        (("--max-connections", "0"), "max_connections must be >= 1"),
+    ]
+    for flags, words in cases:
+        with pytest.raises(SystemExit) as stopped:  # the command line's main, as `python -m server` runs it
+            server_main(["--port", "0", *flags])
+        stderr = capsys.readouterr().err
+        assert stopped.value.code == 2, (flags, stderr)
+        assert words in stderr, (flags, stderr)
+        assert "Traceback" not in stderr
+        assert "short" not in stderr.replace("--auth-tokens", "")  # the token is never shown
+
+
+def test_plaintext_off_loopback_is_served_with_a_warning(caplog):
+    async def start_and_stop() -> None:
+        running = await start_server(ServerOptions(host="0.0.0.0", port=0, market_clock=False))
+        await running.shutdown(0)
+
+    with caplog.at_level(logging.WARNING, logger="server.app"):
+        asyncio.run(start_and_stop())
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("serving plaintext on 0.0.0.0" in w and "--tls-cert" in w for w in warnings), warnings
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="server.app"):
+        srv = ServerThread()  # loopback: no warning
+        srv.stop()
+    assert not [r for r in caplog.records if "plaintext" in r.getMessage()]
