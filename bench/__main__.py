@@ -4,7 +4,9 @@ Rows: the in-process generation limit L; streaming 10M prices into one numpy
 array over gRPC (generated classes vs the numpy-native wire path); small
 unary calls against an empty-handler floor and the original Flask endpoint;
 server memory while streaming 100M prices; --workers 2 against 1; live
-subscribers; what timestamps, quotes, bars and baskets cost on a stream.
+subscribers; what timestamps, quotes, bars and baskets cost on a stream;
+what abusive clients cost others; how soon a replica started a day after its
+market's epoch serves.
 
 Unary load comes from h2load (nghttp2's load generator, written in C), so
 the Python servers, not a Python load generator, are what is measured.
@@ -33,6 +35,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
+from bench.replicas import replica_rows
 from client import CALENDARS, MarketDataClient, path_request
 from marketdata.v1 import market_data_pb2, market_data_pb2_grpc
 from server.limits import Limits
@@ -265,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--stream-prices", type=int, default=10_000_000)
     parser.add_argument("--rss-prices", type=int, default=100_000_000)
     parser.add_argument(
-        "--rows", default="1,2,3,4,5,6,7,8", help="which rows to measure (default %(default)s)"
+        "--rows", default="1,2,3,4,5,6,7,8,9", help="which rows to measure (default %(default)s)"
     )
     parser.add_argument(
         "--compare",
@@ -326,6 +329,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # 8. Abuse: unread streams and heavy calls against small calls and the market.
     if 8 in wanted:
         abuse_rows(row)
+
+    # 9. A replica started a day after its market's epoch (a few runs: each takes seconds).
+    if 9 in wanted:
+        replica_rows(min(args.runs, 3), row)
 
     return print_table(args, rows)
 

@@ -65,8 +65,21 @@ class Subscription(SequenceGaps, _CancelOnExit):
 
     With ``resubscribe``, a subscription the server ends with UNAVAILABLE
     (shutdown, restart, lost connection) is made again, after a backoff, up
-    to ``max_reconnects`` times in a row; each new one starts with a fresh
-    snapshot. ``cancel()``, or leaving a ``with`` block, ends it at once.
+    to ``max_reconnects`` times in a row. ``cancel()``, or leaving a ``with``
+    block, ends it at once.
+
+    Sequence numbers never go back across a resubscription. Replicas of one
+    market (servers sharing a market file with its seed and epoch) agree on
+    every tick, but the one a subscription moves to may be a tick or two
+    behind; so the new subscription's events up to the last tick already
+    yielded are dropped, its snapshot too when it is not newer. The first
+    event after the move may then be an update: it carries the price of every
+    subscribed symbol all the same. Snapshots and updates come with strictly
+    increasing sequence numbers; a heartbeat may repeat the last one, never
+    go below it. One case starts over instead: a server running a market run
+    of its own (restarted with no epoch in its market file) numbers its ticks
+    from 0 again, stamped later than anything yielded; its snapshot is
+    yielded, and the sequence goes on from there.
     """
 
     def __init__(
@@ -83,14 +96,20 @@ class Subscription(SequenceGaps, _CancelOnExit):
         self._max_reconnects = max_reconnects
         self._backoff = backoff_seconds
         self._cancelled = False
+        self._last: tuple[int, int] | None = None  # sequence and exchange time (ns) last yielded
         self.reconnects = 0
 
     def __iter__(self) -> Iterator[market_data_pb2.MarketEvent]:
         failures = 0
+        resumed = False  # a new subscription that has not yet passed the last event yielded
         while True:
             try:
                 for event in self._call:
                     failures = 0
+                    if resumed and self._behind(event):
+                        continue
+                    resumed = False
+                    self._last = (event.sequence, event.exchange_time.ToNanoseconds())
                     yield self._count(event)
                 return
             except grpc.RpcError as error:
@@ -103,6 +122,17 @@ class Subscription(SequenceGaps, _CancelOnExit):
                 failures += 1
                 self.reconnects += 1
                 self._call = self._start()
+                resumed = self._last is not None
+
+    def _behind(self, event: market_data_pb2.MarketEvent) -> bool:
+        """Whether an event of a new subscription is at or before the last one yielded in
+        the same market run (a replica a tick or two behind the one before)."""
+        sequence, stamp = self._last
+        if event.sequence > sequence:
+            return False
+        if event.exchange_time.ToNanoseconds() > stamp:  # numbered again from 0, later: a new run
+            return False
+        return event.sequence < sequence or not event.HasField("heartbeat")
 
     def cancel(self) -> None:
         self._cancelled = True

@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -110,8 +111,11 @@ class ServerOptions:
             )
 
 
-async def start_server(options: ServerOptions | None = None) -> RunningServer:
-    """Start serving and report SERVING; the live market starts ticking too."""
+async def start_server(
+    options: ServerOptions | None = None, stop: threading.Event | None = None
+) -> RunningServer:
+    """Start serving and report SERVING; the live market starts ticking too. ``stop``
+    (set by a signal) cuts short the market's catch-up before serving."""
     options = options or ServerOptions()
     options.check_security()
     # Bind as gRPC will (it sets SO_REUSEADDR) to say in one line why the address cannot
@@ -136,10 +140,8 @@ async def start_server(options: ServerOptions | None = None) -> RunningServer:
         *options.connection_limits.channel_options(),
     ]
     server = grpc.aio.server(options=server_options, interceptors=interceptors)
-    if options.market_clock:  # computed up to now before listening: a restarted worker's is hours behind
-        skipped = await asyncio.to_thread(feed.catch_up, time.time())
-        if skipped:
-            _LOGGER.info("computed %d ticks of the market since its epoch", skipped)
+    if options.market_clock:  # computed up to now before listening: a late replica's is hours behind
+        await asyncio.to_thread(feed.catch_up_before_serving, stop)
     servicer = MarketDataServicer(options.limits, wire=options.wire, feed=feed, admission=admission)
     add_to_server(servicer, server)
 
@@ -213,9 +215,9 @@ def is_loopback(host: str) -> bool:
 
 async def serve(options: ServerOptions) -> None:
     """Serve until SIGTERM or SIGINT, then shut down gracefully."""
-    stop = asyncio.Event()
-    with _signals_call(stop.set):
-        running = await start_server(options)
+    stop, stopping = asyncio.Event(), threading.Event()  # the second for start-up's worker thread
+    with _signals_call(lambda: (stop.set(), stopping.set())):
+        running = await start_server(options, stopping)
         await stop.wait()
         await running.shutdown(options.grace)
 
@@ -308,9 +310,11 @@ def run_workers(options: ServerOptions, workers: int) -> int:
     kernel spreads incoming connections over the workers. SIGTERM or SIGINT
     to this process is passed on, and each worker shuts down gracefully.
     """
-    # Every worker, restarted ones too, runs the same market: one seed and one clock epoch, chosen here.
+    # Every worker, restarted ones too, runs the same market: one seed and one clock epoch, the
+    # market file's when it names them, else chosen here.
     seed = options.market.seed if options.market.seed is not None else new_seed()
-    shared = replace(options, market_seed=seed, market_epoch=time.time(), reuse_port=True)
+    epoch = options.market.epoch if options.market.epoch is not None else time.time()
+    shared = replace(options, market_seed=seed, market_epoch=epoch, reuse_port=True)
     with _reserved_port(options.host, options.port) as bound:
         worker_options = replace(shared, port=bound)
         supervisor = Supervisor(

@@ -1,6 +1,11 @@
 """The live feed: runs the simulated Market on the server's clock, stamps each
 tick and queues it for every subscriber.
 
+The clock counts from the market's epoch (the market file's, else the start):
+tick n is due at epoch + n x the wall interval and stamped with that time, so
+replicas given the same file publish the same ticks at the same times, and one
+started late computes the ticks it missed (Market.advance) before serving.
+
 The Market (``sim.market``) is pure; this module adds wall time and the
 subscribers' bounded queues. Tests leave the clock off and call
 ``advance()`` themselves.
@@ -10,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import datetime
 import logging
 import threading
 import time
@@ -38,12 +44,16 @@ class MarketFeed:
         epoch: float | None = None,
     ) -> None:
         """``epoch`` is the wall time of tick 0; tick n is due at epoch + n x wall_interval.
-        Feeds given the same seed and epoch (the workers of --workers N) publish the
-        same prices at the same sequence numbers and exchange times."""
+        Unset, it is the market file's ``epoch``, else now. Feeds given the same seed and
+        epoch (replicas sharing a market file, the workers of --workers N) publish the same
+        prices at the same sequence numbers and exchange times."""
         self.market = Market(config, seed)
         self.limits = limits or FeedLimits()
         self._wall_clock = wall_clock
-        self.epoch = wall_clock() if epoch is None else epoch
+        if epoch is None:
+            epoch = config.epoch if config.epoch is not None else wall_clock()
+        self.epoch = epoch
+        self._slice_ticks = 1  # ticks computed at once while catching up (see _catch_up_slice)
         self.exchange_time = self.epoch  # of the last tick (the opening prices at first)
         self._clock: _Clock | None = None
         self._subscribers: set[Subscriber] = set()
@@ -172,6 +182,11 @@ class MarketFeed:
             if subscriber.positions:
                 subscriber.offer(self.encoding.event(subscriber.positions))
 
+    def due_sequence(self, now: float) -> int:
+        """The sequence number of the last tick due at wall time ``now`` (0 or less before
+        the epoch: the opening prices stand until then)."""
+        return int((now - self.epoch) / self.config.wall_interval + 1e-9)
+
     def compute_due(
         self, now: float, stop: threading.Event | None = None, budget: float | None = None
     ) -> tuple[MarketTick, float, int] | None:
@@ -179,31 +194,85 @@ class MarketFeed:
         ticks before it silently (so every feed of the same seed and epoch agrees): the
         last tick computed, its scheduled exchange time and how many were passed over;
         None when nothing is due (or ``stop`` was set). With ``budget`` (seconds), stop
-        early once that much time is spent, so a market that is behind still publishes."""
+        early once that much time is spent, so a market that is behind still publishes.
+
+        Many ticks are computed at once (Market.advance, bit for bit the same as one
+        at a time), in slices of about SLICE_SECONDS (half the budget, if less) of work,
+        between which ``stop`` and the budget are looked at."""
         interval = self.config.wall_interval
-        due = int((now - self.epoch) / interval + 1e-9)
+        due = self.due_sequence(now)
         market = self.market
         first = market.last.sequence
         if first >= due:
             return None
+        work = SLICE_SECONDS if budget is None else min(SLICE_SECONDS, budget / 2)
         deadline = None if budget is None else time.monotonic() + budget
         while market.last.sequence < due:
             if stop is not None and stop.is_set():
                 return None
-            market.tick()
+            self._catch_up_slice(due - market.last.sequence, work)
             if deadline is not None and time.monotonic() >= deadline:
                 break
         tick = market.last
         return tick, self.epoch + tick.sequence * interval, tick.sequence - first - 1
 
-    def catch_up(self, now: float) -> int:
+    def _catch_up_slice(self, behind: int, seconds: float) -> None:
+        """Compute up to ``behind`` ticks at once, as many as about ``seconds`` of work
+        allows at the pace of the last slice, and at most twice as many as it had: a
+        slice stays short whatever a tick of this market costs."""
+        ticks = min(behind, self._slice_ticks)
+        started = time.monotonic()
+        self.market.advance(ticks)
+        spent = time.monotonic() - started
+        fits = int(seconds * ticks / spent) if spent > 0 else 2 * ticks
+        self._slice_ticks = max(1, min(2 * ticks, fits, MAX_SLICE_TICKS))
+
+    def catch_up(self, now: float, stop: threading.Event | None = None) -> int:
         """Publish the tick due at wall time ``now`` (see compute_due); how many were skipped."""
-        due = self.compute_due(now)
+        due = self.compute_due(now, stop)
         if due is None:
             return 0
         tick, exchange_time, skipped = due
         self.publish(tick, exchange_time)
         return skipped
+
+    def catch_up_before_serving(self, stop: threading.Event | None = None) -> None:
+        """Compute the market up to now before the server listens: a replica started long
+        after its market's epoch (a restarted worker, a new pod) serves the current tick
+        from its first call. Two passes: to the time it starts, then over the time that
+        took; the clock does the rest, even for a market that cannot keep up. A catch-up
+        over a second of the clock or more is logged, with progress every
+        PROGRESS_SECONDS; ``stop`` (a signal) ends it early."""
+        target = self._wall_clock()
+        behind = self.due_sequence(target) - self.market.last.sequence
+        if behind <= 0:
+            if self.epoch > target:
+                _LOGGER.info("the market opens at its epoch, %s: opening prices until then", _utc(self.epoch))
+            return
+        logged = behind * self.config.wall_interval >= 1.0
+        if logged:
+            _LOGGER.info(
+                "computing the %d ticks of the market since its epoch, %s, before serving",
+                behind,
+                _utc(self.epoch),
+            )
+        started = time.monotonic()
+        report = started + PROGRESS_SECONDS
+        for _ in range(2):
+            while (due := self.compute_due(target, stop, PROGRESS_SECONDS)) is not None:
+                tick, exchange_time, _ = due
+                self.publish(tick, exchange_time)
+                if logged and time.monotonic() >= report:
+                    left = self.due_sequence(target) - tick.sequence
+                    _LOGGER.info("computed the market up to tick %d; %d more to go", tick.sequence, left)
+                    report = time.monotonic() + PROGRESS_SECONDS
+            target = self._wall_clock()
+        if logged and not (stop is not None and stop.is_set()):
+            _LOGGER.info(
+                "computed the market up to tick %d in %.1f s",
+                self.market.last.sequence,
+                time.monotonic() - started,
+            )
 
     def start(self) -> None:
         """Tick every ``config.wall_interval`` seconds on a thread of the clock's own,
@@ -221,8 +290,20 @@ class MarketFeed:
 
 # The most time the clock spends computing ticks before it publishes the latest one.
 PUBLISH_BUDGET = 0.05
+# Catch-up work comes in slices of about this many seconds, between which the clock looks at
+# its stop signal and budget; and at most this many ticks a slice.
+SLICE_SECONDS = 0.1
+MAX_SLICE_TICKS = 1 << 16
+# A long catch-up before serving says how it goes this often.
+PROGRESS_SECONDS = 10.0
 # At most one "fell behind" line this often, however far behind the clock stays.
 WARNING_SECONDS = 10.0
+
+
+def _utc(seconds: float) -> str:
+    """A wall time as ISO 8601 UTC, for the log."""
+    stamp = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class _Clock(threading.Thread):

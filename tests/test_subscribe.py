@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import threading
 
 import grpc
 import pytest
@@ -285,22 +287,31 @@ def test_managed_subscription_rejects_a_bad_heartbeat(live):
 
 
 def test_resubscribe_moves_to_another_server_when_one_shuts_down():
-    servers = [_server(buffer_ticks=1_000), _server(buffer_ticks=1_000)]
+    # Two replicas of one market: the same universe, seed and epoch.
+    replica = dataclasses.replace(SMALL, epoch=1_700_000_000.0)
+    servers = [ServerThread(market=replica), ServerThread(market=replica)]
     try:
         with MarketDataClient([s.target for s in servers]) as md:
-            sub = md.subscribe(["AAA"], resubscribe=True, timeout=60)
+            sub = md.subscribe(["AAA"], resubscribe=True, heartbeat_seconds=60, timeout=60)
             events = iter(sub)
             assert next(events).HasField("snapshot")
             serving = next(s for s in servers if s.running.servicer.feed.subscriber_count == 1)
             other = servers[1 - servers.index(serving)]
+
+            def tick_once_moved() -> None:
+                assert other.running.servicer.feed.wait_subscribers(lambda n: n == 1, timeout=30)
+                other.advance_market(1)
+
             serving.call(serving.running.shutdown(grace=1))
-            # The next event is the other server's snapshot: no error reached us.
+            mover = threading.Thread(target=tick_once_moved)
+            mover.start()
+            # No error reached us. The other server's snapshot was of tick 0, already seen,
+            # so it was dropped: the next event is that server's first update.
             event = next(events)
-            assert event.HasField("snapshot")
+            mover.join(timeout=30)
+            assert event.HasField("update") and event.sequence == 1
+            assert _prices(event)[0][1] == Market(SMALL).tick().prices[0]
             assert sub.reconnects >= 1
-            assert other.running.servicer.feed.subscriber_count == 1
-            other.advance_market(1)
-            assert next(events).HasField("update")
             sub.cancel()
     finally:
         for s in servers:

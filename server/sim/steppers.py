@@ -45,6 +45,15 @@ class BlockStepper:
         self._position += n
         return block
 
+    def skip(self, n: int) -> np.ndarray | float:
+        """Move on by ``n`` values (at least 1) and return only the last: the state
+        afterwards, and that value, are bit for bit those of ``next_block(n)``.
+        The live market catches up with it; steppers override it where leaving
+        the other values out saves work."""
+        if n < 1:
+            raise ValueError(f"skip needs at least 1 value, got {n}")
+        return self.next_block(n)[-1]
+
     def _block(self, draws: int, with_start: bool) -> np.ndarray:
         """The next ``draws`` values, preceded by the start value when ``with_start``."""
         raise NotImplementedError

@@ -9,6 +9,7 @@ model's class (and protobuf message); only GBM instruments can be correlated.
 from __future__ import annotations
 
 import collections
+import datetime
 import functools
 import numbers
 import tomllib
@@ -30,6 +31,11 @@ TRADING_SECONDS_PER_DAY = 6.5 * 3600
 SYMBOL_MAX_CHARS = 32
 # The market ticks at most this often: faster clocks are refused, not chased.
 MIN_WALL_INTERVAL = 0.001
+# The instants a market's epoch may be: from the Unix epoch to the last year whose
+# nanoseconds fit in int64, as for a path's timestamps.
+_UNIX_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+EPOCH_FIRST = _UNIX_EPOCH
+EPOCH_END = datetime.datetime(2262, 1, 1, tzinfo=datetime.UTC)
 
 
 # The models an instrument may follow: the single-instrument ones.
@@ -145,6 +151,9 @@ class MarketConfig:
     ``correlation`` has one row per instrument, but only GBM instruments may be
     correlated: a non-GBM instrument's row must be zero off the diagonal.
     ``factor`` is the factor of the GBM instruments' correlation, in their order.
+    ``epoch`` is the wall time of tick 0 in seconds since 1970-01-01T00:00:00Z (None:
+    each server takes the moment it starts); servers given the same universe, seed
+    and epoch publish the same ticks at the same times.
     """
 
     instruments: tuple[Instrument, ...]
@@ -153,6 +162,7 @@ class MarketConfig:
     wall_seconds_per_tick: float = 0.1
     simulated_seconds_per_tick: float = 1.0
     speed: float = 1.0
+    epoch: float | None = None
     factor: np.ndarray | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -175,6 +185,14 @@ class MarketConfig:
             )
         if self.seed is not None and not 0 <= self.seed < 2**64:
             raise ParameterError("seed", f"seed must be in [0, 2^64 - 1], got {self.seed}")
+        if self.epoch is not None:
+            first, end = (_seconds(t) for t in (EPOCH_FIRST, EPOCH_END))
+            if not (isinstance(self.epoch, float) and first <= self.epoch < end):
+                raise ParameterError(
+                    "epoch",
+                    f"epoch must be a float of seconds in [{first:g}, {end:g}) (from {_iso(EPOCH_FIRST)} "
+                    f"until {_iso(EPOCH_END)}), got {quoted(self.epoch)}",
+                )
         object.__setattr__(self, "factor", self._gbm_factor(symbols))
 
     def _gbm_factor(self, symbols: list[str]) -> np.ndarray | None:
@@ -252,6 +270,56 @@ def _number(table: Mapping[str, Any], key: str, where: str, default: float | Non
     return float(value)
 
 
+def _seconds(instant: datetime.datetime) -> float:
+    """An aware datetime as seconds since 1970 UTC: whole microseconds divided once, so
+    the same instant gives the same float on every host (Python divides ints exactly)."""
+    return ((instant - _UNIX_EPOCH) // datetime.timedelta(microseconds=1)) / 1_000_000
+
+
+def _iso(instant: datetime.datetime) -> str:
+    return instant.isoformat().replace("+00:00", "Z")
+
+
+def parse_epoch(value: object) -> float:
+    """The ``epoch`` of a market file's [market] table as seconds since 1970 UTC.
+
+    It is an instant: a TOML offset date-time (``2026-03-02T14:30:00Z``) or an ISO 8601
+    string with ``Z`` or an offset (``"2026-03-02T09:30:00-05:00"``). A date or a time
+    without an offset is refused: each host would read it in its own time zone.
+    """
+    example = "such as 2026-03-02T14:30:00Z"
+    # Quoted as written: TOML dates and times as ISO 8601, anything else as Python shows it.
+    given = value.isoformat() if isinstance(value, (datetime.date, datetime.time)) else value
+    if isinstance(value, str):
+        try:
+            value = datetime.datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ParameterError(
+                "epoch", f"epoch must be an ISO 8601 instant, {example}, got {quoted(value)}"
+            ) from None
+    if not isinstance(value, datetime.datetime):
+        raise ParameterError(
+            "epoch",
+            f"epoch must be a date and time with Z or a UTC offset, {example}, got {quoted(given)}",
+        )
+    if value.utcoffset() is None:
+        raise ParameterError(
+            "epoch",
+            f"epoch must say its UTC offset (Z, or +01:00 ...), {example}: a local time is a "
+            f"different instant on each host, got {quoted(given)}",
+        )
+    try:
+        outside = not EPOCH_FIRST <= value < EPOCH_END
+    except OverflowError:  # an offset moved it past the years datetime holds
+        outside = True
+    if outside:
+        raise ParameterError(
+            "epoch",
+            f"epoch must be from {_iso(EPOCH_FIRST)} until {_iso(EPOCH_END)}, got {quoted(given)}",
+        )
+    return _seconds(value)
+
+
 # Keys of an [[instrument]] table that are not model parameters.
 _INSTRUMENT_KEYS = ("symbol", "model", "tick_size")
 
@@ -294,6 +362,7 @@ def parse_market(document: Mapping[str, Any]) -> MarketConfig:
         wall_seconds_per_tick=_number(market, "wall_seconds_per_tick", "[market]", 0.1),
         simulated_seconds_per_tick=_number(market, "simulated_seconds_per_tick", "[market]", 1.0),
         speed=_number(market, "speed", "[market]", 1.0),
+        epoch=None if market.get("epoch") is None else parse_epoch(market["epoch"]),
     )
 
 

@@ -14,10 +14,15 @@ from typing import ClassVar
 import numpy as np
 
 from ..checks import check_range
-from ..correlation import correlate
+from ..correlation import correlate, correlate_columns
 from ..seeding import make_rng
 from ..steppers import BlockStepper
 from .base import MU_ABS_MAX, PRICE_MAX, SIGMA_MAX, Model, PriceBand
+
+# A basket skipping this many steps or more works on one row per asset (skip), and turns its
+# shocks from step-by-step rows into those rows this many values at a time.
+_COLUMN_STEPS = 1024
+_TRANSPOSE_VALUES = 1 << 14
 
 
 class LogNormalSteps(BlockStepper):
@@ -36,6 +41,48 @@ class LogNormalSteps(BlockStepper):
         self._log_return = np.zeros(np.shape(start))
 
     def _block(self, draws: int, with_start: bool) -> np.ndarray:
+        acc = self._log_returns(draws)
+        logs = acc if with_start else acc[1:]
+        return self._band.prices(logs, out=logs)
+
+    def skip(self, n: int) -> np.ndarray | float:
+        """As BlockStepper.skip, with only the last row turned into prices; a basket's
+        block is worked on transposed, one long contiguous row per asset."""
+        if n < 1 or self._position == 0:
+            return super().skip(n)
+        if np.ndim(self._start) == 0 or n < _COLUMN_STEPS:
+            last = self._log_returns(n)[-1:]
+        else:
+            last = self._basket_log_return(n)
+        self._position += n
+        return self._band.prices(last, out=last)[0]
+
+    def _basket_log_return(self, draws: int) -> np.ndarray:
+        """A basket's running log-return after ``draws`` more steps, as a row of one: the
+        same draws and the same sums, in the same order, as ``_log_returns``."""
+        k = len(self._start)
+        columns = np.empty((k, draws + 1))  # row i: asset i's running log-return, then its steps
+        columns[:, 0] = self._log_return
+        steps = columns[:, 1:]
+        shocks = steps if self._factor_t is None else np.empty((k, draws))
+        # Drawn step by step as always, a few hundred steps at a time, each piece turned
+        # into one contiguous row per asset while it is still in the cache.
+        rows = max(1, _TRANSPOSE_VALUES // k)
+        piece = np.empty((min(rows, draws), k))
+        for first in range(0, draws, rows):
+            part = piece[: min(rows, draws - first)]
+            self._rng.standard_normal(out=part)
+            shocks[:, first : first + len(part)] = part.T
+        if self._factor_t is not None:
+            correlate_columns(shocks, self._factor_t, out=steps)
+        steps *= self._vol[:, None]
+        steps += self._drift[:, None]
+        np.add.accumulate(columns, axis=1, out=columns)  # each asset's sum, in step order
+        self._log_return = columns[:, -1].copy()
+        return self._log_return[None, :].copy()
+
+    def _log_returns(self, draws: int) -> np.ndarray:
+        """The running log-return, then ``draws`` more steps of it; carried on to the next block."""
         # acc[0] holds the running log-return, acc[1:] the new increments; an
         # in-place cumulative sum then continues the path exactly where the
         # previous block stopped.
@@ -49,8 +96,7 @@ class LogNormalSteps(BlockStepper):
         increments += self._drift
         np.add.accumulate(acc, axis=0, out=acc)
         self._log_return = acc[-1].copy()
-        logs = acc if with_start else acc[1:]
-        return self._band.prices(logs, out=logs)
+        return acc
 
 
 class GbmStepper(LogNormalSteps):

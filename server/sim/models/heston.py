@@ -34,22 +34,38 @@ class HestonStepper(FillStepper):
         shocks = self._rng.standard_normal((len(out), 2))  # row i: step i's two shocks, in order
         z_price = shocks[:, 0]
         z_var = m.rho * shocks[:, 0] + math.sqrt(1 - m.rho**2) * shocks[:, 1]
-        log_price, v = self._log_price, self.variance
         # Neither recursion overflows for accepted parameters: below zero the variance only
         # climbs, by kappa theta t a step; above zero a step gives v (1 - kappa t) + kappa theta t
         # + xi sqrt(v t) z, which mean reversion pulls back (past zero when kappa t > 1, to climb
         # again) and whose noise grows with sqrt(v) only. At the widest corner (kappa t = 1e7,
         # theta = 100) |v| stays near 1e16, and the log-price moves by about v t / 2 a step.
         # Only exp can leave float64; PriceBand keeps the prices inside the band.
-        logs = np.empty(len(out))
-        for i in range(len(out)):  # each step depends on the last variance
+        used = self._variances(z_var.tolist(), t, sqrt_t)
+        # The log-price's steps need only the variance used at each step, so they are
+        # computed together and summed in step order: the same operations, in the same
+        # order, as one step at a time (numpy rounds each like Python's floats do).
+        steps = np.empty(len(out) + 1)
+        steps[0] = self._log_price
+        vp = np.array(used)
+        np.add((m.mu - vp / 2) * t, np.sqrt(vp) * sqrt_t * z_price, out=steps[1:])
+        np.add.accumulate(steps, out=steps)
+        self._log_price = float(steps[-1])
+        self._band.prices(steps[1:], out=out)
+
+    def _variances(self, z_var: list[float], t: float, sqrt_t: float) -> list[float]:
+        """The variance used at each step (its positive part), moving ``self.variance``
+        on: each step depends on the last, so this is the one loop, kept lean."""
+        m = self._model
+        kappa, theta, xi, sqrt = m.kappa, m.theta, m.xi, math.sqrt
+        v = self.variance
+        used = []
+        keep = used.append
+        for z in z_var:
             vp = v if v > 0.0 else 0.0
-            root = math.sqrt(vp)
-            log_price += (m.mu - vp / 2) * t + root * sqrt_t * z_price[i]
-            v += m.kappa * (m.theta - vp) * t + m.xi * root * sqrt_t * z_var[i]
-            logs[i] = log_price
-        self._log_price, self.variance = log_price, v
-        self._band.prices(logs, out=out)
+            keep(vp)
+            v += kappa * (theta - vp) * t + xi * sqrt(vp) * sqrt_t * z
+        self.variance = v
+        return used
 
 
 @dataclass(frozen=True)
