@@ -22,9 +22,12 @@ from grpc_reflection.v1alpha import reflection
 
 from marketdata.v1 import market_data_pb2
 
+from . import logs
 from .admission import Admission
 from .feed import MarketFeed
 from .limits import FeedLimits, Limits, flags
+from .metrics import StreamTracker
+from .observability import Observability, ObservabilityOptions, add_flags, for_workers, options_from
 from .servicer import WIRES, AdmitOtherServices, MarketDataServicer, add_to_server
 from .sim.checks import ParameterError
 from .sim.seeding import new_seed
@@ -58,6 +61,7 @@ class RunningServer:
     port: int
     servicer: MarketDataServicer
     health: health.aio.HealthServicer
+    observability: Observability | None = None
 
     async def shutdown(self, grace: float) -> None:
         """Turn health NOT_SERVING, give open calls ``grace`` seconds, then stop."""
@@ -67,6 +71,8 @@ class RunningServer:
         await self.server.stop(grace)
         await self.servicer.feed.stop()
         self.servicer.close()
+        if self.observability is not None:
+            await asyncio.to_thread(self.observability.close)
         _LOGGER.info("stopped")
 
 
@@ -85,6 +91,7 @@ class ServerOptions:
     market_epoch: float | None = None  # wall time of tick 0; None: now
     market_clock: bool = True  # False: tests advance servicer.feed themselves
     reuse_port: bool = False  # only for --workers, which share one port
+    observability: ObservabilityOptions = field(default_factory=ObservabilityOptions)
 
 
 async def start_server(options: ServerOptions | None = None) -> RunningServer:
@@ -96,19 +103,31 @@ async def start_server(options: ServerOptions | None = None) -> RunningServer:
     _bound_socket(options.host, options.port, reuse).close()
     # gRPC turns SO_REUSEPORT on by default on Linux, so a second server on a
     # busy port would silently share it; a single server must fail instead.
+    observability = Observability(options.observability, options.host)  # /metrics, if asked for
     feed = MarketFeed(
-        options.market, seed=options.market_seed, limits=options.feed_limits, epoch=options.market_epoch
+        options.market,
+        seed=options.market_seed,
+        limits=options.feed_limits,
+        epoch=options.market_epoch,
+        metrics=observability.metrics,
     )
     admission = Admission(options.limits, lambda: feed.limits)
     server = grpc.aio.server(
         options=[("grpc.so_reuseport", 1 if options.reuse_port else 0)],
-        interceptors=[AdmitOtherServices(admission)],
+        # The observer first: it sees every call the others refuse.
+        interceptors=[*observability.interceptors, AdmitOtherServices(admission)],
     )
     if options.market_clock:  # computed up to now before listening: a restarted worker's is hours behind
         skipped = await asyncio.to_thread(feed.catch_up, time.time())
         if skipped:
             _LOGGER.info("computed %d ticks of the market since its epoch", skipped)
-    servicer = MarketDataServicer(options.limits, wire=options.wire, feed=feed, admission=admission)
+    servicer = MarketDataServicer(
+        options.limits,
+        tracker=StreamTracker(observability.metrics),
+        wire=options.wire,
+        feed=feed,
+        admission=admission,
+    )
     add_to_server(servicer, server)
 
     health_servicer = health.aio.HealthServicer()
@@ -122,6 +141,7 @@ async def start_server(options: ServerOptions | None = None) -> RunningServer:
     except RuntimeError:  # the address was free a moment ago
         bound = 0
     if bound == 0:
+        observability.close()
         raise OSError(f"cannot listen on {address}: gRPC could not bind it (GRPC_VERBOSITY=debug says why)")
     await server.start()
     for name in ("", SERVICE_NAME):
@@ -129,7 +149,10 @@ async def start_server(options: ServerOptions | None = None) -> RunningServer:
     if options.market_clock:
         feed.start()
     _LOGGER.info("listening on %s:%d", host, bound)
-    return RunningServer(server=server, port=bound, servicer=servicer, health=health_servicer)
+    observability.announce()
+    return RunningServer(
+        server=server, port=bound, servicer=servicer, health=health_servicer, observability=observability
+    )
 
 
 async def serve(options: ServerOptions) -> None:
@@ -232,13 +255,17 @@ def run_workers(options: ServerOptions, workers: int) -> int:
     # Every worker, restarted ones too, runs the same market: one seed and one clock epoch, chosen here.
     seed = options.market.seed if options.market.seed is not None else new_seed()
     shared = replace(options, market_seed=seed, market_epoch=time.time(), reuse_port=True)
-    with _reserved_port(options.host, options.port) as bound:
-        worker_options = replace(shared, port=bound)
+    with (
+        _reserved_port(options.host, options.port) as bound,
+        for_workers(options.observability, options.host) as observed,  # one /metrics for all
+    ):
+        worker_options = replace(shared, port=bound, observability=observed.worker_options)
         supervisor = Supervisor(
             workers,
             lambda index: _serve_worker(worker_options, index),
             where=f"on {options.host}:{bound}",
             stop_timeout=options.grace + STOP_MARGIN_SECONDS,
+            on_exit=observed.worker_exited,
         )
         return supervisor.run()
 
@@ -284,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="TOML file of the live market's instruments, correlation and clock "
         "(default: a built-in market of four symbols)",
     )
+    add_flags(parser)  # --metrics-port, --log-format, --access-log
     for title, limits in (("limits on paths and streams", Limits), ("limits on subscriptions", FeedLimits)):
         group = parser.add_argument_group(title)
         for flag, spec in flags(limits):
@@ -360,12 +388,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             wire=args.wire,
             market=_market(parser, args.market),
             feed_limits=_limits(FeedLimits, args),
+            observability=options_from(parser, args),
         )
     except (ValueError, OSError) as err:
         parser.error(str(err))
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
-    )
+    logs.configure(args.log_level, args.log_format)
     for noisy in ("asyncio", "grpc._cython.cygrpc"):  # their DEBUG lines drown ours
         logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))
     logging.getLogger("grpc._cython.cygrpc").addFilter(_ClientsLeaving())

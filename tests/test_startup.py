@@ -108,3 +108,32 @@ def test_log_level_takes_any_case(python):
             md.get_gbm_prices(periods=5, start_price=70, mu=0.05, sigma=0.3)
         assert server.stop() == 0
         assert " DEBUG " in server.log
+
+
+@WORKERS
+def test_a_metrics_port_in_use_is_one_line_and_exit_1(python, workers):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_server(python, "--port", "0", "--metrics-port", str(port), "--workers", workers)
+    assert done.returncode == 1
+    assert one_line(done).endswith(
+        f"server.app: cannot serve metrics on 127.0.0.1:{port}: the port is in use by another process: "
+        "choose another --metrics-port"
+    )
+
+
+@pytest.mark.parametrize(
+    "args, why",
+    [
+        (["--metrics-port", "70000"], "--metrics-port must be in [0, 65535] (0 turns metrics off)"),
+        (["--port", "5099", "--metrics-port", "5099"], "--metrics-port must differ from --port"),
+        (["--log-format", "xml"], "argument --log-format: invalid choice: 'xml'"),
+    ],
+)
+def test_bad_metrics_and_log_flags_are_usage_errors(python, args, why):
+    done = run_server(python, *args)
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1].startswith(f"marketdata-server: error: {why}")
+    assert "Traceback" not in done.stderr
