@@ -6,7 +6,8 @@ unary calls against an empty-handler floor and the original Flask endpoint;
 server memory while streaming 100M prices; --workers 2 against 1; live
 subscribers; what timestamps, quotes, bars and baskets cost on a stream;
 what abusive clients cost others; how soon a replica started a day after its
-market's epoch serves.
+market's epoch serves; what /metrics and the access log cost small calls
+and a stream.
 
 Unary load comes from h2load (nghttp2's load generator, written in C), so
 the Python servers, not a Python load generator, are what is measured.
@@ -15,12 +16,15 @@ the Python servers, not a Python load generator, are what is measured.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
 import json
+import logging
 import os
 import platform
 import re
 import shutil
+import socket
 import statistics
 import struct
 import subprocess
@@ -34,11 +38,15 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+from prometheus_client import CollectorRegistry
 
 from bench.replicas import replica_rows
 from client import CALENDARS, MarketDataClient, path_request
 from marketdata.v1 import market_data_pb2, market_data_pb2_grpc
 from server.limits import Limits
+from server.logs import JsonFormatter
+from server.metrics import ServiceMetrics
+from server.observability import ACCESS_LOGGER, ObserveCalls
 from server.sim.models import Gbm, GbmStepper
 from server.sim.seeding import make_rng
 
@@ -268,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--stream-prices", type=int, default=10_000_000)
     parser.add_argument("--rss-prices", type=int, default=100_000_000)
     parser.add_argument(
-        "--rows", default="1,2,3,4,5,6,7,8,9", help="which rows to measure (default %(default)s)"
+        "--rows", default="1,2,3,4,5,6,7,8,9,10", help="which rows to measure (default %(default)s)"
     )
     parser.add_argument(
         "--compare",
@@ -333,6 +341,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # 9. A replica started a day after its market's epoch (a few runs: each takes seconds).
     if 9 in wanted:
         replica_rows(min(args.runs, 3), row)
+
+    # 10. What metrics and the access log cost.
+    if 10 in wanted:
+        observability_rows(args, row)
 
     return print_table(args, rows)
 
@@ -704,6 +716,87 @@ def workers_rows(args: argparse.Namespace, row: Callable[..., None]) -> None:
         finally:
             service.stop()
     row("5. --workers 2 / --workers 1", f"{rates[2].rps / rates[1].rps:.2f} x")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def observability_rows(args: argparse.Namespace, row: Callable[..., None]) -> None:
+    """Small calls (server CPU per request) and a 10M stream with metrics off, with
+    --metrics-port, and with --metrics-port plus the JSON access log; and the observing
+    interceptor alone, in process, per call."""
+    body = grpc_body()
+    variants = (
+        ("off", ()),
+        ("--metrics-port", ("--metrics-port", str(free_port()))),
+        ("--metrics-port, --log-format json", ("--metrics-port", str(free_port()), "--log-format", "json")),
+    )
+    for name, flags in variants:
+        service = launch_server(*flags)
+        target = f"127.0.0.1:{service.port}"
+        try:
+            check_replies(service)
+            url = f"http://{target}{GET_PATH}"
+            load = median_load(args.runs, lambda s=service, u=url: h2load(u, 16, args.seconds, s, body))
+            rate = median_of(args.runs, lambda t=target: stream_rate_fast(t, args.stream_prices))
+            row(
+                f"10. metrics {name}: periods=100, concurrency 16",
+                f"{load.rps:,.0f} req/s",
+                f"server CPU {load.cpu_us:.0f} us/req; StreamGbmPrices {rate / 1e6:.1f} M prices/s",
+            )
+        finally:
+            service.stop()
+    for name, access_log in (("metrics", False), ("metrics and access log", True)):
+        cost = interceptor_cost(access_log)
+        row(f"10. the observing interceptor alone, {name}", f"{cost:.1f} us/call", "in process")
+
+
+def interceptor_cost(access_log: bool, calls: int = 200_000) -> float:
+    """Microseconds one unary call spends in the observing interceptor: a call through the
+    wrapped handler less a call of the bare one (the access log as JSON lines to /dev/null)."""
+
+    class Context:
+        def peer(self) -> str:
+            return "ipv4:127.0.0.1:50000"
+
+        def code(self) -> None:
+            return None
+
+    class Details:
+        method = GET_PATH
+
+    async def bare(request, context):
+        return request
+
+    async def continuation(details):
+        return grpc.unary_unary_rpc_method_handler(bare)
+
+    async def measure() -> float:
+        observer = ObserveCalls(ServiceMetrics(CollectorRegistry()), access_log)
+        wrapped = (await observer.intercept_service(continuation, Details())).unary_unary
+        context = Context()
+        times = []
+        for handler in (bare, wrapped, bare, wrapped):
+            started = time.perf_counter()
+            for _ in range(calls):
+                await handler(b"", context)
+            times.append((time.perf_counter() - started) / calls)
+        return (min(times[1], times[3]) - min(times[0], times[2])) * 1e6
+
+    with open(os.devnull, "w") as devnull:
+        lines = logging.StreamHandler(devnull)
+        lines.setFormatter(JsonFormatter())
+        propagate, ACCESS_LOGGER.propagate = ACCESS_LOGGER.propagate, False
+        ACCESS_LOGGER.addHandler(lines)
+        ACCESS_LOGGER.setLevel(logging.INFO)
+        try:
+            return asyncio.run(measure())
+        finally:
+            ACCESS_LOGGER.removeHandler(lines)
+            ACCESS_LOGGER.propagate = propagate
 
 
 if __name__ == "__main__":

@@ -53,30 +53,35 @@ class Admission:
                 raise LimitExceeded(
                     f"this connection already holds {most} subscriptions, its limit "
                     "(server flag --max-subscribers-per-peer); end one, or subscribe to more "
-                    "symbols in one"
+                    "symbols in one",
+                    flag="--max-subscribers-per-peer",
                 )
             if self._subscriptions >= feed_limits.max_subscribers:
                 raise LimitExceeded(
                     f"the server already holds its limit of {feed_limits.max_subscribers} subscribers "
-                    "(server flag --max-subscribers); retry later"
+                    "(server flag --max-subscribers); retry later",
+                    flag="--max-subscribers",
                 )
             self._subscriptions += 1
         else:
             if self._calls >= limits.max_calls:
                 raise LimitExceeded(
                     f"the server is at its limit of {limits.max_calls} calls in progress "
-                    "(server flag --max-calls); retry shortly"
+                    "(server flag --max-calls); retry shortly",
+                    flag="--max-calls",
                 )
             if kind == STREAM:
                 if self._streams >= limits.max_streams:
                     raise LimitExceeded(
                         f"the server is at its limit of {limits.max_streams} open price streams "
-                        "(server flag --max-streams); retry shortly"
+                        "(server flag --max-streams); retry shortly",
+                        flag="--max-streams",
                     )
                 if self._by_peer[kind, peer] >= limits.max_streams_per_peer:
                     raise LimitExceeded(
                         f"this connection already has {limits.max_streams_per_peer} price streams open, "
-                        "its limit (server flag --max-streams-per-peer); read or cancel one first"
+                        "its limit (server flag --max-streams-per-peer); read or cancel one first",
+                        flag="--max-streams-per-peer",
                     )
                 self._streams += 1
             self._calls += 1

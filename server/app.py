@@ -24,10 +24,13 @@ from grpc_reflection.v1alpha import reflection
 
 from marketdata.v1 import market_data_pb2
 
+from . import logs
 from .admission import Admission
 from .auth import TokenAuth, TokenFile
 from .feed import MarketFeed
 from .limits import ConnectionLimits, FeedLimits, Limits, flags
+from .metrics import StreamTracker
+from .observability import Observability, ObservabilityOptions, add_flags, for_workers, options_from
 from .servicer import WIRES, AdmitOtherServices, MarketDataServicer, add_to_server
 from .sim.checks import ParameterError
 from .sim.seeding import new_seed
@@ -65,6 +68,7 @@ class RunningServer:
     health_server: grpc.aio.Server | None = None  # --health-port
     health_port: int | None = None
     certificates: CertificateFiles | None = None  # with TLS
+    observability: Observability | None = None
 
     async def shutdown(self, grace: float) -> None:
         """Turn health NOT_SERVING, give open calls ``grace`` seconds, then stop."""
@@ -77,6 +81,8 @@ class RunningServer:
         await asyncio.gather(*stopping)
         await self.servicer.feed.stop()
         self.servicer.close()
+        if self.observability is not None:
+            await asyncio.to_thread(self.observability.close)
         _LOGGER.info("stopped")
 
 
@@ -95,6 +101,7 @@ class ServerOptions:
     market_epoch: float | None = None  # wall time of tick 0; None: now
     market_clock: bool = True  # False: tests advance servicer.feed themselves
     reuse_port: bool = False  # only for --workers, which share one port
+    observability: ObservabilityOptions = field(default_factory=ObservabilityOptions)
     connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
     tls: TlsOptions | None = None  # None: plaintext
     auth_tokens: str | None = None  # a token file: MarketDataService calls need a token
@@ -130,8 +137,13 @@ async def start_server(
     interceptors: list[grpc.aio.ServerInterceptor] = []
     if options.auth_tokens is not None:
         interceptors.append(TokenAuth(TokenFile(options.auth_tokens), SERVICE_NAME))
+    observability = Observability(options.observability, options.host)  # /metrics, if asked for
     feed = MarketFeed(
-        options.market, seed=options.market_seed, limits=options.feed_limits, epoch=options.market_epoch
+        options.market,
+        seed=options.market_seed,
+        limits=options.feed_limits,
+        epoch=options.market_epoch,
+        metrics=observability.metrics,
     )
     admission = Admission(options.limits, lambda: feed.limits)
     interceptors.append(AdmitOtherServices(admission))
@@ -139,10 +151,19 @@ async def start_server(
         ("grpc.so_reuseport", 1 if options.reuse_port else 0),
         *options.connection_limits.channel_options(),
     ]
-    server = grpc.aio.server(options=server_options, interceptors=interceptors)
+    # The observer first: it sees every call the others refuse.
+    server = grpc.aio.server(
+        options=server_options, interceptors=[*observability.interceptors, *interceptors]
+    )
     if options.market_clock:  # computed up to now before listening: a late replica's is hours behind
         await asyncio.to_thread(feed.catch_up_before_serving, stop)
-    servicer = MarketDataServicer(options.limits, wire=options.wire, feed=feed, admission=admission)
+    servicer = MarketDataServicer(
+        options.limits,
+        tracker=StreamTracker(observability.metrics),
+        wire=options.wire,
+        feed=feed,
+        admission=admission,
+    )
     add_to_server(servicer, server)
 
     health_servicer = health.aio.HealthServicer()
@@ -150,14 +171,21 @@ async def start_server(
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
 
     host = options.host
-    bound = _listen(server, host, options.port, certificates)
-    health_server, health_bound = None, None
-    if options.health_port:
-        # Kubernetes' grpc probes speak plaintext only: this port serves the health service
-        # and nothing else, whatever the main port requires.
-        health_server = grpc.aio.server(options=server_options, interceptors=[AdmitOtherServices(admission)])
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, health_server)
-        health_bound = _listen(health_server, host, options.health_port, None)
+    try:
+        bound = _listen(server, host, options.port, certificates)
+        health_server, health_bound = None, None
+        if options.health_port:
+            # Kubernetes' grpc probes speak plaintext only: this port serves the health service
+            # and nothing else, whatever the main port requires.
+            health_server = grpc.aio.server(
+                options=server_options,
+                interceptors=[*observability.interceptors, AdmitOtherServices(admission)],
+            )
+            health_pb2_grpc.add_HealthServicer_to_server(health_servicer, health_server)
+            health_bound = _listen(health_server, host, options.health_port, None)
+    except OSError:
+        observability.close()
+        raise
     await server.start()
     if health_server is not None:
         await health_server.start()
@@ -167,8 +195,8 @@ async def start_server(
         feed.start()
     security = "plaintext" if certificates is None else "mTLS" if options.tls.mutual else "TLS"
     tokens = ", tokens required" if options.auth_tokens else ""
-    _LOGGER.info("security: %s%s", security, tokens)
     _LOGGER.info("listening on %s:%d", host, bound)
+    _LOGGER.info("security: %s%s", security, tokens)
     if health_server is not None:
         _LOGGER.info("health service (plaintext) on %s:%d", host, health_bound)
     if certificates is None and not is_loopback(host):
@@ -177,6 +205,7 @@ async def start_server(
             "alter the traffic; use --tls-cert and --tls-key",
             host,
         )
+    observability.announce()
     return RunningServer(
         server=server,
         port=bound,
@@ -185,6 +214,7 @@ async def start_server(
         health_server=health_server,
         health_port=health_bound,
         certificates=certificates,
+        observability=observability,
     )
 
 
@@ -315,13 +345,17 @@ def run_workers(options: ServerOptions, workers: int) -> int:
     seed = options.market.seed if options.market.seed is not None else new_seed()
     epoch = options.market.epoch if options.market.epoch is not None else time.time()
     shared = replace(options, market_seed=seed, market_epoch=epoch, reuse_port=True)
-    with _reserved_port(options.host, options.port) as bound:
-        worker_options = replace(shared, port=bound)
+    with (
+        _reserved_port(options.host, options.port) as bound,
+        for_workers(options.observability, options.host) as observed,  # one /metrics for all
+    ):
+        worker_options = replace(shared, port=bound, observability=observed.worker_options)
         supervisor = Supervisor(
             workers,
             lambda index: _serve_worker(worker_options, index),
             where=f"on {options.host}:{bound}",
             stop_timeout=options.grace + STOP_MARGIN_SECONDS,
+            on_exit=observed.worker_exited,
         )
         return supervisor.run()
 
@@ -398,6 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also serve grpc.health.v1 alone, in plaintext, on this port, for probes that cannot "
         "speak TLS (Kubernetes); 0: off (default %(default)s)",
     )
+    add_flags(parser)  # --metrics-port, --log-format, --access-log
     groups = (
         ("limits on paths and streams", Limits),
         ("limits on subscriptions", FeedLimits),
@@ -508,15 +543,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             auth_tokens=args.auth_tokens,
             allow_insecure=args.allow_insecure,
             health_port=args.health_port or None,
+            observability=options_from(parser, args),
         )
         options.check_security()
         if args.auth_tokens is not None:
             TokenFile(args.auth_tokens)  # a file that cannot serve is a bad argument, said now
     except (ValueError, OSError) as err:
         parser.error(str(err))
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
-    )
+    logs.configure(args.log_level, args.log_format)
     for noisy in ("asyncio", "grpc._cython.cygrpc"):  # their DEBUG lines drown ours
         logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))
     logging.getLogger("grpc._cython.cygrpc").addFilter(_ClientsLeaving())

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from marketdata.v1 import market_data_pb2
 
 from .limits import FeedLimits, LimitExceeded
+from .metrics import ServiceMetrics
 from .sim.checks import ParameterError, listed, quoted
 from .sim.market import Market, MarketTick
 from .sim.universe import MarketConfig
@@ -42,12 +43,15 @@ class MarketFeed:
         wall_clock: Callable[[], float] = time.time,
         limits: FeedLimits | None = None,
         epoch: float | None = None,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         """``epoch`` is the wall time of tick 0; tick n is due at epoch + n x wall_interval.
         Unset, it is the market file's ``epoch``, else now. Feeds given the same seed and
         epoch (replicas sharing a market file, the workers of --workers N) publish the same
-        prices at the same sequence numbers and exchange times."""
+        prices at the same sequence numbers and exchange times. metrics, if
+        given, follow the subscribers, the sequence, conflation and the clock's lag."""
         self.market = Market(config, seed)
+        self.metrics = metrics
         self.limits = limits or FeedLimits()
         self._wall_clock = wall_clock
         if epoch is None:
@@ -75,7 +79,8 @@ class MarketFeed:
         most = self.limits.max_symbols if most is None else most
         if count > most:
             raise LimitExceeded(
-                f"{what} may name at most {most} symbols (server flag --max-symbols), got {count}"
+                f"{what} may name at most {most} symbols (server flag --max-symbols), got {count}",
+                flag="--max-symbols",
             )
 
     def subscribe(self, symbols: Sequence[str]) -> Subscriber:
@@ -95,12 +100,15 @@ class MarketFeed:
     def _register(self, subscriber: Subscriber) -> Subscriber:
         if len(self._subscribers) >= self.limits.max_subscribers:
             raise LimitExceeded(
-                f"the server already holds its limit of {self.limits.max_subscribers} subscribers; "
-                "retry later"
+                f"the server already holds its limit of {self.limits.max_subscribers} subscribers "
+                "(server flag --max-subscribers); retry later",
+                flag="--max-subscribers",
             )
         with self._changed:
             self._subscribers.add(subscriber)
             self._changed.notify_all()
+        if self.metrics is not None:
+            self.metrics.subscribers.set(len(self._subscribers))
         return subscriber
 
     def change(
@@ -151,6 +159,8 @@ class MarketFeed:
         with self._changed:
             self._subscribers.discard(subscriber)
             self._changed.notify_all()
+        if self.metrics is not None:
+            self.metrics.subscribers.set(len(self._subscribers))
 
     def close_subscriptions(self) -> None:
         """Ask every subscription to end (server shutdown)."""
@@ -178,9 +188,14 @@ class MarketFeed:
         self._published = tick
         self.exchange_time = exchange_time
         self.encoding = TickEncoding(tick, self.config.symbols, exchange_time)
+        dropped = 0
         for subscriber in self._subscribers:
             if subscriber.positions:
-                subscriber.offer(self.encoding.event(subscriber.positions))
+                dropped += subscriber.offer(self.encoding.event(subscriber.positions))
+        if self.metrics is not None:
+            self.metrics.market_sequence.set(tick.sequence)
+            if dropped:
+                self.metrics.conflated.inc(dropped)
 
     def due_sequence(self, now: float) -> int:
         """The sequence number of the last tick due at wall time ``now`` (0 or less before
@@ -333,6 +348,10 @@ class _Clock(threading.Thread):
                 continue
             tick, exchange_time, skipped = due
             self._behind += skipped
+            if feed.metrics is not None:
+                feed.metrics.ticks_skipped.inc(skipped)
+                lag = int((feed._wall_clock() - feed.epoch) / interval + 1e-9) - tick.sequence
+                feed.metrics.ticks_behind.set(max(0, lag))
             if self._behind and time.monotonic() >= self._next_warning:
                 _LOGGER.warning(
                     "market clock fell %d ticks behind since the last warning; subscribers see the gaps",
@@ -360,19 +379,22 @@ class Subscriber:
         self.closing = False  # the server is shutting down
         self.skipped = 0  # updates dropped by conflation
 
-    def offer(self, update: bytes) -> None:
-        """Queue an update without ever blocking the market."""
+    def offer(self, update: bytes) -> int:
+        """Queue an update without ever blocking the market; how many queued ones it dropped."""
+        dropped = 0
         if len(self._queue) >= self._limits.buffer_ticks:
             if self._limits.slow_policy == "disconnect":
                 self.overflowed = True
             else:
                 # Every update carries all of the subscriber's symbols, so the
                 # newest one holds the latest price of each: keep only it.
-                self.skipped += len(self._queue)
+                dropped = len(self._queue)
+                self.skipped += dropped
                 self._queue.clear()
         if not self.overflowed:
             self._queue.append(update)
         self._wake.set()
+        return dropped
 
     def send(self, message: bytes) -> None:
         """Queue a control message (a status or snapshot): sent before updates, never dropped.
@@ -382,7 +404,8 @@ class Subscriber:
                 LimitExceeded(
                     f"more than {self._limits.buffer_ticks} answers to ManageSubscription requests are "
                     "waiting for the reader (server flag --subscriber-buffer); read the stream as you "
-                    "send requests"
+                    "send requests",
+                    flag="--subscriber-buffer",
                 )
             )
             return

@@ -36,7 +36,11 @@ MAX_CONNECTION_SECONDS = 86_400.0
 
 class LimitExceeded(Exception):
     """A caller asked for more than a limit allows; the message names the limit and its flag.
-    Callers get RESOURCE_EXHAUSTED."""
+    Callers get RESOURCE_EXHAUSTED, and /metrics counts the refusal under ``flag``."""
+
+    def __init__(self, message: str, flag: str) -> None:
+        super().__init__(message)
+        self.flag = flag  # the server flag that sets the limit, e.g. "--max-calls"
 
 
 def limit(default: object, flag: str, help: str, **argparse: object) -> object:

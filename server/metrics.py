@@ -1,20 +1,62 @@
-"""What the server counts: calls, open streams and streamed values."""
+"""What the server counts.
+
+``StreamTracker`` counts calls, open streams and streamed values for the tests
+and the servicer. ``ServiceMetrics`` holds the Prometheus metrics that
+``--metrics-port`` serves: gRPC's own under the names every gRPC dashboard
+knows (grpc_server_*, as go-grpc-prometheus and py-grpc-prometheus name them),
+and the service's (marketdata_*). The code that does the work updates them
+at events that are already rare next to the work (a chunk, a tick, a
+subscription), never once per value. With metrics off there is no
+ServiceMetrics at all and each of those places skips one ``is None`` test.
+
+With ``--workers N`` every worker records into files in a directory the parent
+made (prometheus-client's multiprocess mode) and the parent serves them all
+in one scrape (``metrics_for_workers``).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import errno
+import os
+import shutil
+import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    start_http_server,
+    values,
+)
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+# Distinct methods labelled one by one; any further ones share the label "other", so a
+# caller inventing method names cannot grow the metrics without end.
+MAX_LABELLED_METHODS = 128
+OTHER = "other"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class StreamTracker:
     """Counts calls, open streams and streamed values; safe to read from any thread.
 
     Tests use ``wait_idle`` and ``wait_for`` to see that a cancelled stream has
-    really stopped generating, without sleeping.
+    really stopped generating, without sleeping. Given ``metrics``, it also
+    keeps the open-streams gauge and the values-generated counter.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: ServiceMetrics | None = None) -> None:
         self._cond = threading.Condition()
+        self._metrics = metrics
         self.active = 0
         self.started = 0
         self.unary_calls = 0
@@ -24,20 +66,32 @@ class StreamTracker:
         with self._cond:
             self.active += 1
             self.started += 1
+        if self._metrics is not None:
+            self._metrics.open_streams.inc()
 
     def closed(self) -> None:
         with self._cond:
             self.active -= 1
             self._cond.notify_all()
+        if self._metrics is not None:
+            self._metrics.open_streams.dec()
 
     def unary(self) -> None:
         with self._cond:
             self.unary_calls += 1
 
-    def generated(self, n: int) -> None:
+    def generated(self, n: int, columns: int = 1) -> None:
+        """A stream made ``n`` more periods of ``columns`` values each."""
         with self._cond:
             self.prices_generated += n
             self._cond.notify_all()
+        if self._metrics is not None:
+            self._metrics.values_generated.inc(n * columns)
+
+    def made_whole(self, values: int) -> None:
+        """A unary call made a whole path of ``values`` values."""
+        if self._metrics is not None:
+            self._metrics.values_generated.inc(values)
 
     def wait_for(self, predicate: Callable[[StreamTracker], bool], timeout: float) -> bool:
         """Block until ``predicate(self)`` holds; False if ``timeout`` seconds pass first."""
@@ -47,3 +101,252 @@ class StreamTracker:
     def wait_idle(self, timeout: float) -> bool:
         """Block until no stream is open; False if ``timeout`` seconds pass first."""
         return self.wait_for(lambda t: t.active == 0, timeout)
+
+
+_GRPC_LABELS = ("grpc_type", "grpc_service", "grpc_method")
+
+
+class ServiceMetrics:
+    """Every metric /metrics shows, in ``registry`` (None in a worker of --workers: its
+    values go to the multiprocess directory, which the parent reads)."""
+
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        r = registry
+        self.started = Counter(
+            "grpc_server_started_total", "RPCs started on the server.", _GRPC_LABELS, registry=r
+        )
+        self.handled = Counter(
+            "grpc_server_handled_total",
+            "RPCs completed on the server, whatever their status code.",
+            (*_GRPC_LABELS, "grpc_code"),
+            registry=r,
+        )
+        self.received = Counter(
+            "grpc_server_msg_received_total", "Messages received from clients.", _GRPC_LABELS, registry=r
+        )
+        self.sent = Counter(
+            "grpc_server_msg_sent_total", "Messages sent to clients.", _GRPC_LABELS, registry=r
+        )
+        self.handling = Histogram(
+            "grpc_server_handling_seconds",
+            "Time from the start of an RPC's handler to its end, in seconds.",
+            _GRPC_LABELS,
+            registry=r,
+        )
+        self.values_generated = Counter(
+            "marketdata_values_generated_total",
+            "Simulated values made for paths and streams (periods times instruments).",
+            registry=r,
+        )
+        self.open_streams = Gauge(
+            "marketdata_open_streams",
+            "Price streams (StreamPrices, StreamGbmPrices) open now.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.subscribers = Gauge(
+            "marketdata_subscribers",
+            "Live-market subscriptions (Subscribe, ManageSubscription) open now.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.market_sequence = Gauge(
+            "marketdata_market_sequence",
+            "Sequence number of the live market's last published tick.",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.ticks_behind = Gauge(
+            "marketdata_market_ticks_behind",
+            "Ticks the live market was behind its clock when it last published (0: on time).",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.ticks_skipped = Counter(
+            "marketdata_market_ticks_skipped_total",
+            "Ticks computed but never published because the market clock fell behind.",
+            registry=r,
+        )
+        self.conflated = Counter(
+            "marketdata_conflated_updates_total",
+            "Updates dropped for slow subscribers under --slow-subscriber conflate.",
+            registry=r,
+        )
+        self.refused = Counter(
+            "marketdata_requests_refused_total",
+            "Requests refused with RESOURCE_EXHAUSTED, by the limit's flag.",
+            ("limit",),
+            registry=r,
+        )
+        self.cut_short = Counter(
+            "marketdata_calls_ended_by_limit_total",
+            "Calls ended early with RESOURCE_EXHAUSTED by a limit, by its flag "
+            "(slow-subscriber: disconnects of slow subscribers).",
+            ("limit",),
+            registry=r,
+        )
+        self._methods: dict[tuple[str, str], MethodMetrics] = {}
+
+    def method(self, grpc_type: str, full_method: str) -> MethodMetrics:
+        """The metrics of one method (``/package.Service/Method``) and call type."""
+        key = (grpc_type, full_method)
+        found = self._methods.get(key)
+        if found is None:
+            service, _, name = full_method.lstrip("/").rpartition("/")
+            if len(self._methods) >= MAX_LABELLED_METHODS:
+                service, name = OTHER, OTHER
+            found = self._methods[key] = MethodMetrics(self, (grpc_type, service, name))
+        return found
+
+    def note_end(self, limit: str | None, refused: bool) -> None:
+        """Count a call that a limit refused or ended (``limit``: its flag)."""
+        if limit is not None:
+            (self.refused if refused else self.cut_short).labels(limit.lstrip("-")).inc()
+
+
+class MethodMetrics:
+    """One method's series, looked up once and kept, so a call pays no label look-up."""
+
+    __slots__ = ("_by_code", "_handled", "_labels", "handling", "received", "sent", "started")
+
+    def __init__(self, metrics: ServiceMetrics, labels: tuple[str, str, str]) -> None:
+        self._labels = labels
+        self._handled = metrics.handled
+        self._by_code: dict[str, Counter] = {}
+        self.started = metrics.started.labels(*labels)
+        self.received = metrics.received.labels(*labels)
+        self.sent = metrics.sent.labels(*labels)
+        self.handling = metrics.handling.labels(*labels)
+
+    def handled(self, code: str) -> Counter:
+        found = self._by_code.get(code)
+        if found is None:
+            found = self._by_code[code] = self._handled.labels(*self._labels, code)
+        return found
+
+
+@dataclass
+class CallRecord:
+    """What a call's handler tells the code that observes it: the limit that ended it."""
+
+    limit: str | None = None  # the limit's flag, e.g. "--max-calls"
+    refused: bool = False  # refused before any work, rather than cut short
+
+
+# The running call's record, set by the observing interceptor in the call's own task.
+_CALL: contextvars.ContextVar[CallRecord | None] = contextvars.ContextVar("marketdata_call", default=None)
+
+
+def begin_call() -> CallRecord:
+    """A record for the call running in this task."""
+    record = CallRecord()
+    _CALL.set(record)
+    return record
+
+
+def note_limit(flag: str, refused: bool) -> None:
+    """Note that the running call ends with RESOURCE_EXHAUSTED because of the limit ``flag``
+    sets: ``refused`` at once, or cut short later. Nothing when nobody observes calls."""
+    record = _CALL.get()
+    if record is not None:
+        record.limit, record.refused = flag, refused
+
+
+def single_process_registry() -> CollectorRegistry:
+    """A registry of this server's own, with the process, platform and GC collectors."""
+    registry = CollectorRegistry()
+    for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+        registry.register(collector)
+    return registry
+
+
+@dataclass
+class MetricsEndpoint:
+    """The HTTP server of /metrics, on a daemon thread."""
+
+    server: object
+    thread: threading.Thread
+
+    @property
+    def port(self) -> int:
+        return self.server.server_address[1]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+_METRICS_BIND_ERRORS = {
+    errno.EADDRINUSE: "the port is in use by another process: choose another --metrics-port",
+    errno.EACCES: "permission denied: ports below 1024 need privileges, choose a higher --metrics-port",
+    errno.EADDRNOTAVAIL: "--host {host} is not an address of this machine",
+}
+
+
+def serve_metrics(host: str, port: int, registry: CollectorRegistry) -> MetricsEndpoint:
+    """Serve ``registry`` at http://host:port/metrics, or OSError with one line saying why not."""
+    try:
+        server, thread = start_http_server(port, addr=host, registry=registry)
+    except OSError as err:
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        why = _METRICS_BIND_ERRORS.get(err.errno, "{strerror}").format(
+            host=host, strerror=err.strerror or err
+        )
+        raise OSError(f"cannot serve metrics on {address}: {why}") from None
+    return MetricsEndpoint(server, thread)
+
+
+def record_for_parent(directory: str) -> None:
+    """In a worker of --workers: record every metric made from now on into ``directory``,
+    for the parent to serve. prometheus-client picks its value store when it is imported,
+    from PROMETHEUS_MULTIPROC_DIR; the worker was forked from a parent that imported it
+    without, so it switches here, in its own process only, before making any metric."""
+    os.environ[MULTIPROC_ENV] = directory
+    if values.ValueClass is values.MutexValue:
+        values.ValueClass = values.MultiProcessValue()
+
+
+_INHERITED: list[MetricsEndpoint] = []  # the parent's endpoints, closed in every child it forks
+
+
+def _close_inherited() -> None:
+    for endpoint in _INHERITED:
+        endpoint.server.socket.close()  # the child's copy; the parent keeps serving
+    _INHERITED.clear()
+
+
+os.register_at_fork(after_in_child=_close_inherited)
+
+
+@dataclass
+class WorkersMetrics:
+    """The parent's side of --workers with --metrics-port: where workers record, and the
+    endpoint that serves all of them."""
+
+    directory: str
+    endpoint: MetricsEndpoint
+
+    def worker_exited(self, pid: int) -> None:
+        """Forget a dead worker's gauges (its counters still count in the totals)."""
+        mark_process_dead(pid, self.directory)
+
+
+@contextlib.contextmanager
+def metrics_for_workers(host: str, port: int) -> Iterator[WorkersMetrics]:
+    """A fresh directory for the workers' metrics and /metrics serving them all from this
+    process, both gone on the way out. Workers forked meanwhile close their copy of the
+    endpoint's socket at once."""
+    directory = tempfile.mkdtemp(prefix="marketdata-metrics-")
+    try:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=directory)
+        endpoint = serve_metrics(host, port, registry)
+        _INHERITED.append(endpoint)
+        try:
+            yield WorkersMetrics(directory, endpoint)
+        finally:
+            _INHERITED.remove(endpoint)
+            endpoint.close()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)

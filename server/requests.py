@@ -127,7 +127,8 @@ def _within_stream_time(call: CallPlan, limits: Limits) -> CallPlan:
             raise LimitExceeded(
                 f"a stream paced at {call.ticks_per_second:g} values a second would run {planned:,.0f} s, "
                 f"longer than the server allows (--max-stream-seconds {limits.max_stream_seconds:g}); "
-                "ask for fewer periods or a faster pace"
+                "ask for fewer periods or a faster pace",
+                flag="--max-stream-seconds",
             )
     return call
 

@@ -81,7 +81,7 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
             await status.abort_invalid(context, err)
         except LimitExceeded as err:
             _LOGGER.info("refused %s: %s", rpc, err)
-            await status.abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
+            await status.refuse(context, err)
 
     async def _whole(self, call: CallPlan, message: type, context) -> bytes:
         if _LOGGER.isEnabledFor(logging.DEBUG):
@@ -137,7 +137,7 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
         except ParameterError as err:
             await status.abort_invalid(context, err)
         except LimitExceeded as err:
-            await status.abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
+            await status.refuse(context, err)
         tick = self.feed.last
         reply = pb.LastPrices(
             sequence=tick.sequence,
@@ -157,7 +157,7 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
         except ParameterError as err:
             await status.abort_invalid(context, err)
         except LimitExceeded as err:
-            await status.abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
+            await status.refuse(context, err)
         subscriber.send(feed.encoding.event(subscriber.positions, EVENT_SNAPSHOT))
         await pump(feed, subscriber, context, lambda: heartbeat, self._drain, self.limits.stall_seconds)
 
@@ -169,7 +169,7 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
         try:
             subscriber = feed.open_managed()
         except LimitExceeded as err:
-            await status.abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
+            await status.refuse(context, err)
         reader = asyncio.create_task(apply_requests(feed, subscriber, requests, heartbeat))
         try:
             await pump(
@@ -200,7 +200,7 @@ async def _admit(name: str, kind: str, admission: Admission, context: grpc.aio.S
         ticket = admission.admit(kind, context.peer())
     except LimitExceeded as err:
         _LOGGER.info("refused %s from %s: %s", name, context.peer(), err)
-        await status.abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
+        await status.refuse(context, err)
     context.add_done_callback(lambda _: ticket.release())
 
 

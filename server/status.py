@@ -10,6 +10,8 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from .limits import LimitExceeded
+from .metrics import note_limit
 from .sim.checks import ParameterError
 
 _LOGGER = logging.getLogger(__name__)
@@ -35,6 +37,18 @@ async def abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, messag
     """End the call with ``code`` and ``message``."""
     await context.abort(code, message)
     raise AssertionError("abort returned")  # pragma: no cover
+
+
+async def refuse(context: grpc.aio.ServicerContext, err: LimitExceeded) -> NoReturn:
+    """End the call with RESOURCE_EXHAUSTED naming the limit it would pass (counted by its flag)."""
+    note_limit(err.flag, refused=True)
+    await abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
+
+
+async def cut_short(context: grpc.aio.ServicerContext, flag: str, message: str) -> NoReturn:
+    """End a running call with RESOURCE_EXHAUSTED because of the limit ``flag`` sets."""
+    note_limit(flag, refused=False)
+    await abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, message)
 
 
 def not_a_valid(message: str) -> str:
@@ -67,6 +81,7 @@ def end_stalled(context: grpc.aio.ServicerContext, stall: float) -> None:
     room; the handler returns at once and gRPC sends the status once the reader reads (or
     drops the call with its connection). Its admission ticket is held until then."""
     _LOGGER.info("ended a call from %s: its reader accepted nothing for %g s", context.peer(), stall)
+    note_limit("--stall-seconds", refused=False)
     context.set_code(grpc.StatusCode.RESOURCE_EXHAUSTED)
     context.set_details(
         f"the reader accepted nothing for {stall:g} s (server flag --stall-seconds) and the call "

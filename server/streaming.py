@@ -276,9 +276,11 @@ class PathStreamer:
 
         offload = _heavy(call, call.periods)
         try:
-            return await self.generation.run(produce, offload)
+            reply = await self.generation.run(produce, offload)
         except ParameterError as err:  # found only while generating (a calendar that runs dry)
             await status.abort_invalid(context, err)
+        self._tracker.made_whole(call.periods * call.columns)
+        return reply
 
     async def stream(self, call: CallPlan, message: type, context: grpc.aio.ServicerContext) -> None:
         """The path as a stream of ``message`` chunks, paced if asked (see the module docstring)."""
@@ -317,7 +319,7 @@ class PathStreamer:
                 else:
                     return
                 offset, count, data = chunk
-                self._tracker.generated(count)
+                self._tracker.generated(count, call.columns)
                 if call.ticks_per_second is not None:
                     # The chunk is due when its last tick is; the first tick is at start.
                     due = started + (offset + count - 1) / call.ticks_per_second
@@ -325,8 +327,8 @@ class PathStreamer:
                 if self._drain.started:
                     await status.abort(context, grpc.StatusCode.UNAVAILABLE, status.stream_draining(offset))
                 if loop.time() - started > limits.max_stream_seconds:
-                    await status.abort(
-                        context, grpc.StatusCode.RESOURCE_EXHAUSTED, status.stream_too_long(limits, offset)
+                    await status.cut_short(
+                        context, "--max-stream-seconds", status.stream_too_long(limits, offset)
                     )
                 try:
                     sent = await send(context, data, limits.stall_seconds)

@@ -82,14 +82,12 @@ async def pump(
             if isinstance(subscriber.problem, ParameterError):
                 await status.abort_invalid(context, subscriber.problem)
             if isinstance(subscriber.problem, LimitExceeded):
-                await status.abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(subscriber.problem))
+                await status.refuse(context, subscriber.problem)
             if subscriber.closing:
                 await status.abort(context, grpc.StatusCode.UNAVAILABLE, status.SUBSCRIPTION_CLOSING)
             if subscriber.overflowed:
-                await status.abort(
-                    context,
-                    grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    status.slow_subscriber(feed.limits.buffer_ticks),
+                await status.cut_short(
+                    context, "--slow-subscriber", status.slow_subscriber(feed.limits.buffer_ticks)
                 )
             try:
                 sent = await send(context, event if event is not None else feed.encoding.heartbeat, stall)

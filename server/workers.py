@@ -74,14 +74,17 @@ class Supervisor:
         where: str,
         stop_timeout: float,
         policy: RestartPolicy | None = None,
+        on_exit: Callable[[int], None] | None = None,
     ) -> None:
         """``where`` ends the log lines about all workers (``on 127.0.0.1:50051``);
-        ``stop_timeout`` is how long stopping workers get before they are killed."""
+        ``stop_timeout`` is how long stopping workers get before they are killed;
+        ``on_exit(pid)`` is called for each worker reaped."""
         self.policy = policy or RestartPolicy()
         self.slots = [_Slot(index, self.policy.first_delay) for index in range(count)]
         self.work = work
         self.where = where
         self.stop_timeout = stop_timeout
+        self.on_exit = on_exit
         self.deaths: collections.deque[float] = collections.deque()
         self.stop_deadline: float | None = None  # set once stopping begins
         self.killed = False
@@ -165,6 +168,8 @@ class Supervisor:
 
     def _reaped(self, slot: _Slot, code: int, now: float) -> None:
         pid, slot.pid = slot.pid, None
+        if self.on_exit is not None:
+            self.on_exit(pid)
         if self.stop_deadline is not None:  # stopping: an exit is expected, only its status counts
             # Killed by the signal passed on: it came before the worker's handlers, so nothing was open.
             clean = code in (0, -signal.SIGTERM, -signal.SIGINT)

@@ -22,6 +22,7 @@ from client import MarketDataClient
 from marketdata.v1 import market_data_pb2_grpc
 from server.app import RunningServer, ServerOptions, start_server
 from server.limits import FeedLimits, Limits
+from server.observability import ObservabilityOptions
 from server.sim.universe import DEFAULT_MARKET, MarketConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +38,7 @@ class ServerThread:
         market: MarketConfig | None = None,
         market_clock: bool = False,
         feed_limits: FeedLimits | None = None,
+        observability: ObservabilityOptions | None = None,
         **options: object,
     ) -> None:
         """The market clock is off unless asked for: tests advance it with ``advance_market``.
@@ -54,6 +56,7 @@ class ServerThread:
                     market=market or DEFAULT_MARKET,
                     market_clock=market_clock,
                     feed_limits=feed_limits or FeedLimits(),
+                    observability=observability or ObservabilityOptions(),
                     **options,
                 )
             )

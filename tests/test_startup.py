@@ -3,6 +3,7 @@ address cannot be served, 2 for a bad argument (a flag, or the --market file).""
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 
@@ -120,6 +121,35 @@ def test_the_readme_synopsis_names_every_server_flag():
     for action in build_parser()._actions:
         for flag in action.option_strings:
             if flag.startswith("--") and flag != "--help":
-                assert f"[{flag}" in synopsis or f" {flag} " in synopsis, (
+                assert re.search(rf"[\[ ]{re.escape(flag)}[ \]]", synopsis), (
                     f"{flag} is missing from the synopsis"
                 )
+
+
+@WORKERS
+def test_a_metrics_port_in_use_is_one_line_and_exit_1(python, workers):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_server(python, "--port", "0", "--metrics-port", str(port), "--workers", workers)
+    assert done.returncode == 1
+    assert one_line(done).endswith(
+        f"server.app: cannot serve metrics on 127.0.0.1:{port}: the port is in use by another process: "
+        "choose another --metrics-port"
+    )
+
+
+@pytest.mark.parametrize(
+    "args, why",
+    [
+        (["--metrics-port", "70000"], "--metrics-port must be in [0, 65535] (0 turns metrics off)"),
+        (["--port", "5099", "--metrics-port", "5099"], "--metrics-port must differ from --port"),
+        (["--log-format", "xml"], "argument --log-format: invalid choice: 'xml'"),
+    ],
+)
+def test_bad_metrics_and_log_flags_are_usage_errors(python, args, why):
+    done = run_server(python, *args)
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1].startswith(f"marketdata-server: error: {why}")
+    assert "Traceback" not in done.stderr

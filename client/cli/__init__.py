@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import importlib.util
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -58,11 +60,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(err))
 
     destination: Destination | None = None  # where get and stream write; subscribe prints to stdout
+    interrupts = _Interrupts()
     try:
         with contextlib.ExitStack() as resources:
+            resources.enter_context(interrupts)
             if args.command in ("get", "stream"):
                 destination = resources.enter_context(Destination(args.output, binary=args.format == "npy"))
-            md = resources.enter_context(MarketDataClient(args.target, **security))
+            md = resources.enter_context(MarketDataClient(args.target, **dataclasses.asdict(security)))
             if args.command == "health":
                 return _health(md, args)
             if args.command == "get":
@@ -72,42 +76,70 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 run_subscribe(md, args, sys.stdout)
     except grpc.RpcError as error:
-        secure = bool(security.get("tls") or security.get("ca_file") or security.get("cert_file"))
-        _report(describe_error(error, args.target, args.timeout, secure), destination)
+        if interrupts.seen:
+            return _interrupted(args, destination)
+        _report(describe_error(error, args.target, args.timeout, security.secure), destination)
         return EXIT_RPC_ERROR
     except KeyboardInterrupt:
-        if args.command == "subscribe":
-            what = "the subscription ended"
-        else:
-            what = (destination and destination.failure_note()) or "nothing was written"
-        print(f"\ninterrupted: the call was cancelled; {what}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _interrupted(args, destination)
     except BrokenPipeError:
         # The reader (e.g. `| head`) went away: stop quietly, as Unix tools do.
         sys.stderr.close()
         return 0
     except OSError as error:
+        if interrupts.seen:
+            return _interrupted(args, destination)
         # -o FILE or --plot FILE.png cannot be written: a missing folder, no permission, a full disk.
         where = error.filename or args.output or "the output"
         _report(f"error: cannot write {where}: {error.strerror or error}", destination)
         return EXIT_WRITE_ERROR
+    except Exception:
+        # Ctrl-C raises KeyboardInterrupt wherever the main thread is, and inside gRPC's own
+        # locking it can surface as another error (a lock released twice); it is still Ctrl-C.
+        if interrupts.seen:
+            return _interrupted(args, destination)
+        raise
     return 0
 
 
-def _security(args: argparse.Namespace) -> dict[str, object]:
+def _interrupted(args: argparse.Namespace, destination: Destination | None) -> int:
+    """Ctrl-C: what was cancelled, and what it left of the output; exit 130."""
+    if args.command == "subscribe":
+        what = "the subscription ended"
+    else:
+        what = (destination and destination.failure_note()) or "nothing was written"
+    print(f"\ninterrupted: the call was cancelled; {what}", file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
+class _Interrupts:
+    """While entered, Ctrl-C (SIGINT) is remembered before it raises KeyboardInterrupt, so an
+    error it causes on its way out is still reported as an interruption."""
+
+    def __init__(self) -> None:
+        self.seen = False
+        self._previous: object = None
+
+    def _on_sigint(self, signum: int, frame: object) -> None:
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> _Interrupts:
+        self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+
+def _security(args: argparse.Namespace) -> Security:
     """The client's security settings from the flags and MARKETDATA_* variables; files read now,
     so a missing one is a bad argument rather than a failed call."""
     security = Security.from_environment(
         tls=args.tls, ca_file=args.tls_ca, cert_file=args.tls_cert, key_file=args.tls_key, token=args.token
     )
     security.channel_credentials()  # OSError naming a file that cannot be read
-    return {
-        "tls": security.tls,
-        "ca_file": security.ca_file,
-        "cert_file": security.cert_file,
-        "key_file": security.key_file,
-        "token": security.token,
-    }
+    return security
 
 
 def _health(md: MarketDataClient, args: argparse.Namespace) -> int:
