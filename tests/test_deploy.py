@@ -21,7 +21,7 @@ import pytest
 import yaml
 from kubernetes_validate import utils as kubernetes_validate
 
-from server.sim.universe import MarketConfig, load_market
+from server.sim.universe import load_market
 from tests.conftest import REPO_ROOT
 from tests.deploy_args import (
     K8S_DIR,
