@@ -25,6 +25,7 @@ from server.auth import TokenFile, TokenFileError, parse_tokens
 from server.tls import CertificateFiles, TlsFileError, TlsOptions
 from tests.certificates import TestCA
 from tests.conftest import REPO_ROOT, ServerThread
+from tests.server_process import ServerProcess
 
 TOKEN = "alice-0123456789abcdef"
 OTHER_TOKEN = "bob-fedcba9876543210"
@@ -495,3 +496,26 @@ def test_plaintext_off_loopback_is_served_with_a_warning(caplog):
         srv = ServerThread()  # loopback: no warning
         srv.stop()
     assert not [r for r in caplog.records if "plaintext" in r.getMessage()]
+
+
+def test_workers_each_serve_tls_and_check_tokens(python, ca, tmp_path):
+    issued = ca.issue("server", "localhost")
+    tokens = _token_file(tmp_path, f"alice:{TOKEN}\n")
+    flags = ("--port", "0", "--workers", "2", "--tls-cert", str(issued.cert), "--tls-key", str(issued.key))
+    with ServerProcess(python, *flags, "--auth-tokens", str(tokens)) as server:
+        (first, second) = server.wait_for(r"\[(\d+)\] server\.app: listening on 127\.0\.0\.1:(\d+)", count=2)
+        assert first[2] == second[2] and first[1] != second[1]  # two workers, one port
+        target = f"localhost:{first[2]}"
+        # Separate connections, so the kernel may hand them to either worker: each answers alike.
+        options = [("grpc.use_local_subchannel_pool", 1)]
+        for _ in range(4):
+            with MarketDataClient(
+                target, timeout=10, ca_file=str(ca.cert), token=TOKEN, options=options
+            ) as md:
+                assert md.check_health() == "SERVING"
+                assert len(md.get_last_prices(["ACME"]).prices) == 1
+            with MarketDataClient(target, timeout=10, ca_file=str(ca.cert), options=options) as md:
+                with pytest.raises(grpc.RpcError) as refused:
+                    md.get_last_prices()
+                assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert server.stop() == 0
