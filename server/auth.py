@@ -101,7 +101,8 @@ class TokenFile:
 
     def _read(self) -> dict[bytes, str]:
         try:
-            with open(self.path, encoding="utf-8") as file:
+            # utf-8-sig: a byte order mark (Windows editors write one) is not part of line 1
+            with open(self.path, encoding="utf-8-sig") as file:
                 text = file.read(MAX_TOKENS * (MAX_TOKEN_CHARS + 70))
         except (OSError, UnicodeDecodeError) as err:
             why = err.strerror if isinstance(err, OSError) else "not UTF-8 text"

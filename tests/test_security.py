@@ -329,6 +329,13 @@ def test_a_token_file_names_tokens_by_name_or_line(tmp_path):
         TokenFile(str(_token_file(tmp_path, "# none yet\n")))
 
 
+def test_a_byte_order_mark_is_not_part_of_the_first_token(tmp_path):
+    path = tmp_path / "tokens"
+    path.write_bytes(b"\xef\xbb\xbf" + f"alice:{TOKEN}\r\nbob:{OTHER_TOKEN}\r\n".encode())
+    tokens = TokenFile(str(path))
+    assert tokens.name_of(TOKEN) == "alice" and tokens.name_of(OTHER_TOKEN) == "bob"
+
+
 def test_tokens_over_plaintext_off_loopback_need_allow_insecure():
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3") and not is_loopback("example.org")
