@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from client import AsyncMarketDataClient, MarketDataClient
 from marketdata.v1 import market_data_pb2, market_data_pb2_grpc
+from server import auth
 from server.app import ServerOptions, is_loopback, start_server
 from server.app import main as server_main
 from server.auth import TokenFile, TokenFileError, parse_tokens
@@ -334,6 +335,21 @@ def test_a_byte_order_mark_is_not_part_of_the_first_token(tmp_path):
     path.write_bytes(b"\xef\xbb\xbf" + f"alice:{TOKEN}\r\nbob:{OTHER_TOKEN}\r\n".encode())
     tokens = TokenFile(str(path))
     assert tokens.name_of(TOKEN) == "alice" and tokens.name_of(OTHER_TOKEN) == "bob"
+
+
+def test_a_token_file_too_long_to_read_whole_is_refused_not_cut(tmp_path):
+    """A file past the size read must not be parsed as far as the read went: its last line
+    would be the first characters of a token, and those would open the server."""
+    size = auth.MAX_TOKENS * (auth.MAX_TOKEN_CHARS + 70)  # the most the server reads
+    line = f"alice:{TOKEN}\n"
+    comment = "#" + "x" * 98 + "\n"
+    text = line + comment * ((size - len(line)) // len(comment))
+    text += "#" * (size - len(text) - 21) + "\n"  # 20 characters left: 'bob:' and 16 of its token
+    path = tmp_path / "tokens"
+    path.write_text(text + f"bob:{OTHER_TOKEN}x\n")
+    with pytest.raises(TokenFileError, match="longer than") as bad:
+        TokenFile(str(path))
+    assert OTHER_TOKEN[:16] not in str(bad.value)
 
 
 def test_tokens_over_plaintext_off_loopback_need_allow_insecure():
