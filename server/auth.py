@@ -83,6 +83,9 @@ def parse_tokens(text: str, path: str) -> dict[bytes, str]:
     return tokens
 
 
+_NOTHING = object()
+
+
 class TokenFile:
     """The tokens of one file, re-read when the file changes."""
 
@@ -92,7 +95,7 @@ class TokenFile:
         self._tokens = self._read()  # TokenFileError at start: the server does not start
         if not self._tokens:
             raise TokenFileError(f"--auth-tokens {path}: no tokens in it, so nobody could call")
-        self._refused: tuple | None = None
+        self._refused: object = _NOTHING  # the signature last refused (None: the file is gone)
 
     def _stat(self) -> tuple | None:
         try:
@@ -128,7 +131,7 @@ class TokenFile:
             self._refused = signature
             _LOGGER.warning("%s; the tokens read before stay in force", err)
             return
-        self._tokens, self._signature, self._refused = tokens, signature, None
+        self._tokens, self._signature, self._refused = tokens, signature, _NOTHING
         _LOGGER.info("--auth-tokens %s changed: %d tokens now", self.path, len(tokens))
         if not tokens:
             _LOGGER.warning("--auth-tokens %s holds no tokens: every call is refused", self.path)

@@ -352,6 +352,19 @@ def test_a_token_file_too_long_to_read_whole_is_refused_not_cut(tmp_path):
     assert OTHER_TOKEN[:16] not in str(bad.value)
 
 
+def test_a_token_file_that_disappears_keeps_its_tokens_with_one_warning(tmp_path, caplog):
+    path = _token_file(tmp_path, f"alice:{TOKEN}\n")
+    tokens = TokenFile(str(path))
+    path.unlink()
+    with caplog.at_level(logging.WARNING, logger="server.auth"):
+        assert tokens.name_of(TOKEN) == "alice"
+        assert tokens.name_of(TOKEN) == "alice"
+    warnings = [r.getMessage() for r in caplog.records if r.name == "server.auth"]
+    assert len(warnings) == 1 and "cannot read it" in warnings[0], warnings
+    _token_file(tmp_path, f"bob:{OTHER_TOKEN}\n")  # back, with other tokens: read again
+    assert tokens.name_of(OTHER_TOKEN) == "bob" and tokens.name_of(TOKEN) is None
+
+
 def test_tokens_over_plaintext_off_loopback_need_allow_insecure():
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3") and not is_loopback("example.org")
