@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import grpc
 
+# What a bearer token may hold (RFC 6750's token68), as the server's token file checks.
+_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 # The command line's environment variables, also read by Security.from_environment.
 ENVIRONMENT = {
     "token": "MARKETDATA_TOKEN",
@@ -39,8 +42,12 @@ class Security:
     def __post_init__(self) -> None:
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert_file and key_file go together: give both for mTLS, or neither")
-        if self.token is not None and (not self.token or any(c.isspace() for c in self.token)):
-            raise ValueError("token: give the token itself, without 'Bearer' or spaces")
+        if self.token is not None and not _TOKEN.fullmatch(self.token):
+            # gRPC would refuse such a header on every call with a bare INTERNAL "Invalid metadata".
+            raise ValueError(
+                "token: give the token itself, without 'Bearer', spaces or line breaks: letters, "
+                "digits and -._~+/ (then '=' padding), as the server's token file holds them"
+            )
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None, **given: object) -> Security:

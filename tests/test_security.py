@@ -437,6 +437,26 @@ def test_the_cli_says_what_is_missing(python, guarded_server, ca, tmp_path):
         assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize(
+    "token", [f"Bearer {TOKEN}", f"{TOKEN}\n", f"\ufeff{TOKEN}", f"t\u00f8{TOKEN}", f"{TOKEN}\x00", ""]
+)
+def test_a_token_gRPC_could_not_send_is_refused_before_any_call(token):
+    with pytest.raises(ValueError, match="^token: ") as bad:
+        MarketDataClient("127.0.0.1:1", token=token)
+    assert TOKEN not in str(bad.value)
+
+
+def test_the_cli_says_a_token_cannot_be_sent_in_one_line(python):
+    """A token with a byte order mark (or any character outside a bearer token's) is a bad
+    argument, not a call that fails with INTERNAL under gRPC's own error lines."""
+    done = _cli(python, "--target", "127.0.0.1:1", "get", env={"MARKETDATA_TOKEN": f"\ufeff{TOKEN}"})
+    assert done.returncode == 2, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("marketdata-client: error: token: give the token itself"), done.stderr
+    assert "Invalid metadata" not in done.stderr and "validate_metadata" not in done.stderr
+    assert TOKEN not in done.stderr
+
+
 def test_health_answers_on_the_plaintext_port_and_on_tls_without_a_token(python, guarded_server, ca):
     running = guarded_server.running
     plain = _cli(python, "--target", f"127.0.0.1:{running.health_port}", "health")
