@@ -158,6 +158,10 @@ def test_a_metrics_port_in_use_is_one_line_and_exit_1(python, workers):
     [
         (["--metrics-port", "70000"], "--metrics-port must be in [0, 65535] (0 turns metrics off)"),
         (["--port", "5099", "--metrics-port", "5099"], "--metrics-port must differ from --port"),
+        (
+            ["--port", "0", "--health-port", "5099", "--metrics-port", "5099"],
+            "--metrics-port must differ from --health-port",
+        ),
         (["--log-format", "xml"], "argument --log-format: invalid choice: 'xml'"),
     ],
 )
