@@ -23,6 +23,7 @@ import inspect
 import logging
 import os
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -42,6 +43,11 @@ _NAME = re.compile(r"[A-Za-z0-9\-._@]{1,64}")
 # refusal of each kind. The oldest are forgotten first, so a crowd of strangers cannot make
 # this set grow without bound.
 LOGGED_PEERS = 10_000
+# Refusals are logged at most this many a minute: a stranger who opens connection after
+# connection would otherwise write a line for each. The rest are counted, and the next line
+# logged says how many; /metrics counts every one (grpc_code="UNAUTHENTICATED").
+REFUSAL_LINES_PER_MINUTE = 10
+_now = time.monotonic  # the clock of that minute (a test may replace it)
 
 
 class TokenFileError(ValueError):
@@ -169,6 +175,22 @@ class TokenAuth(grpc.aio.ServerInterceptor):
         self._tokens = tokens
         self._prefix = f"/{service}/"
         self._logged: collections.OrderedDict[tuple[str, str], None] = collections.OrderedDict()
+        self._minute_began = -60.0  # the refusal lines of the minute begun then
+        self._lines_this_minute = 0
+        self._unlogged = 0  # refusals not logged since the last line
+
+    def _refusal_line_allowed(self) -> int | None:
+        """None when this minute's refusal lines are spent, else the refusals left unlogged
+        since the last one."""
+        now = _now()
+        if now - self._minute_began >= 60:
+            self._minute_began, self._lines_this_minute = now, 0
+        if self._lines_this_minute >= REFUSAL_LINES_PER_MINUTE:
+            self._unlogged += 1
+            return None
+        self._lines_this_minute += 1
+        unlogged, self._unlogged = self._unlogged, 0
+        return unlogged
 
     def check(self, metadata: tuple | None) -> tuple[str | None, Refusal | None]:
         """(the token's name, None) for a known token, else (None, why not)."""
@@ -235,12 +257,18 @@ class TokenAuth(grpc.aio.ServerInterceptor):
         return reply
 
     def _refuse(self, refusal: Refusal, method: str, streaming: bool) -> Callable:
-        first_time = self._first_time
+        first_time, allowed = self._first_time, self._refusal_line_allowed
 
         async def refuse(request, context):
             peer = context.peer()
-            if first_time(peer, refusal.message):
-                _LOGGER.warning("refused %s from %s: %s", method, peer, refusal.message.split(":")[0])
+            if first_time(peer, refusal.message) and (unlogged := allowed()) is not None:
+                _LOGGER.warning(
+                    "refused %s from %s: %s%s",
+                    method,
+                    peer,
+                    refusal.message.split(":")[0],
+                    f" ({unlogged} more refusals since the last line were not logged)" if unlogged else "",
+                )
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, refusal.message)
 
         if streaming:

@@ -303,6 +303,35 @@ def test_the_log_names_each_peer_once_and_never_a_token(token_server, caplog):
     assert all(TOKEN not in line and OTHER_TOKEN not in line for line in lines)
 
 
+def test_strangers_on_many_connections_get_a_few_log_lines_a_minute(token_server, caplog, monkeypatch):
+    minute = [0.0]
+    monkeypatch.setattr(auth, "_now", lambda: minute[0] * 60)
+
+    def refused_on_new_connections(count: int) -> None:
+        for _ in range(count):  # a channel of its own: a new connection, so a new peer each time
+            with MarketDataClient(
+                token_server.target,
+                timeout=10,
+                token=OTHER_TOKEN,
+                options=[("grpc.use_local_subchannel_pool", 1)],
+            ) as md:
+                with pytest.raises(grpc.RpcError):
+                    md.get_last_prices()
+
+    with caplog.at_level(logging.WARNING, logger="server.auth"):
+        refused_on_new_connections(3 * auth.REFUSAL_LINES_PER_MINUTE)
+        lines = [r.getMessage() for r in caplog.records if r.name == "server.auth"]
+        assert len(lines) == auth.REFUSAL_LINES_PER_MINUTE, lines
+        minute[0] += 1
+        refused_on_new_connections(1)
+    lines = [r.getMessage() for r in caplog.records if r.name == "server.auth"]
+    assert len(lines) == auth.REFUSAL_LINES_PER_MINUTE + 1
+    assert (
+        f"({2 * auth.REFUSAL_LINES_PER_MINUTE} more refusals since the last line were not logged)"
+        in lines[-1]
+    )
+
+
 @pytest.mark.parametrize(
     ("text", "words"),
     [
