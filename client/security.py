@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import os
 import re
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -64,7 +65,8 @@ class Security:
         return self.tls or self.ca_file is not None or self.cert_file is not None
 
     def channel_credentials(self) -> grpc.ChannelCredentials | None:
-        """TLS credentials, or None for plaintext; OSError naming a file that cannot be read."""
+        """TLS credentials, or None for plaintext; OSError naming a file that cannot be read,
+        ValueError one that holds no certificate (ca_file, cert_file) or key (key_file)."""
         if not self.secure:
             return None
         return grpc.ssl_channel_credentials(
@@ -78,13 +80,25 @@ class Security:
 
 
 def _read(name: str, path: str | None) -> bytes | None:
+    """The file's bytes; OSError naming it when it cannot be read, ValueError when it is
+    not what ``name`` needs (gRPC would fail each connection with lines of its own)."""
     if path is None:
         return None
     try:
         with open(path, "rb") as file:
-            return file.read()
+            data = file.read(1 << 20)  # a certificate chain or a key is a few KiB
     except OSError as err:
         raise OSError(f"{name} {path}: cannot read it ({err.strerror or err})") from None
+    wanted = b"PRIVATE KEY-----" if name == "key_file" else b"-----BEGIN CERTIFICATE-----"
+    if wanted not in data:
+        what = "a private key" if name == "key_file" else "a certificate"
+        raise ValueError(f"{name} {path}: not {what} in PEM (no line with {wanted.decode()!r})")
+    if name == "ca_file":
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=data.decode("ascii"))
+        except (ssl.SSLError, UnicodeDecodeError, ValueError):
+            raise ValueError(f"{name} {path}: its certificates do not parse as PEM") from None
+    return data
 
 
 class _CallDetails(

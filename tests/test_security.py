@@ -486,6 +486,30 @@ def test_the_cli_says_a_token_cannot_be_sent_in_one_line(python):
     assert TOKEN not in done.stderr
 
 
+def test_tls_files_that_hold_the_wrong_thing_are_refused_before_any_call(ca, tmp_path):
+    issued = ca.issue("client", "alice", server=False)
+    empty = tmp_path / "empty.pem"
+    empty.write_bytes(b"")
+    cases = [
+        ({"ca_file": str(issued.key)}, "ca_file .*: not a certificate in PEM"),
+        ({"ca_file": str(empty)}, "ca_file .*: not a certificate in PEM"),
+        ({"ca_file": str(ca.cert), "cert_file": str(issued.key), "key_file": str(issued.key)}, "cert_file"),
+        ({"ca_file": str(ca.cert), "cert_file": str(issued.cert), "key_file": str(issued.cert)}, "key_file"),
+    ]
+    for files, words in cases:
+        with pytest.raises(ValueError, match=words):
+            MarketDataClient("localhost:1", **files)
+
+
+def test_the_cli_says_a_ca_file_holds_no_certificate_in_one_line(python, ca):
+    issued = ca.issue("client", "alice", server=False)
+    done = _cli(python, "--target", "localhost:1", "health", env={"MARKETDATA_TLS_CA": str(issued.key)})
+    assert done.returncode == 2, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.endswith("not a certificate in PEM (no line with '-----BEGIN CERTIFICATE-----')"), last
+    assert "Handshaker" not in done.stderr and "Traceback" not in done.stderr
+
+
 def test_health_answers_on_the_plaintext_port_and_on_tls_without_a_token(python, guarded_server, ca):
     running = guarded_server.running
     plain = _cli(python, "--target", f"127.0.0.1:{running.health_port}", "health")
