@@ -459,10 +459,17 @@ def test_the_cli_says_what_is_missing(python, guarded_server, ca, tmp_path):
     assert "If it serves TLS, add --tls-ca FILE" in plaintext.stderr
     missing = _cli(python, "--target", target, "--tls-ca", str(tmp_path / "nope.pem"), "get")
     assert missing.returncode == 2
-    assert "ca_file" in missing.stderr and "nope.pem: cannot read it" in missing.stderr
+    assert "error: --tls-ca " in missing.stderr and "nope.pem: cannot read it" in missing.stderr
+    by_variable = _cli(
+        python, "--target", target, "get", env={"MARKETDATA_TLS_CA": str(tmp_path / "nope.pem")}
+    )
+    assert by_variable.returncode == 2
+    assert (
+        "error: MARKETDATA_TLS_CA " in by_variable.stderr and "nope.pem: cannot read it" in by_variable.stderr
+    )
     half = _cli(python, "--target", target, "--tls-ca", str(ca.cert), "--tls-cert", str(ca.cert), "get")
-    assert half.returncode == 2 and "cert_file and key_file go together" in half.stderr
-    for done in (no_token, plaintext, missing, half):
+    assert half.returncode == 2 and "--tls-cert and --tls-key go together" in half.stderr
+    for done in (no_token, plaintext, missing, by_variable, half):
         assert "Traceback" not in done.stderr
 
 
@@ -481,7 +488,7 @@ def test_the_cli_says_a_token_cannot_be_sent_in_one_line(python):
     done = _cli(python, "--target", "127.0.0.1:1", "get", env={"MARKETDATA_TOKEN": f"\ufeff{TOKEN}"})
     assert done.returncode == 2, done.stderr
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("marketdata-client: error: token: give the token itself"), done.stderr
+    assert last.startswith("marketdata-client: error: MARKETDATA_TOKEN: give the token itself"), last
     assert "Invalid metadata" not in done.stderr and "validate_metadata" not in done.stderr
     assert TOKEN not in done.stderr
 
