@@ -29,13 +29,15 @@ from dataclasses import dataclass
 
 import grpc
 
+from .files import read_regular_file
+
 _LOGGER = logging.getLogger(__name__)
 
 MIN_TOKEN_CHARS = 16
 MAX_TOKEN_CHARS = 4096
 MAX_TOKENS = 1_000  # every call compares against each: 1,000 cost ~60 us a call on this machine
 # The longest file that can hold MAX_TOKENS tokens, with names and comments.
-MAX_FILE_CHARS = MAX_TOKENS * (MAX_TOKEN_CHARS + 70)
+MAX_FILE_BYTES = MAX_TOKENS * (MAX_TOKEN_CHARS + 70)
 # The characters RFC 6750 allows in a bearer token (token68).
 _TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 _NAME = re.compile(r"[A-Za-z0-9\-._@]{1,64}")
@@ -112,18 +114,18 @@ class TokenFile:
 
     def _read(self) -> dict[bytes, str]:
         try:
+            data = read_regular_file(self.path, MAX_FILE_BYTES + 1)
+            if len(data) > MAX_FILE_BYTES:
+                # Never parse a prefix: its last line could be the first characters of a token.
+                raise TokenFileError(
+                    f"--auth-tokens {self.path}: longer than {MAX_FILE_BYTES:,} bytes, "
+                    f"more than {MAX_TOKENS:,} tokens of at most {MAX_TOKEN_CHARS} can need"
+                )
             # utf-8-sig: a byte order mark (Windows editors write one) is not part of line 1
-            with open(self.path, encoding="utf-8-sig") as file:
-                text = file.read(MAX_FILE_CHARS + 1)
+            text = data.decode("utf-8-sig")
         except (OSError, UnicodeDecodeError) as err:
             why = err.strerror if isinstance(err, OSError) else "not UTF-8 text"
             raise TokenFileError(f"--auth-tokens {self.path}: cannot read it ({why or err})") from None
-        if len(text) > MAX_FILE_CHARS:
-            # Never parse a prefix: its last line could be the first characters of a token.
-            raise TokenFileError(
-                f"--auth-tokens {self.path}: longer than {MAX_FILE_CHARS:,} characters, "
-                f"more than {MAX_TOKENS:,} tokens of at most {MAX_TOKEN_CHARS} can need"
-            )
         return parse_tokens(text, self.path)
 
     def refresh(self) -> None:

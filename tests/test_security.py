@@ -394,6 +394,25 @@ def test_a_token_file_that_disappears_keeps_its_tokens_with_one_warning(tmp_path
     assert tokens.name_of(OTHER_TOKEN) == "bob" and tokens.name_of(TOKEN) is None
 
 
+def test_a_fifo_or_a_device_in_place_of_a_file_is_refused_without_hanging(ca, tmp_path):
+    """Opening a FIFO waits for a writer: at start the server never started, and a token
+    file swapped for one at run time would have stopped the event loop for good."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    good = ca.issue("server", "localhost")
+    with pytest.raises(TokenFileError, match="cannot read it \\(not a regular file\\)"):
+        TokenFile(str(fifo))
+    with pytest.raises(TokenFileError, match="not a regular file"):
+        TokenFile("/dev/zero")
+    with pytest.raises(TlsFileError, match="--tls-cert .*: cannot read it \\(not a regular file\\)"):
+        CertificateFiles(TlsOptions(str(fifo), str(good.key)))
+    path = _token_file(tmp_path, f"alice:{TOKEN}\n")
+    tokens = TokenFile(str(path))
+    path.unlink()
+    os.mkfifo(path)  # swapped while serving: the tokens read before stay
+    assert tokens.name_of(TOKEN) == "alice"
+
+
 def test_tokens_over_plaintext_off_loopback_need_allow_insecure():
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3") and not is_loopback("example.org")
