@@ -558,6 +558,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("asyncio", "grpc._cython.cygrpc"):  # their DEBUG lines drown ours
         logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))
     logging.getLogger("grpc._cython.cygrpc").addFilter(_ClientsLeaving())
+    logging.getLogger("grpc._cython.cygrpc").addFilter(logs.UndecodableMetadata())
     try:
         if args.workers > 1:
             return run_workers(options, args.workers)
