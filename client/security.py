@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import collections
 import os
+import re
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import grpc
 
+# What a bearer token may hold (RFC 6750's token68), as the server's token file checks.
+_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 # The command line's environment variables, also read by Security.from_environment.
 ENVIRONMENT = {
     "token": "MARKETDATA_TOKEN",
@@ -39,8 +43,12 @@ class Security:
     def __post_init__(self) -> None:
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert_file and key_file go together: give both for mTLS, or neither")
-        if self.token is not None and (not self.token or any(c.isspace() for c in self.token)):
-            raise ValueError("token: give the token itself, without 'Bearer' or spaces")
+        if self.token is not None and not _TOKEN.fullmatch(self.token):
+            # gRPC would refuse such a header on every call with a bare INTERNAL "Invalid metadata".
+            raise ValueError(
+                "token: give the token itself, without 'Bearer', spaces or line breaks: letters, "
+                "digits and -._~+/ (then '=' padding), as the server's token file holds them"
+            )
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None, **given: object) -> Security:
@@ -57,7 +65,8 @@ class Security:
         return self.tls or self.ca_file is not None or self.cert_file is not None
 
     def channel_credentials(self) -> grpc.ChannelCredentials | None:
-        """TLS credentials, or None for plaintext; OSError naming a file that cannot be read."""
+        """TLS credentials, or None for plaintext; OSError naming a file that cannot be read,
+        ValueError one that holds no certificate (ca_file, cert_file) or key (key_file)."""
         if not self.secure:
             return None
         return grpc.ssl_channel_credentials(
@@ -71,13 +80,25 @@ class Security:
 
 
 def _read(name: str, path: str | None) -> bytes | None:
+    """The file's bytes; OSError naming it when it cannot be read, ValueError when it is
+    not what ``name`` needs (gRPC would fail each connection with lines of its own)."""
     if path is None:
         return None
     try:
         with open(path, "rb") as file:
-            return file.read()
+            data = file.read(1 << 20)  # a certificate chain or a key is a few KiB
     except OSError as err:
         raise OSError(f"{name} {path}: cannot read it ({err.strerror or err})") from None
+    wanted = b"PRIVATE KEY-----" if name == "key_file" else b"-----BEGIN CERTIFICATE-----"
+    if wanted not in data:
+        what = "a private key" if name == "key_file" else "a certificate"
+        raise ValueError(f"{name} {path}: not {what} in PEM (no line with {wanted.decode()!r})")
+    if name == "ca_file":
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=data.decode("ascii"))
+        except (ssl.SSLError, UnicodeDecodeError, ValueError):
+            raise ValueError(f"{name} {path}: its certificates do not parse as PEM") from None
+    return data
 
 
 class _CallDetails(

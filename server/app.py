@@ -51,10 +51,11 @@ STOP_MARGIN_SECONDS = 10.0  # a worker still running this long after its grace i
 TEST_WORKER_HOST = "MARKETDATA_TEST_WORKER_HOST"
 
 _BIND_ERRORS = {  # why an address cannot be bound, and what to do, for errnos a user can fix
-    errno.EADDRINUSE: "the port is in use by another process: choose another --port (0 picks a free one)",
+    errno.EADDRINUSE: "the port is in use by another process: choose another {flag}{zero}",
     errno.EADDRNOTAVAIL: "--host {host} is not an address of this machine: use one of its own, or 0.0.0.0",
-    errno.EACCES: "permission denied: ports below 1024 need privileges, choose a higher --port",
+    errno.EACCES: "permission denied: ports below 1024 need privileges, choose a higher {flag}",
 }
+_PORT_ZERO = {"--port": " (0 picks a free one)"}  # what 0 means for the flag, where it picks a port
 
 
 @dataclass
@@ -130,7 +131,7 @@ async def start_server(
     reuse = [socket.SO_REUSEADDR] + ([socket.SO_REUSEPORT] if options.reuse_port else [])
     _bound_socket(options.host, options.port, reuse).close()
     if options.health_port:
-        _bound_socket(options.host, options.health_port, reuse).close()
+        _bound_socket(options.host, options.health_port, reuse, "--health-port").close()
     # gRPC turns SO_REUSEPORT on by default on Linux, so a second server on a
     # busy port would silently share it; a single server must fail instead.
     certificates = CertificateFiles(options.tls) if options.tls is not None else None
@@ -282,9 +283,9 @@ def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _bound_socket(host: str, port: int, options: list[int]) -> socket.socket:
+def _bound_socket(host: str, port: int, options: list[int], flag: str = "--port") -> socket.socket:
     """A TCP socket bound (not listening) to ``host:port`` with the SOL_SOCKET ``options``
-    set, or OSError with one line saying why not and what to do."""
+    set, or OSError with one line saying why not and what to do (``flag``: the port's flag)."""
     address = _address(host, port)
     numeric = ":" in host or host.replace(".", "").isdigit()  # never sent to DNS
     flags = socket.AI_PASSIVE | (socket.AI_NUMERICHOST if numeric else 0)
@@ -305,7 +306,10 @@ def _bound_socket(host: str, port: int, options: list[int]) -> socket.socket:
             sock.close()
             errors.append(err)
     err = errors[0]
-    why = _BIND_ERRORS[err.errno].format(host=host) if err.errno in _BIND_ERRORS else err.strerror or str(err)
+    if err.errno in _BIND_ERRORS:
+        why = _BIND_ERRORS[err.errno].format(host=host, flag=flag, zero=_PORT_ZERO.get(flag, ""))
+    else:
+        why = err.strerror or str(err)
     raise OSError(f"cannot listen on {address}: {why}")
 
 
@@ -554,6 +558,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("asyncio", "grpc._cython.cygrpc"):  # their DEBUG lines drown ours
         logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))
     logging.getLogger("grpc._cython.cygrpc").addFilter(_ClientsLeaving())
+    logging.getLogger("grpc._cython.cygrpc").addFilter(logs.UndecodableMetadata())
     try:
         if args.workers > 1:
             return run_workers(options, args.workers)

@@ -23,16 +23,21 @@ import inspect
 import logging
 import os
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
+
+from .files import read_regular_file
 
 _LOGGER = logging.getLogger(__name__)
 
 MIN_TOKEN_CHARS = 16
 MAX_TOKEN_CHARS = 4096
 MAX_TOKENS = 1_000  # every call compares against each: 1,000 cost ~60 us a call on this machine
+# The longest file that can hold MAX_TOKENS tokens, with names and comments.
+MAX_FILE_BYTES = MAX_TOKENS * (MAX_TOKEN_CHARS + 70)
 # The characters RFC 6750 allows in a bearer token (token68).
 _TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 _NAME = re.compile(r"[A-Za-z0-9\-._@]{1,64}")
@@ -40,6 +45,11 @@ _NAME = re.compile(r"[A-Za-z0-9\-._@]{1,64}")
 # refusal of each kind. The oldest are forgotten first, so a crowd of strangers cannot make
 # this set grow without bound.
 LOGGED_PEERS = 10_000
+# Refusals are logged at most this many a minute: a stranger who opens connection after
+# connection would otherwise write a line for each. The rest are counted, and the next line
+# logged says how many; /metrics counts every one (grpc_code="UNAUTHENTICATED").
+REFUSAL_LINES_PER_MINUTE = 10
+_now = time.monotonic  # the clock of that minute (a test may replace it)
 
 
 class TokenFileError(ValueError):
@@ -81,6 +91,9 @@ def parse_tokens(text: str, path: str) -> dict[bytes, str]:
     return tokens
 
 
+_NOTHING = object()
+
+
 class TokenFile:
     """The tokens of one file, re-read when the file changes."""
 
@@ -90,7 +103,7 @@ class TokenFile:
         self._tokens = self._read()  # TokenFileError at start: the server does not start
         if not self._tokens:
             raise TokenFileError(f"--auth-tokens {path}: no tokens in it, so nobody could call")
-        self._refused: tuple | None = None
+        self._refused: object = _NOTHING  # the signature last refused (None: the file is gone)
 
     def _stat(self) -> tuple | None:
         try:
@@ -101,8 +114,15 @@ class TokenFile:
 
     def _read(self) -> dict[bytes, str]:
         try:
-            with open(self.path, encoding="utf-8") as file:
-                text = file.read(MAX_TOKENS * (MAX_TOKEN_CHARS + 70))
+            data = read_regular_file(self.path, MAX_FILE_BYTES + 1)
+            if len(data) > MAX_FILE_BYTES:
+                # Never parse a prefix: its last line could be the first characters of a token.
+                raise TokenFileError(
+                    f"--auth-tokens {self.path}: longer than {MAX_FILE_BYTES:,} bytes, "
+                    f"more than {MAX_TOKENS:,} tokens of at most {MAX_TOKEN_CHARS} can need"
+                )
+            # utf-8-sig: a byte order mark (Windows editors write one) is not part of line 1
+            text = data.decode("utf-8-sig")
         except (OSError, UnicodeDecodeError) as err:
             why = err.strerror if isinstance(err, OSError) else "not UTF-8 text"
             raise TokenFileError(f"--auth-tokens {self.path}: cannot read it ({why or err})") from None
@@ -119,7 +139,7 @@ class TokenFile:
             self._refused = signature
             _LOGGER.warning("%s; the tokens read before stay in force", err)
             return
-        self._tokens, self._signature, self._refused = tokens, signature, None
+        self._tokens, self._signature, self._refused = tokens, signature, _NOTHING
         _LOGGER.info("--auth-tokens %s changed: %d tokens now", self.path, len(tokens))
         if not tokens:
             _LOGGER.warning("--auth-tokens %s holds no tokens: every call is refused", self.path)
@@ -157,6 +177,22 @@ class TokenAuth(grpc.aio.ServerInterceptor):
         self._tokens = tokens
         self._prefix = f"/{service}/"
         self._logged: collections.OrderedDict[tuple[str, str], None] = collections.OrderedDict()
+        self._minute_began = -60.0  # the refusal lines of the minute begun then
+        self._lines_this_minute = 0
+        self._unlogged = 0  # refusals not logged since the last line
+
+    def _refusal_line_allowed(self) -> int | None:
+        """None when this minute's refusal lines are spent, else the refusals left unlogged
+        since the last one."""
+        now = _now()
+        if now - self._minute_began >= 60:
+            self._minute_began, self._lines_this_minute = now, 0
+        if self._lines_this_minute >= REFUSAL_LINES_PER_MINUTE:
+            self._unlogged += 1
+            return None
+        self._lines_this_minute += 1
+        unlogged, self._unlogged = self._unlogged, 0
+        return unlogged
 
     def check(self, metadata: tuple | None) -> tuple[str | None, Refusal | None]:
         """(the token's name, None) for a known token, else (None, why not)."""
@@ -223,12 +259,18 @@ class TokenAuth(grpc.aio.ServerInterceptor):
         return reply
 
     def _refuse(self, refusal: Refusal, method: str, streaming: bool) -> Callable:
-        first_time = self._first_time
+        first_time, allowed = self._first_time, self._refusal_line_allowed
 
         async def refuse(request, context):
             peer = context.peer()
-            if first_time(peer, refusal.message):
-                _LOGGER.warning("refused %s from %s: %s", method, peer, refusal.message.split(":")[0])
+            if first_time(peer, refusal.message) and (unlogged := allowed()) is not None:
+                _LOGGER.warning(
+                    "refused %s from %s: %s%s",
+                    method,
+                    peer,
+                    refusal.message.split(":")[0],
+                    f" ({unlogged} more refusals since the last line were not logged)" if unlogged else "",
+                )
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, refusal.message)
 
         if streaming:

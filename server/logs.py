@@ -44,3 +44,18 @@ def configure(level: str, log_format: str) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
     logging.basicConfig(level=level, handlers=[handler])
+
+
+class UndecodableMetadata(logging.Filter):
+    """For gRPC's logger: a call whose metadata holds bytes that are not UTF-8 makes gRPC log
+    an ERROR with the whole value and a traceback. Any stranger can send that, once a call
+    (so a flood), and the value may be someone's token with a byte gone wrong: the record
+    becomes one DEBUG line that shows neither (gRPC goes on and the call is answered)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("Invalid encoding on "):
+            return True
+        record.msg, record.args = "a call's metadata held bytes that are not UTF-8 (not shown)", ()
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        record.exc_info = record.exc_text = None
+        return logging.getLogger().isEnabledFor(logging.DEBUG)

@@ -21,10 +21,12 @@ import contextvars
 import errno
 import os
 import shutil
+import socket
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client import (
     GC_COLLECTOR,
@@ -34,9 +36,10 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
-    start_http_server,
+    make_wsgi_app,
     values,
 )
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 # Distinct methods labelled one by one; any further ones share the label "other", so a
@@ -44,6 +47,11 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 MAX_LABELLED_METHODS = 128
 OTHER = "other"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# /metrics answers this many connections at once, a thread each; any more are closed at once.
+# A Prometheus server scrapes a target one request at a time: a few spare are for people.
+MAX_SCRAPES = 8
+# A connection that sends nothing for this long is closed, so idle ones cannot hold the slots.
+SCRAPE_IDLE_SECONDS = 10.0
 
 
 class StreamTracker:
@@ -284,10 +292,68 @@ _METRICS_BIND_ERRORS = {
 }
 
 
+class _ScrapeHandler(WSGIRequestHandler):
+    """One scrape: silent (no line per request), and closed when its client goes quiet."""
+
+    def setup(self) -> None:
+        self.timeout = SCRAPE_IDLE_SECONDS  # read at each connection, so a test may shorten it
+        super().setup()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class _ScrapeServer(ThreadingWSGIServer):
+    """The /metrics HTTP server: a thread per connection, at most MAX_SCRAPES at once.
+
+    prometheus-client's own server starts a thread for every connection and waits on each
+    for as long as its client likes, so a crowd of idle connections would make thousands
+    of threads that fight the gRPC server for the interpreter (and its health checks time
+    out). Here the connections beyond the limit are closed unanswered, and a quiet client
+    is dropped after SCRAPE_IDLE_SECONDS; its timeout, a reset or a client gone while the
+    reply is written end the thread without a word in the log."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        self._slots = threading.BoundedSemaphore(MAX_SCRAPES)
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request, client_address) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request, client_address) -> None:
+        pass  # a client that timed out, reset or left: nothing the operator can act on
+
+
+def _start_scrape_server(host: str, port: int, registry: CollectorRegistry):
+    family, _, _, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    server_class = type("ScrapeServer", (_ScrapeServer,), {"address_family": family})
+    server = make_server(
+        address[0], port, make_wsgi_app(registry), server_class, handler_class=_ScrapeHandler
+    )
+    thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
+    thread.start()
+    return server, thread
+
+
 def serve_metrics(host: str, port: int, registry: CollectorRegistry) -> MetricsEndpoint:
     """Serve ``registry`` at http://host:port/metrics, or OSError with one line saying why not."""
     try:
-        server, thread = start_http_server(port, addr=host, registry=registry)
+        server, thread = _start_scrape_server(host, port, registry)
     except OSError as err:
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         why = _METRICS_BIND_ERRORS.get(err.errno, "{strerror}").format(

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import grpc
 
+from .files import read_regular_file
+
 _LOGGER = logging.getLogger(__name__)
 
 
@@ -132,8 +134,7 @@ class CertificateFiles:
 
 def _read(flag: str, path: str) -> bytes:
     try:
-        with open(path, "rb") as file:
-            data = file.read(1 << 20)  # a certificate chain is a few KiB
+        data = read_regular_file(path, 1 << 20)  # a certificate chain is a few KiB
     except OSError as err:
         raise TlsFileError(f"{flag} {path}: cannot read it ({err.strerror or err})") from None
     if b"-----BEGIN " not in data:

@@ -6,9 +6,13 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import socket
 import sys
 
 import grpc
+import h2.config
+import h2.connection
+import h2.events
 import pytest
 
 from client import MarketDataClient
@@ -77,3 +81,46 @@ def test_a_traceback_is_one_field_of_one_line():
     assert entry["level"] == "ERROR"
     assert entry["exc_info"].startswith("Traceback (most recent call last):")
     assert entry["exc_info"].endswith("ValueError: bad\nthing")
+
+
+def _call_with_raw_metadata(port: int, name: bytes, value: bytes) -> None:
+    """One ListInstruments call over HTTP/2 written by hand (h2), so that a metadata value
+    can hold bytes gRPC's own clients refuse to send; returns once the call is answered."""
+    config = h2.config.H2Configuration(validate_outbound_headers=False, normalize_outbound_headers=False)
+    connection = h2.connection.H2Connection(config)
+    connection.initiate_connection()
+    headers = [
+        (b":method", b"POST"),
+        (b":scheme", b"http"),
+        (b":path", b"/marketdata.v1.MarketDataService/ListInstruments"),
+        (b":authority", f"127.0.0.1:{port}".encode()),
+        (b"content-type", b"application/grpc"),
+        (b"te", b"trailers"),
+        (name, value),
+    ]
+    connection.send_headers(1, headers)
+    connection.send_data(1, b"\x00\x00\x00\x00\x00", end_stream=True)  # an empty request message
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(connection.data_to_send())
+        while data := sock.recv(65536):
+            events = connection.receive_data(data)
+            sock.sendall(connection.data_to_send())
+            if any(isinstance(e, h2.events.StreamEnded) for e in events):
+                return
+    raise AssertionError("the server closed the connection without answering the call")
+
+
+def test_metadata_that_is_not_utf8_makes_no_traceback_and_is_never_logged(python, tmp_path):
+    """gRPC logs such a value, whole, at ERROR with a traceback: once a call for any stranger,
+    and the value may be a token that lost a byte. The server keeps it to a DEBUG line."""
+    token = "alice-0123456789abcdef"
+    (tmp_path / "tokens").write_text(f"alice:{token}\n")
+    args = ("--port", "0", "--auth-tokens", str(tmp_path / "tokens"), "--access-log")
+    with ServerProcess(python, *args) as server:
+        port = int(server.wait_for(r"listening on 127\.0\.0\.1:(\d+)")[0].group(1))
+        near_miss = b"Bearer " + token.encode().replace(b"0", b"\xff", 1)
+        _call_with_raw_metadata(port, b"authorization", near_miss)
+        server.wait_for(r"ListInstruments UNAUTHENTICATED")
+        assert server.stop() == 0
+    assert "Traceback" not in server.log and "Invalid encoding" not in server.log, server.log
+    assert "alice-" not in server.log and "123456789abcdef" not in server.log

@@ -21,8 +21,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from client import MarketDataClient
 from marketdata.v1 import market_data_pb2 as pb
 from marketdata.v1 import market_data_pb2_grpc
+from server import metrics
 from server.limits import FeedLimits, Limits
-from server.metrics import ServiceMetrics
+from server.metrics import MAX_SCRAPES, ServiceMetrics, serve_metrics
 from server.observability import ObservabilityOptions, ObserveCalls
 from tests.conftest import ServerThread
 from tests.server_process import ServerProcess
@@ -75,6 +76,55 @@ def observed() -> Iterator[ServerThread]:
     )
     yield srv
     srv.stop()
+
+
+@pytest.fixture
+def endpoint() -> Iterator[metrics.MetricsEndpoint]:
+    """/metrics alone, on a free loopback port, serving an empty registry."""
+    served = serve_metrics("127.0.0.1", 0, CollectorRegistry())
+    yield served
+    served.close()
+
+
+def half_requests(port: int, count: int) -> list[socket.socket]:
+    """``count`` connections that each send a request line and then nothing."""
+    connections = []
+    for _ in range(count):
+        connection = socket.create_connection(("127.0.0.1", port), timeout=30)
+        connection.sendall(b"GET /metrics HTTP/1.1\r\n")
+        connections.append(connection)
+    return connections
+
+
+def test_metrics_serve_a_few_connections_at_once_and_close_the_rest(endpoint, monkeypatch):
+    """Idle connections beyond MAX_SCRAPES are closed unanswered rather than each given a
+    thread (thousands of those starved the gRPC server's health checks); once the idle
+    ones go, a scrape is served again."""
+    monkeypatch.setattr(metrics, "SCRAPE_IDLE_SECONDS", 120.0)  # the idle ones stay put
+    idle = half_requests(endpoint.port, MAX_SCRAPES)
+    try:
+        with socket.create_connection(("127.0.0.1", endpoint.port), timeout=30) as extra:
+            assert extra.recv(100) == b""  # closed, long before any idle one could time out
+    finally:
+        for connection in idle:
+            connection.close()
+    deadline = time.monotonic() + 30
+    while True:  # the slots come back as the server sees the idle ones gone
+        try:
+            scrape(endpoint.port)
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "/metrics never answered again"
+            time.sleep(0.02)  # a poll interval: the result is checked, not assumed
+
+
+def test_metrics_close_a_quiet_connection_without_a_traceback(endpoint, monkeypatch, capfd):
+    monkeypatch.setattr(metrics, "SCRAPE_IDLE_SECONDS", 0.2)
+    (quiet,) = half_requests(endpoint.port, 1)
+    with quiet:
+        assert quiet.recv(100) == b""
+    scrape(endpoint.port)
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def gbm(**fields) -> pb.GbmRequest:

@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from client import AsyncMarketDataClient, MarketDataClient
 from marketdata.v1 import market_data_pb2, market_data_pb2_grpc
+from server import auth
 from server.app import ServerOptions, is_loopback, start_server
 from server.app import main as server_main
 from server.auth import TokenFile, TokenFileError, parse_tokens
@@ -303,6 +304,35 @@ def test_the_log_names_each_peer_once_and_never_a_token(token_server, caplog):
     assert all(TOKEN not in line and OTHER_TOKEN not in line for line in lines)
 
 
+def test_strangers_on_many_connections_get_a_few_log_lines_a_minute(token_server, caplog, monkeypatch):
+    minute = [0.0]
+    monkeypatch.setattr(auth, "_now", lambda: minute[0] * 60)
+
+    def refused_on_new_connections(count: int) -> None:
+        for _ in range(count):  # a channel of its own: a new connection, so a new peer each time
+            with MarketDataClient(
+                token_server.target,
+                timeout=10,
+                token=OTHER_TOKEN,
+                options=[("grpc.use_local_subchannel_pool", 1)],
+            ) as md:
+                with pytest.raises(grpc.RpcError):
+                    md.get_last_prices()
+
+    with caplog.at_level(logging.WARNING, logger="server.auth"):
+        refused_on_new_connections(3 * auth.REFUSAL_LINES_PER_MINUTE)
+        lines = [r.getMessage() for r in caplog.records if r.name == "server.auth"]
+        assert len(lines) == auth.REFUSAL_LINES_PER_MINUTE, lines
+        minute[0] += 1
+        refused_on_new_connections(1)
+    lines = [r.getMessage() for r in caplog.records if r.name == "server.auth"]
+    assert len(lines) == auth.REFUSAL_LINES_PER_MINUTE + 1
+    assert (
+        f"({2 * auth.REFUSAL_LINES_PER_MINUTE} more refusals since the last line were not logged)"
+        in lines[-1]
+    )
+
+
 @pytest.mark.parametrize(
     ("text", "words"),
     [
@@ -328,6 +358,60 @@ def test_a_token_file_names_tokens_by_name_or_line(tmp_path):
     assert tokens.name_of("x" * 20) is None
     with pytest.raises(TokenFileError, match="no tokens"):
         TokenFile(str(_token_file(tmp_path, "# none yet\n")))
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_token(tmp_path):
+    path = tmp_path / "tokens"
+    path.write_bytes(b"\xef\xbb\xbf" + f"alice:{TOKEN}\r\nbob:{OTHER_TOKEN}\r\n".encode())
+    tokens = TokenFile(str(path))
+    assert tokens.name_of(TOKEN) == "alice" and tokens.name_of(OTHER_TOKEN) == "bob"
+
+
+def test_a_token_file_too_long_to_read_whole_is_refused_not_cut(tmp_path):
+    """A file past the size read must not be parsed as far as the read went: its last line
+    would be the first characters of a token, and those would open the server."""
+    size = auth.MAX_TOKENS * (auth.MAX_TOKEN_CHARS + 70)  # the most the server reads
+    line = f"alice:{TOKEN}\n"
+    comment = "#" + "x" * 98 + "\n"
+    text = line + comment * ((size - len(line)) // len(comment))
+    text += "#" * (size - len(text) - 21) + "\n"  # 20 characters left: 'bob:' and 16 of its token
+    path = tmp_path / "tokens"
+    path.write_text(text + f"bob:{OTHER_TOKEN}x\n")
+    with pytest.raises(TokenFileError, match="longer than") as bad:
+        TokenFile(str(path))
+    assert OTHER_TOKEN[:16] not in str(bad.value)
+
+
+def test_a_token_file_that_disappears_keeps_its_tokens_with_one_warning(tmp_path, caplog):
+    path = _token_file(tmp_path, f"alice:{TOKEN}\n")
+    tokens = TokenFile(str(path))
+    path.unlink()
+    with caplog.at_level(logging.WARNING, logger="server.auth"):
+        assert tokens.name_of(TOKEN) == "alice"
+        assert tokens.name_of(TOKEN) == "alice"
+    warnings = [r.getMessage() for r in caplog.records if r.name == "server.auth"]
+    assert len(warnings) == 1 and "cannot read it" in warnings[0], warnings
+    _token_file(tmp_path, f"bob:{OTHER_TOKEN}\n")  # back, with other tokens: read again
+    assert tokens.name_of(OTHER_TOKEN) == "bob" and tokens.name_of(TOKEN) is None
+
+
+def test_a_fifo_or_a_device_in_place_of_a_file_is_refused_without_hanging(ca, tmp_path):
+    """Opening a FIFO waits for a writer: at start the server never started, and a token
+    file swapped for one at run time would have stopped the event loop for good."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    good = ca.issue("server", "localhost")
+    with pytest.raises(TokenFileError, match="cannot read it \\(not a regular file\\)"):
+        TokenFile(str(fifo))
+    with pytest.raises(TokenFileError, match="not a regular file"):
+        TokenFile("/dev/zero")
+    with pytest.raises(TlsFileError, match="--tls-cert .*: cannot read it \\(not a regular file\\)"):
+        CertificateFiles(TlsOptions(str(fifo), str(good.key)))
+    path = _token_file(tmp_path, f"alice:{TOKEN}\n")
+    tokens = TokenFile(str(path))
+    path.unlink()
+    os.mkfifo(path)  # swapped while serving: the tokens read before stay
+    assert tokens.name_of(TOKEN) == "alice"
 
 
 def test_tokens_over_plaintext_off_loopback_need_allow_insecure():
@@ -395,11 +479,62 @@ def test_the_cli_says_what_is_missing(python, guarded_server, ca, tmp_path):
     assert "If it serves TLS, add --tls-ca FILE" in plaintext.stderr
     missing = _cli(python, "--target", target, "--tls-ca", str(tmp_path / "nope.pem"), "get")
     assert missing.returncode == 2
-    assert "ca_file" in missing.stderr and "nope.pem: cannot read it" in missing.stderr
+    assert "error: --tls-ca " in missing.stderr and "nope.pem: cannot read it" in missing.stderr
+    by_variable = _cli(
+        python, "--target", target, "get", env={"MARKETDATA_TLS_CA": str(tmp_path / "nope.pem")}
+    )
+    assert by_variable.returncode == 2
+    assert (
+        "error: MARKETDATA_TLS_CA " in by_variable.stderr and "nope.pem: cannot read it" in by_variable.stderr
+    )
     half = _cli(python, "--target", target, "--tls-ca", str(ca.cert), "--tls-cert", str(ca.cert), "get")
-    assert half.returncode == 2 and "cert_file and key_file go together" in half.stderr
-    for done in (no_token, plaintext, missing, half):
+    assert half.returncode == 2 and "--tls-cert and --tls-key go together" in half.stderr
+    for done in (no_token, plaintext, missing, by_variable, half):
         assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "token", [f"Bearer {TOKEN}", f"{TOKEN}\n", f"\ufeff{TOKEN}", f"t\u00f8{TOKEN}", f"{TOKEN}\x00", ""]
+)
+def test_a_token_gRPC_could_not_send_is_refused_before_any_call(token):
+    with pytest.raises(ValueError, match="^token: ") as bad:
+        MarketDataClient("127.0.0.1:1", token=token)
+    assert TOKEN not in str(bad.value)
+
+
+def test_the_cli_says_a_token_cannot_be_sent_in_one_line(python):
+    """A token with a byte order mark (or any character outside a bearer token's) is a bad
+    argument, not a call that fails with INTERNAL under gRPC's own error lines."""
+    done = _cli(python, "--target", "127.0.0.1:1", "get", env={"MARKETDATA_TOKEN": f"\ufeff{TOKEN}"})
+    assert done.returncode == 2, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("marketdata-client: error: MARKETDATA_TOKEN: give the token itself"), last
+    assert "Invalid metadata" not in done.stderr and "validate_metadata" not in done.stderr
+    assert TOKEN not in done.stderr
+
+
+def test_tls_files_that_hold_the_wrong_thing_are_refused_before_any_call(ca, tmp_path):
+    issued = ca.issue("client", "alice", server=False)
+    empty = tmp_path / "empty.pem"
+    empty.write_bytes(b"")
+    cases = [
+        ({"ca_file": str(issued.key)}, "ca_file .*: not a certificate in PEM"),
+        ({"ca_file": str(empty)}, "ca_file .*: not a certificate in PEM"),
+        ({"ca_file": str(ca.cert), "cert_file": str(issued.key), "key_file": str(issued.key)}, "cert_file"),
+        ({"ca_file": str(ca.cert), "cert_file": str(issued.cert), "key_file": str(issued.cert)}, "key_file"),
+    ]
+    for files, words in cases:
+        with pytest.raises(ValueError, match=words):
+            MarketDataClient("localhost:1", **files)
+
+
+def test_the_cli_says_a_ca_file_holds_no_certificate_in_one_line(python, ca):
+    issued = ca.issue("client", "alice", server=False)
+    done = _cli(python, "--target", "localhost:1", "health", env={"MARKETDATA_TLS_CA": str(issued.key)})
+    assert done.returncode == 2, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.endswith("not a certificate in PEM (no line with '-----BEGIN CERTIFICATE-----')"), last
+    assert "Handshaker" not in done.stderr and "Traceback" not in done.stderr
 
 
 def test_health_answers_on_the_plaintext_port_and_on_tls_without_a_token(python, guarded_server, ca):

@@ -38,6 +38,19 @@ def test_a_port_in_use_is_one_line_and_exit_1(python, workers):
     )
 
 
+def test_a_health_port_in_use_names_its_own_flag(python):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_server(python, "--port", "0", "--health-port", str(port))
+    assert done.returncode == 1
+    assert one_line(done).endswith(  # and not "(0 picks a free one)": 0 turns it off
+        f"server.app: cannot listen on 127.0.0.1:{port}: the port is in use by another process: "
+        "choose another --health-port"
+    )
+
+
 @WORKERS
 @pytest.mark.parametrize(
     "host, why",
@@ -145,6 +158,10 @@ def test_a_metrics_port_in_use_is_one_line_and_exit_1(python, workers):
     [
         (["--metrics-port", "70000"], "--metrics-port must be in [0, 65535] (0 turns metrics off)"),
         (["--port", "5099", "--metrics-port", "5099"], "--metrics-port must differ from --port"),
+        (
+            ["--port", "0", "--health-port", "5099", "--metrics-port", "5099"],
+            "--metrics-port must differ from --health-port",
+        ),
         (["--log-format", "xml"], "argument --log-format: invalid choice: 'xml'"),
     ],
 )

@@ -19,6 +19,8 @@ import argparse
 import contextlib
 import dataclasses
 import importlib.util
+import os
+import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -27,7 +29,7 @@ import grpc
 
 from ..api import MarketDataClient
 from ..base import DEFAULT_UNARY_TIMEOUT
-from ..security import Security
+from ..security import ENVIRONMENT, Security
 from .arguments import build_parser
 from .checks import check_path_arguments
 from .destination import Destination
@@ -57,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         security = _security(args)
     except (ValueError, OSError) as err:
-        parser.error(str(err))
+        parser.error(_as_given(str(err), args))
 
     destination: Destination | None = None  # where get and stream write; subscribe prints to stdout
     interrupts = _Interrupts()
@@ -140,6 +142,25 @@ def _security(args: argparse.Namespace) -> Security:
     )
     security.channel_credentials()  # OSError naming a file that cannot be read
     return security
+
+
+# The command line's flag for each of the library's security settings.
+_FLAGS = {"ca_file": "tls_ca", "cert_file": "tls_cert", "key_file": "tls_key", "token": "token"}
+
+
+def _as_given(message: str, args: argparse.Namespace) -> str:
+    """A security message in the words the user used: a setting named by its environment
+    variable when it came from one, else by its flag (ca_file -> MARKETDATA_TLS_CA, --tls-ca)."""
+
+    def named(match: re.Match[str]) -> str:
+        setting = match.group(0)
+        dest = _FLAGS[setting]
+        if getattr(args, dest) is None and os.environ.get(ENVIRONMENT[setting]):
+            return ENVIRONMENT[setting]
+        return f"--{dest.replace('_', '-')}"
+
+    # "token" only where it names the setting: the message's first word, before its colon
+    return re.sub(r"\b(?:ca_file|cert_file|key_file)\b|^token(?=:)", named, message)
 
 
 def _health(md: MarketDataClient, args: argparse.Namespace) -> int:
