@@ -158,6 +158,9 @@ async def start_server(
     )
     if options.market_clock:  # computed up to now before listening: a late replica's is hours behind
         await asyncio.to_thread(feed.catch_up_before_serving, stop)
+    if stop is not None and stop.is_set():  # a signal during the catch-up: never listen at all
+        observability.close()
+        raise StoppedBeforeServing
     servicer = MarketDataServicer(
         options.limits,
         tracker=StreamTracker(observability.metrics),
@@ -244,11 +247,19 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+class StoppedBeforeServing(Exception):
+    """SIGTERM or SIGINT arrived while the server was starting (catching up its market)."""
+
+
 async def serve(options: ServerOptions) -> None:
     """Serve until SIGTERM or SIGINT, then shut down gracefully."""
     stop, stopping = asyncio.Event(), threading.Event()  # the second for start-up's worker thread
     with _signals_call(lambda: (stop.set(), stopping.set())):
-        running = await start_server(options, stopping)
+        try:
+            running = await start_server(options, stopping)
+        except StoppedBeforeServing:
+            _LOGGER.info("stopped while starting, before listening")
+            return
         await stop.wait()
         await running.shutdown(options.grace)
 

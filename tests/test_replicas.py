@@ -333,3 +333,16 @@ def test_a_resubscription_drops_what_was_seen_and_starts_over_only_for_a_new_mar
     ]
     assert subscription.reconnects == 2
     assert subscription.gaps == 0
+
+
+def test_a_signal_during_the_catch_up_stops_the_server_before_it_ever_listens(python, tmp_path):
+    market = tmp_path / "old.toml"
+    market.write_text(  # a year at a tick a millisecond: far more than this test waits for
+        '[market]\nseed = 5\nepoch = "2025-01-01T00:00:00Z"\nwall_seconds_per_tick = 0.001\n'
+        '[[instrument]]\nsymbol = "A"\nstart_price = 10\nsigma = 0.2\n'
+    )
+    with ServerProcess(python, "--port", "0", "--market", str(market)) as server:
+        server.wait_for(r"computing the \d+ ticks of the market since its epoch")
+        assert server.stop(timeout=30) == 0
+        assert "listening on" not in server.log
+        assert "stopped while starting, before listening" in server.log
