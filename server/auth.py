@@ -19,9 +19,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import hmac
-import inspect
 import logging
-import os
 import re
 import time
 from collections.abc import Callable
@@ -29,7 +27,8 @@ from dataclasses import dataclass
 
 import grpc
 
-from .files import read_regular_file
+from .files import file_signature, read_regular_file
+from .handlers import run_first
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -99,18 +98,11 @@ class TokenFile:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._signature = self._stat()
+        self._signature = file_signature(self.path)
         self._tokens = self._read()  # TokenFileError at start: the server does not start
         if not self._tokens:
             raise TokenFileError(f"--auth-tokens {path}: no tokens in it, so nobody could call")
         self._refused: object = _NOTHING  # the signature last refused (None: the file is gone)
-
-    def _stat(self) -> tuple | None:
-        try:
-            status = os.stat(self.path)
-        except OSError:
-            return None
-        return (status.st_ino, status.st_dev, status.st_size, status.st_mtime_ns)
 
     def _read(self) -> dict[bytes, str]:
         try:
@@ -130,7 +122,7 @@ class TokenFile:
 
     def refresh(self) -> None:
         """Re-read the file if it changed since the last look; on failure keep the old tokens."""
-        signature = self._stat()
+        signature = file_signature(self.path)
         if signature in (self._signature, self._refused):
             return
         try:
@@ -213,15 +205,10 @@ class TokenAuth(grpc.aio.ServerInterceptor):
         if handler is None or not details.method.startswith(self._prefix):
             return handler
         name, refusal = self.check(details.invocation_metadata)
-        behaviours = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
-        kind = next(b for b in behaviours if getattr(handler, b) is not None)
         if refusal is None:
-            return handler._replace(**{kind: self._noted(name, details.method, getattr(handler, kind))})
+            return run_first(handler, self._noting(name, details.method))
         # The request is never decoded: a stranger's bytes get no further than this.
-        streaming = inspect.isasyncgenfunction(getattr(handler, kind))
-        return handler._replace(
-            **{kind: self._refuse(refusal, details.method, streaming)}, request_deserializer=None
-        )
+        return run_first(handler, self._refusing(refusal, details.method), request_deserializer=None)
 
     def _first_time(self, peer: str, outcome: str) -> bool:
         """True once per peer and outcome (within the last LOGGED_PEERS seen)."""
@@ -234,34 +221,22 @@ class TokenAuth(grpc.aio.ServerInterceptor):
             self._logged.popitem(last=False)
         return True
 
-    def _noted(self, name: str | None, method: str, behaviour: Callable) -> Callable:
-        """``behaviour``, logging the first call of each peer with the token's name."""
+    def _noting(self, name: str | None, method: str) -> Callable:
+        """The step before a call let through: log the first call of each peer under ``name``."""
         first_time = self._first_time
 
-        def note(context) -> None:
+        async def note(context) -> None:
             peer = context.peer()
             if first_time(peer, name or ""):
                 _LOGGER.info("peer %s calls as %s (first call: %s)", peer, name, method)
 
-        if inspect.isasyncgenfunction(behaviour):
+        return note
 
-            async def replies(request, context):
-                note(context)
-                async for reply in behaviour(request, context):
-                    yield reply
-
-            return replies
-
-        async def reply(request, context):
-            note(context)
-            return await behaviour(request, context)
-
-        return reply
-
-    def _refuse(self, refusal: Refusal, method: str, streaming: bool) -> Callable:
+    def _refusing(self, refusal: Refusal, method: str) -> Callable:
+        """The step that ends a refused call with UNAUTHENTICATED (logged within the limits)."""
         first_time, allowed = self._first_time, self._refusal_line_allowed
 
-        async def refuse(request, context):
+        async def refuse(context) -> None:
             peer = context.peer()
             if first_time(peer, refusal.message) and (unlogged := allowed()) is not None:
                 _LOGGER.warning(
@@ -273,11 +248,4 @@ class TokenAuth(grpc.aio.ServerInterceptor):
                 )
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, refusal.message)
 
-        if streaming:
-
-            async def refuse_stream(request, context):
-                await refuse(request, context)
-                yield  # pragma: no cover - abort raises
-
-            return refuse_stream
         return refuse

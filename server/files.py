@@ -1,11 +1,23 @@
 """Reading the files the server is pointed at and re-reads while it runs (the token file,
-the TLS certificate and key): regular files only, and never more than a cap."""
+the TLS certificate and key): regular files only, never more than a cap, and what
+they look like, to tell when they changed."""
 
 from __future__ import annotations
 
 import errno
 import os
 import stat
+
+
+def file_signature(path: str) -> tuple[int, int, int, int] | None:
+    """What the file at ``path`` looks like now (inode, device, size, modification time): it
+    changes when the file is rewritten or a symlink on its path is swapped, as Kubernetes
+    swaps a mounted Secret's; None when there is no such file."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return (status.st_ino, status.st_dev, status.st_size, status.st_mtime_ns)
 
 
 def read_regular_file(path: str, most: int) -> bytes:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 import grpc
 from prometheus_client import disable_created_metrics
 
+from .handlers import behaviour_of
 from .metrics import (
     MethodMetrics,
     MetricsEndpoint,
@@ -52,7 +53,6 @@ _TYPES = {  # (client streams, server streams) -> the grpc_type label
     (True, False): "client_stream",
     (True, True): "bidi_stream",
 }
-_BEHAVIOURS = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
 LOG_FORMATS = ("text", "json")
 
 
@@ -176,8 +176,7 @@ class ObserveCalls(grpc.aio.ServerInterceptor):
         handler = await continuation(details)
         if handler is None:  # no such method: gRPC answers UNIMPLEMENTED, nothing to observe
             return handler
-        name = next(b for b in _BEHAVIOURS if getattr(handler, b) is not None)
-        behaviour = getattr(handler, name)
+        name, behaviour = behaviour_of(handler)
         streaming = handler.request_streaming or handler.response_streaming
         method = details.method
         series = None

@@ -8,7 +8,6 @@ live market) and frames the reply. No maths here, and no knowledge of models.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 from collections.abc import AsyncIterator, Callable
 
@@ -20,6 +19,7 @@ from marketdata.v1 import market_data_pb2, market_data_pb2_grpc
 from . import status
 from .admission import STREAM, SUBSCRIPTION, UNARY, Admission
 from .feed import MarketFeed
+from .handlers import run_first
 from .limits import LimitExceeded, Limits
 from .metrics import StreamTracker
 from .requests import (
@@ -233,26 +233,8 @@ class AdmitOtherServices(grpc.aio.ServerInterceptor):
         if handler is None or details.method.startswith(f"/{SERVICE.full_name}/"):
             return handler
         kind = SUBSCRIPTION if handler.response_streaming else UNARY
-        behaviours = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
-        name = next(b for b in behaviours if getattr(handler, b) is not None)
-        return handler._replace(**{name: self._admitted(details.method, kind, getattr(handler, name))})
-
-    def _admitted(self, method: str, kind: str, behaviour: Callable) -> Callable:
-        admission = self._admission
-        if inspect.isasyncgenfunction(behaviour):
-
-            async def replies(request, context):
-                await _admit(method, kind, admission, context)
-                async for reply in behaviour(request, context):
-                    yield reply
-
-            return replies
-
-        async def reply(request, context):
-            await _admit(method, kind, admission, context)
-            return await behaviour(request, context)
-
-        return reply
+        method, admission = details.method, self._admission
+        return run_first(handler, lambda context: _admit(method, kind, admission, context))
 
 
 def _kind(method) -> str:

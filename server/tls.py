@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from .files import read_regular_file
+from .files import file_signature, read_regular_file
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -105,15 +105,7 @@ class CertificateFiles:
 
     def _signature(self) -> tuple:
         """What the files look like now (a changed file, or a swapped symlink, changes it)."""
-        parts = []
-        for _, path in self._paths():
-            try:
-                status = os.stat(path)
-            except OSError:
-                parts.append(None)
-            else:
-                parts.append((status.st_ino, status.st_dev, status.st_size, status.st_mtime_ns))
-        return tuple(parts)
+        return tuple(file_signature(path) for _, path in self._paths())
 
     def _load(self) -> _Pair:
         """Read every file, and check that the key matches the certificate and the CA parses.
