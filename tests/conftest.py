@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -90,6 +91,13 @@ class ServerThread:
     @property
     def tracker(self):
         return self.running.servicer.tracker
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 a moment ago, for a flag that reads 0 as "off"."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def http_off(args: tuple[str, ...] | list[str]) -> tuple[str, ...]:
