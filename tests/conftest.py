@@ -114,7 +114,10 @@ def server_process(python: str, *flags: str) -> Iterator[tuple[subprocess.Popen,
     "listening on HOST:PORT" line names (written as the server writes it). Killed on the way out unless
     the test stopped it; stderr stays open for the test to read."""
     proc = subprocess.Popen(
-        [python, "-m", "server", "--port", "0", *http_off(flags)], cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True
+        [python, "-m", "server", "--port", "0", *http_off(flags)],
+        cwd=REPO_ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         line = proc.stderr.readline()

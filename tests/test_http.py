@@ -106,7 +106,14 @@ PATH_REQUEST = {
     "periods": 300,
     "delta": 0.5,
     "seed": "77",
-    "merton": {"startPrice": 50, "mu": 0.02, "sigma": 0.2, "jumpIntensity": 3, "jumpMean": -0.02, "jumpStdev": 0.05},
+    "merton": {
+        "startPrice": 50,
+        "mu": 0.02,
+        "sigma": 0.2,
+        "jumpIntensity": 3,
+        "jumpMean": -0.02,
+        "jumpStdev": 0.05,
+    },
     "time": {"startTime": "2026-03-02T14:30:00Z"},
     "quotes": {"spreadBps": 5},
     "tickSize": 0.01,
@@ -125,7 +132,9 @@ def test_getprices_over_http_is_the_grpc_reply_in_canonical_json(http: httpx.Cli
 def test_binary_protobuf_is_accepted_and_answered(http: httpx.Client, grpc_stub) -> None:
     request = pb.GbmRequest(periods=10, start_price=5, sigma=0.1, delta=1, seed=3)
     reply = http.post(
-        METHOD + "GetGbmPrices", content=request.SerializeToString(), headers={"content-type": "application/proto"}
+        METHOD + "GetGbmPrices",
+        content=request.SerializeToString(),
+        headers={"content-type": "application/proto"},
     )
     assert reply.headers["content-type"] == "application/proto"
     assert pb.GbmPrices.FromString(reply.content) == grpc_stub.GetGbmPrices(request)
@@ -171,16 +180,32 @@ def test_errors_are_connect_errors_with_grpcs_message_and_field(http: httpx.Clie
 @pytest.mark.parametrize(
     ("request_kwargs", "status", "code", "says"),
     [
-        ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "invalid_argument",
-         "request is not a valid marketdata.v1.GbmRequest"),
+        (
+            {"content": b"{not json", "headers": {"content-type": "application/json"}},
+            400,
+            "invalid_argument",
+            "request is not a valid marketdata.v1.GbmRequest",
+        ),
         ({"json": {"periods": 5, "nope": 1}}, 400, "invalid_argument", "request is not a valid"),
         ({"json": {"periods": "-1"}}, 400, "invalid_argument", "request is not a valid"),
-        ({"content": b"periods=5", "headers": {"content-type": "text/plain"}}, 415, "invalid_argument",
-         "Content-Type must be application/json or application/proto"),
-        ({"content": b"\xff\xfe", "headers": {"content-type": "application/proto"}}, 400, "invalid_argument",
-         "request is not a valid"),
-        ({"json": {"periods": 5}, "headers": {"connect-timeout-ms": "soon"}}, 400, "invalid_argument",
-         "Connect-Timeout-Ms must be"),
+        (
+            {"content": b"periods=5", "headers": {"content-type": "text/plain"}},
+            415,
+            "invalid_argument",
+            "Content-Type must be application/json or application/proto",
+        ),
+        (
+            {"content": b"\xff\xfe", "headers": {"content-type": "application/proto"}},
+            400,
+            "invalid_argument",
+            "request is not a valid",
+        ),
+        (
+            {"json": {"periods": 5}, "headers": {"connect-timeout-ms": "soon"}},
+            400,
+            "invalid_argument",
+            "Connect-Timeout-Ms must be",
+        ),
     ],
 )
 def test_bad_requests_get_one_clear_error(http: httpx.Client, request_kwargs, status, code, says) -> None:
@@ -203,7 +228,9 @@ def test_unknown_methods_and_paths_and_client_streams(http: httpx.Client) -> Non
 
 def test_a_body_over_4_mib_is_refused_before_it_is_read(http: httpx.Client) -> None:
     reply = http.post(
-        METHOD + "GetPrices", content=b" " * (4 * 1024 * 1024 + 1), headers={"content-type": "application/json"}
+        METHOD + "GetPrices",
+        content=b" " * (4 * 1024 * 1024 + 1),
+        headers={"content-type": "application/json"},
     )
     assert reply.status_code == 413
     assert reply.json()["code"] == "resource_exhausted"
@@ -262,14 +289,19 @@ def test_csv_stream_is_the_path_row_by_row(http: httpx.Client, grpc_stub) -> Non
     assert rows[0]["time"] == "2026-01-05T00:00:00Z" and rows[1]["time"] == "2026-01-06T00:00:00Z"
 
 
-def test_csv_of_a_basket_has_a_column_per_asset_and_of_bars_a_row_per_bar(http: httpx.Client, grpc_stub) -> None:
+def test_csv_of_a_basket_has_a_column_per_asset_and_of_bars_a_row_per_bar(
+    http: httpx.Client, grpc_stub
+) -> None:
     basket = {
         "periods": 50,
         "delta": 1,
         "seed": 4,
         "chunkSize": 7,
         "correlatedGbm": {
-            "assets": [{"symbol": "A,1", "startPrice": 10, "sigma": 0.2}, {"symbol": "B", "startPrice": 20, "sigma": 0.3}],
+            "assets": [
+                {"symbol": "A,1", "startPrice": 10, "sigma": 0.2},
+                {"symbol": "B", "startPrice": 20, "sigma": 0.3},
+            ],
             "correlation": [1, 0.5, 0.5, 1],
         },
     }
@@ -314,7 +346,7 @@ def test_connect_server_stream(http: httpx.Client, grpc_stub) -> None:
         content=struct.pack(">BI", 0, len(bad)) + bad,
         headers={"content-type": "application/connect+json"},
     )
-    (flags, data), = _frames(reply.content)
+    ((flags, data),) = _frames(reply.content)
     assert flags == 2 and json.loads(data)["error"]["code"] == "invalid_argument"
 
 

@@ -57,7 +57,9 @@ def test_a_request_head_sent_slowly_is_cut_off(strict: ServerThread) -> None:
 
 def test_an_oversized_head_is_refused(strict: ServerThread) -> None:
     with _connect(strict) as sock:
-        sock.sendall(b"GET " + GBM.encode() + b" HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n")
+        sock.sendall(
+            b"GET " + GBM.encode() + b" HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n"
+        )
         assert _closed_by_server(sock).startswith(b"HTTP/1.1 400 ")
 
 
@@ -72,7 +74,7 @@ def test_a_body_that_never_arrives_gets_408(strict: ServerThread) -> None:
     with _connect(strict) as sock:
         sock.sendall(
             b"POST " + METHOD.encode() + b"GetGbmPrices HTTP/1.1\r\nHost: x\r\n"
-            b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"periods\": "
+            b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"periods": '
         )
         reply = _closed_by_server(sock)
     assert reply.startswith(b"HTTP/1.1 408 ")
@@ -108,7 +110,9 @@ def test_a_reader_that_stops_reading_is_dropped_and_its_stream_ended(strict: Ser
     with _connect(strict) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.sendall(
-            b"POST " + METHOD.encode() + b"StreamPrices HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"POST "
+            + METHOD.encode()
+            + b"StreamPrices HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
         )
         assert strict.tracker.wait_for(lambda t: t.active == 1, timeout=15)
@@ -123,7 +127,9 @@ def test_the_command_line_serves_http_and_says_where(python: str) -> None:
     port = free_port()
     with ServerProcess(python, "--port", "0", "--http-port", str(port)) as server:
         server.wait_for(rf"HTTP, JSON and the live page on http://127\.0\.0\.1:{port}/")
-        reply = httpx.get(f"http://127.0.0.1:{port}/gbm?periods=100&startPrice=70.0&mu=0.05&sigma=0.30&delta=1.0")
+        reply = httpx.get(
+            f"http://127.0.0.1:{port}/gbm?periods=100&startPrice=70.0&mu=0.05&sigma=0.30&delta=1.0"
+        )
         assert reply.status_code == 200 and len(reply.json()["result"]) == 100
         assert server.stop() == 0
 
@@ -155,7 +161,10 @@ def test_sigterm_with_sse_subscribers_open_ends_them_and_exits(python: str) -> N
     port = free_port()
     with ServerProcess(python, "--port", "0", "--http-port", str(port), "--grace", "2") as server:
         server.wait_for("HTTP, JSON and the live page")
-        with httpx.Client(timeout=15) as client, client.stream("GET", f"http://127.0.0.1:{port}/v1/subscribe") as sse:
+        with (
+            httpx.Client(timeout=15) as client,
+            client.stream("GET", f"http://127.0.0.1:{port}/v1/subscribe") as sse,
+        ):
             lines = sse.iter_lines()
             assert next(lines).startswith("retry:")
             server.proc.send_signal(signal.SIGTERM)

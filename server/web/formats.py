@@ -34,8 +34,10 @@ def _floats(values) -> np.ndarray | list:
     array = np.asarray(values, dtype=np.float64)
     if np.isfinite(array).all():
         return array
-    return [v if math.isfinite(v) else ("NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity"))
-            for v in array.tolist()]
+    return [
+        v if math.isfinite(v) else ("NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity"))
+        for v in array.tolist()
+    ]
 
 
 def _repeated(descriptor: FieldDescriptor) -> bool:
@@ -56,7 +58,11 @@ def to_dict(message: Message) -> dict:
                 bulk[descriptor.name] = _floats(value)
             elif descriptor.type in _WIDE_INTEGERS:
                 bulk[descriptor.name] = [str(v) for v in value]
-        elif descriptor.message_type is not None and not repeated and descriptor.message_type.full_name != "google.protobuf.Timestamp":
+        elif (
+            descriptor.message_type is not None
+            and not repeated
+            and descriptor.message_type.full_name != "google.protobuf.Timestamp"
+        ):
             nested[descriptor.name] = to_dict(value)
     if not bulk and not nested:
         return json_format.MessageToDict(message)
