@@ -10,6 +10,7 @@ import base64
 import csv
 import io
 import json
+import re
 import struct
 from collections.abc import Iterator
 
@@ -22,8 +23,10 @@ from google.rpc import error_details_pb2
 from marketdata.v1 import market_data_pb2 as pb
 from marketdata.v1 import market_data_pb2_grpc
 from server.limits import FeedLimits, Limits
+from server.observability import ObservabilityOptions
 from server.web import formats
 from tests.conftest import ServerThread
+from tests.test_metrics import grpc_labels, scrape, value
 
 METHOD = "/marketdata.v1.MarketDataService/"
 ORIGINAL = {"periods": 100, "startPrice": 70.0, "mu": 0.05, "sigma": 0.30, "delta": 1.0}
@@ -355,6 +358,19 @@ def test_a_stream_that_fails_before_its_first_chunk_answers_with_a_status(http: 
     assert reply.status_code == 400
     assert reply.json()["message"].startswith("periods must be")
     assert http.post(METHOD + "StreamPrices?format=xml", json=STREAM_REQUEST).status_code == 400
+    refused = http.post(METHOD + "Subscribe?format=csv", json={})
+    assert refused.status_code == 400 and "format csv is for price streams" in refused.json()["message"]
+
+
+def test_subscribe_over_post_is_ndjson_of_market_events(web: ServerThread) -> None:
+    with httpx.Client(base_url=f"http://127.0.0.1:{web.running.http_port}", timeout=30) as client:
+        with client.stream("POST", METHOD + "Subscribe", json={"symbols": ["ACME"]}) as reply:
+            lines = reply.iter_lines()
+            first = json_format.ParseDict(json.loads(next(lines)), pb.MarketEvent())
+            web.advance_market()
+            second = json_format.ParseDict(json.loads(next(lines)), pb.MarketEvent())
+    assert first.HasField("snapshot") and second.HasField("update")
+    assert second.sequence == first.sequence + 1
 
 
 def test_a_deadline_ends_a_paced_stream_with_an_error_line(http: httpx.Client) -> None:
@@ -489,3 +505,26 @@ def test_shutdown_ends_sse_streams_with_an_error_event() -> None:
     assert error["event"] == "error"
     assert json.loads(error["data"])["code"] == "unavailable"
     srv.stop()
+
+
+def test_http_calls_are_counted_and_logged_as_calls_of_their_method(caplog) -> None:
+    srv = ServerThread(http_port=0, observability=ObservabilityOptions(metrics_port=0, access_log=True))
+    try:
+        base = f"http://127.0.0.1:{srv.running.http_port}"
+        with (
+            caplog.at_level("INFO", logger="server.access"),
+            httpx.Client(base_url=base, timeout=30) as client,
+        ):
+            assert client.get("/gbm", params=ORIGINAL).status_code == 200
+            assert client.get("/gbm", params={**ORIGINAL, "periods": 0}).status_code == 400
+            assert client.get("/gbm", params=ORIGINAL).status_code == 200
+        samples = scrape(srv.running.observability.metrics_port)
+        method = grpc_labels("GetGbmPrices")
+        assert value(samples, "grpc_server_handled_total", **method, grpc_code="OK") == 2
+        assert value(samples, "grpc_server_handled_total", **method, grpc_code="INVALID_ARGUMENT") == 1
+        lines = [r.getMessage() for r in caplog.records if r.name == "server.access"]
+        assert len(lines) == 3
+        assert lines[1].startswith("/marketdata.v1.MarketDataService/GetGbmPrices INVALID_ARGUMENT ")
+        assert re.search(r" from ipv4:127\.0\.0\.1:\d+$", lines[2])
+    finally:
+        srv.stop()

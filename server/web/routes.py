@@ -415,6 +415,8 @@ def _stream_format(request: Request, reply_type: type[Message], bars: bool) -> O
             end=lambda error: formats.dumps({"error": error.connect_json()}) + b"\n" if error else b"",
         )
     if wanted == "csv":
+        if reply_type not in (pb.PriceChunk, pb.GbmPriceChunk):
+            raise _invalid(f"format csv is for price streams; {reply_type.DESCRIPTOR.name} comes as ndjson")
         writer = formats.CsvWriter(bars)
         return Output(
             CSV + "; charset=utf-8",
