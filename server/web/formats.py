@@ -30,7 +30,9 @@ _WIDE_INTEGERS = (  # canonical JSON writes these as strings
 _BULK = 32  # arrays at least this long are converted in bulk
 
 
-def _floats(values) -> np.ndarray | list:
+def floats(values) -> np.ndarray | list:
+    """Doubles as canonical JSON has them: numbers, and the strings "NaN", "Infinity" and
+    "-Infinity" for the rest."""
     array = np.asarray(values, dtype=np.float64)
     if np.isfinite(array).all():
         return array
@@ -55,7 +57,7 @@ def to_dict(message: Message) -> dict:
         repeated = _repeated(descriptor)
         if repeated and len(value) >= _BULK:
             if descriptor.type in _FLOATS:
-                bulk[descriptor.name] = _floats(value)
+                bulk[descriptor.name] = floats(value)
             elif descriptor.type in _WIDE_INTEGERS:
                 bulk[descriptor.name] = [str(v) for v in value]
         elif (

@@ -488,7 +488,7 @@ def _parameter_of(error: CallError) -> str | None:
 
 def _gbm_result(data: bytes) -> bytes:
     reply = pb.GbmPrices.FromString(data)
-    return formats.dumps({"result": formats.to_dict(reply).get("prices", []), "seed": reply.seed})
+    return formats.dumps({"result": formats.floats(reply.prices), "seed": reply.seed})
 
 
 def _gbm_error(error: CallError) -> Response:
