@@ -36,6 +36,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 import grpc
@@ -297,8 +298,14 @@ def machine() -> str:
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return (
         f"{os.cpu_count()} cores ({model}), {mem_gib:.0f} GiB, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}, grpcio {grpc.__version__}, numpy {np.__version__}"
+        f"Python {platform.python_version()}, grpcio {grpc.__version__}, numpy {np.__version__}, "
+        f"starlette {version('starlette')}, uvicorn {version('uvicorn')}"
     )
+
+
+def load_average() -> str:
+    """The machine's 1-minute load average: other work on a shared machine moves the rows."""
+    return f"load average {os.getloadavg()[0]:.1f}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -336,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     chunk = Limits().default_chunk_size
     n = args.stream_prices
-    print(f"measuring on {machine()}", file=sys.stderr)
+    print(f"measuring on {machine()}; {load_average()}", file=sys.stderr)
     if args.compare is not None:
         compare_rows(args, args.compare.resolve(), row)
         return print_table(args, rows)
@@ -394,7 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def print_table(args: argparse.Namespace, rows: list[tuple[str, str, str]]) -> int:
-    print(f"\nMachine: {machine()}; medians of {args.runs} runs.\n")
+    print(f"\nMachine: {machine()}; medians of {args.runs} runs; {load_average()} at the end.\n")
     print("| measurement | result | notes |")
     print("|---|---|---|")
     for what, value, note in rows:
