@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 50051
 HTTP_PORT ?= 8080
+BENCH_ARGS ?=
 
 PROTO_SRC := protos/marketdata/v1/market_data.proto
 PROTO_OUT := marketdata/v1/market_data_pb2.py marketdata/v1/market_data_pb2.pyi marketdata/v1/market_data_pb2_grpc.py \
@@ -54,10 +55,10 @@ $(VENV)/.bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[bench]'
 	touch $@
 
-bench: install $(VENV)/.bench ## measure speed: prints a table (not a test; needs h2load, installed via apt if missing)
+bench: install $(VENV)/.bench ## measure speed: prints a table (not a test; needs h2load, installed via apt if missing; BENCH_ARGS="--rows 11,12" picks rows)
 	@command -v h2load >/dev/null || (apt-get update -qq && apt-get install -y -qq nghttp2-client) \
 		|| { echo "make bench needs h2load: apt-get install nghttp2-client"; exit 1; }
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean: ## remove the venv, generated code and caches
 	rm -rf $(VENV) $(PROTO_OUT) .pytest_cache .ruff_cache *.egg-info

@@ -7,7 +7,8 @@ server memory while streaming 100M prices; --workers 2 against 1; live
 subscribers; what timestamps, quotes, bars and baskets cost on a stream;
 what abusive clients cost others; how soon a replica started a day after its
 market's epoch serves; what /metrics and the access log cost small calls
-and a stream.
+and a stream; the HTTP port: the original /gbm URL against Flask, and live
+subscribers over Server-Sent Events.
 
 Unary load comes from h2load (nghttp2's load generator, written in C), so
 the Python servers, not a Python load generator, are what is measured.
@@ -32,8 +33,10 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 import grpc
@@ -53,6 +56,12 @@ from server.sim.seeding import make_rng
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PARAMS = dict(start_price=70.0, mu=0.05, sigma=0.3, delta=1.0)
 GET_PATH = "/marketdata.v1.MarketDataService/GetGbmPrices"
+GBM_URL = "/gbm?periods=100&startPrice=70&mu=0.05&sigma=0.3&delta=1"  # the original endpoint's
+BUSY_TICK_SECONDS = 0.1
+HTTP_CONCURRENCY = 16
+# Row 12's subscriber counts; 1,000 is the default of --max-subscribers and of --max-connections.
+SSE_LADDER = (100, 250, 500, 750, 1000)
+SSE_P99_MS = 50.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 
@@ -72,7 +81,10 @@ class Service:
         """The process and its children (the workers of --workers N)."""
         found = [self.proc.pid]
         for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
-            found += [int(p) for p in (task / "children").read_text().split()]
+            try:
+                found += [int(p) for p in (task / "children").read_text().split()]
+            except FileNotFoundError:  # a thread that ended meanwhile (Flask's, one a connection)
+                pass
         return found
 
     def cpu_seconds(self) -> float:
@@ -134,9 +146,30 @@ def launch(
     return Service(proc, port[0], log)
 
 
-def launch_server(*flags: str, root: Path = REPO_ROOT) -> Service:
-    """The project's server (of the checkout at ``root``) on a free port, logging its start and stop."""
-    return launch(["-m", "server", "--port", "0", "--log-level", "INFO", *flags], root=root)
+HTTP_READY = r"HTTP, JSON and the live page on http://127\.0\.0\.1:(\d+)/"
+
+
+def launch_server(*flags: str, root: Path = REPO_ROOT, ready: str | None = None) -> Service:
+    """The project's server (of the checkout at ``root``) on a free port, logging its start and stop.
+
+    Its HTTP port is off unless ``flags`` set one: the default, 8080, is one fixed port,
+    which two servers launched side by side (or anything else on the machine) would both
+    want. A checkout from before the HTTP port has no such flag and gets none."""
+    if "--http-port" not in flags and "--http-port" in (root / "server" / "app.py").read_text():
+        flags = ("--http-port", "0", *flags)
+    args = ["-m", "server", "--port", "0", "--log-level", "INFO", *flags]
+    return launch(args, root=root) if ready is None else launch(args, ready=ready, root=root)
+
+
+def launch_http_server(*flags: str) -> Service:
+    """The project's server with its HTTP port on a free port, as users start it
+    (``--http-port N``; 0 turns it off); ``port`` is the HTTP one, read from its log."""
+    port = free_port()
+    service = launch_server("--http-port", str(port), *flags, ready=HTTP_READY)
+    if service.port != port:
+        service.stop()
+        raise RuntimeError(f"asked for HTTP on port {port}, the server logged {service.port}")
+    return service
 
 
 # ---------------------------------------------------------------- measurements
@@ -265,8 +298,14 @@ def machine() -> str:
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return (
         f"{os.cpu_count()} cores ({model}), {mem_gib:.0f} GiB, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}, grpcio {grpc.__version__}, numpy {np.__version__}"
+        f"Python {platform.python_version()}, grpcio {grpc.__version__}, numpy {np.__version__}, "
+        f"starlette {version('starlette')}, uvicorn {version('uvicorn')}"
     )
+
+
+def load_average() -> str:
+    """The machine's 1-minute load average: other work on a shared machine moves the rows."""
+    return f"load average {os.getloadavg()[0]:.1f}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -276,7 +315,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--stream-prices", type=int, default=10_000_000)
     parser.add_argument("--rss-prices", type=int, default=100_000_000)
     parser.add_argument(
-        "--rows", default="1,2,3,4,5,6,7,8,9,10", help="which rows to measure (default %(default)s)"
+        "--rows",
+        default="1,2,3,4,5,6,7,8,9,10,11,12",
+        help="which rows to measure (default %(default)s; rows 2 and 7 measure row 1 too)",
+    )
+    parser.add_argument(
+        "--sse-seconds", type=float, default=5.0, help="measurement per step of row 12's subscriber ladder"
     )
     parser.add_argument(
         "--compare",
@@ -299,18 +343,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     chunk = Limits().default_chunk_size
     n = args.stream_prices
-    print(f"measuring on {machine()}", file=sys.stderr)
+    print(f"measuring on {machine()}; {load_average()}", file=sys.stderr)
     if args.compare is not None:
         compare_rows(args, args.compare.resolve(), row)
         return print_table(args, rows)
 
     # 1. The limit L (the stream rows need it).
-    limit = median_of(args.runs, lambda: generation_rate(n, chunk)) / 1e6
-    row(
-        f"1. in-process generation, {n / 1e6:.0f}M prices (L)",
-        f"{limit:.1f} M prices/s",
-        f"chunks of {chunk}",
-    )
+    if wanted & {1, 2, 7}:
+        limit = median_of(args.runs, lambda: generation_rate(n, chunk)) / 1e6
+        row(
+            f"1. in-process generation, {n / 1e6:.0f}M prices (L)",
+            f"{limit:.1f} M prices/s",
+            f"chunks of {chunk}",
+        )
 
     # 2. Streams; 3. small unary calls against the floor and the original endpoint.
     if 2 in wanted:
@@ -346,11 +391,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if 10 in wanted:
         observability_rows(args, row)
 
+    # 11. The original URL on the HTTP port against Flask; 12. live subscribers over SSE.
+    if 11 in wanted:
+        http_gbm_rows(args, row)
+    if 12 in wanted:
+        sse_rows(args, row)
+
     return print_table(args, rows)
 
 
 def print_table(args: argparse.Namespace, rows: list[tuple[str, str, str]]) -> int:
-    print(f"\nMachine: {machine()}; medians of {args.runs} runs.\n")
+    print(f"\nMachine: {machine()}; medians of {args.runs} runs; {load_average()} at the end.\n")
     print("| measurement | result | notes |")
     print("|---|---|---|")
     for what, value, note in rows:
@@ -358,14 +409,20 @@ def print_table(args: argparse.Namespace, rows: list[tuple[str, str, str]]) -> i
     return 0
 
 
+def busy_market(folder: Path) -> Path:
+    """A market file of 100 GBM instruments ticking 10 times a second (rows 6 and 12)."""
+    market = folder / "market.toml"
+    lines = ["[market]", f"wall_seconds_per_tick = {BUSY_TICK_SECONDS}", "seed = 1", ""]
+    for n in range(100):
+        lines += ["[[instrument]]", f'symbol = "SYM{n:03d}"', "start_price = 100.0", "sigma = 0.3", ""]
+    market.write_text("\n".join(lines))
+    return market
+
+
 def subscriber_rows(row: Callable[..., None]) -> None:
     """How many all-symbol subscribers of a 100-instrument, 10-tick/s market keep p99 lag under 50 ms."""
     with tempfile.TemporaryDirectory() as tmp:
-        market = Path(tmp) / "market.toml"
-        lines = ["[market]", "wall_seconds_per_tick = 0.1", "seed = 1", ""]
-        for n in range(100):
-            lines += ["[[instrument]]", f'symbol = "SYM{n:03d}"', "start_price = 100.0", "sigma = 0.3", ""]
-        market.write_text("\n".join(lines))
+        market = busy_market(Path(tmp))
         service = launch_server("--market", str(market), "--max-subscribers", "100000")
         try:
             best = 0
@@ -402,6 +459,116 @@ def subscriber_rows(row: Callable[..., None]) -> None:
                 best = count
             row("6. subscribers held with p99 lag < 50 ms", f"{best:,}", "largest step that passed")
         finally:
+            service.stop()
+
+
+def gbm_json(port: int) -> dict:
+    """The original URL's answer, read once before h2load counts 200s as answers."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{GBM_URL}", timeout=30) as reply:
+        answer = json.loads(reply.read())
+    if len(answer["result"]) != 100:
+        raise RuntimeError(f"GET {GBM_URL} on port {port} gave {len(answer['result'])} prices, not 100")
+    return answer
+
+
+def http_gbm_rows(args: argparse.Namespace, row: Callable[..., None]) -> None:
+    """GET /gbm (periods=100) on the server's HTTP port and on the Flask baseline, h2load over
+    HTTP/1.1 keep-alive with 16 connections, their runs alternating so both meet the same machine."""
+    ours = launch_http_server()
+    flask = launch(["-m", "bench.flask_baseline"])
+    try:
+        if "seed" not in gbm_json(ours.port):
+            raise RuntimeError("GET /gbm on the HTTP port answered without its seed")
+        gbm_json(flask.port)
+        services = {"the HTTP port": ours, "Flask": flask}
+        loads: dict[str, list[Load]] = {name: [] for name in services}
+        for _ in range(args.runs):
+            for name, service in services.items():
+                url = f"http://127.0.0.1:{service.port}{GBM_URL}"
+                loads[name].append(h2load(url, HTTP_CONCURRENCY, args.seconds, service, None, http1=True))
+        results = {name: medians(runs) for name, runs in loads.items()}
+        for name, load in results.items():
+            row(
+                f"11. GET /gbm periods=100, concurrency {HTTP_CONCURRENCY}, HTTP/1.1, {name}",
+                f"{load.rps:,.0f} req/s",
+                f"p50 {load.p50_ms:.2f} ms, p99 {load.p99_ms:.2f} ms, server CPU {load.cpu_us:.0f} us/req",
+            )
+        http, baseline = results["the HTTP port"], results["Flask"]
+        row(
+            "11. GET /gbm: the HTTP port / Flask",
+            f"{http.rps / baseline.rps:.2f} x Flask",
+            f"CPU/req {http.cpu_us / baseline.cpu_us:.2f} x Flask's; target >= 2 x Flask; "
+            f"req/s of each run: {', '.join(f'{r.rps:,.0f}' for r in loads['the HTTP port'])} "
+            f"vs {', '.join(f'{r.rps:,.0f}' for r in loads['Flask'])}",
+        )
+    finally:
+        flask.stop()
+        ours.stop()
+
+
+def sse_rows(args: argparse.Namespace, row: Callable[..., None]) -> None:
+    """How many all-symbol SSE subscribers (GET /v1/subscribe on the HTTP port) of a
+    100-instrument, 10-tick/s market keep p99 lag under 50 ms. The subscribers are one
+    process of their own (bench.sse_subscribers), held on a growing ladder; the server's CPU
+    is read over each step's measurement."""
+    with tempfile.TemporaryDirectory() as tmp:
+        service = launch_http_server("--market", str(busy_market(Path(tmp))))
+        client = None
+        try:
+            client = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.sse_subscribers",
+                    "--port",
+                    str(service.port),
+                    "--ladder",
+                    ",".join(str(n) for n in SSE_LADDER),
+                    "--seconds",
+                    str(args.sse_seconds),
+                    "--tick-seconds",
+                    str(BUSY_TICK_SECONDS),
+                    "--stop-p99-ms",
+                    str(SSE_P99_MS),
+                ],
+                cwd=REPO_ROOT,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            best, cpu_before, started = 0, 0.0, 0.0
+            for line in client.stdout:
+                step = json.loads(line)
+                if "measuring" in step:
+                    cpu_before, started = service.cpu_seconds(), time.perf_counter()
+                    continue
+                what = f"12. live feed over SSE, 100 symbols x 10 ticks/s, {step['subscribers']} subscribers"
+                if "subscribed" in step:
+                    row(what, f"{step['subscribed']} subscribed", "; ".join(step["failed"]))
+                    continue
+                cpu = (service.cpu_seconds() - cpu_before) / (time.perf_counter() - started)
+                passed = not step["lost"] and step["p99_ms"] is not None and step["p99_ms"] < SSE_P99_MS
+                row(
+                    what,
+                    f"p99 lag {step['p99_ms']:.1f} ms",
+                    f"p50 {step['p50_ms']:.1f} ms, max {step['max_ms']:.1f} ms; "
+                    f"{step['updates']:,} of {step['expected']:,} updates, {step['missed']} ticks skipped; "
+                    f"read by the client: p50 {step['read_p50_ms']:.1f}, p99 {step['read_p99_ms']:.1f} ms; "
+                    f"server CPU {cpu:.0%}, client CPU {step['client_cpu']:.0%} of a core"
+                    + (f"; lost: {', '.join(step['lost'])}" if step["lost"] else ""),
+                )
+                if passed:
+                    best = step["subscribers"]
+            if client.wait(timeout=60):
+                raise RuntimeError(f"bench.sse_subscribers exited with {client.returncode}")
+            row(
+                f"12. SSE subscribers held with p99 lag < {SSE_P99_MS:.0f} ms",
+                f"{best:,}",
+                f"largest step that passed (of {', '.join(str(n) for n in SSE_LADDER)}); target >= 250",
+            )
+        finally:
+            if client is not None and client.poll() is None:
+                client.kill()
+                client.wait()
             service.stop()
 
 
@@ -481,7 +648,7 @@ def unary_rows(args: argparse.Namespace, row: Callable[..., None]) -> None:
     try:
         check_replies(fast)
         body = grpc_body()
-        flask_url = f"http://127.0.0.1:{flask_port}/gbm?periods=100&startPrice=70&mu=0.05&sigma=0.3&delta=1"
+        flask_url = f"http://127.0.0.1:{flask_port}{GBM_URL}"
         for concurrency in (1, 16):
             results: dict[str, Load] = {}
             for name, service, url, req, h1 in (
