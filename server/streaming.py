@@ -101,8 +101,12 @@ async def send(context: grpc.aio.ServicerContext, message: bytes, stall: float) 
     cancel; that is the client leaving, not a server fault to log.
     """
     try:
-        async with asyncio.timeout(stall):
-            await context.write(message)
+        within = getattr(context, "write_within", None)  # HTTP's: times only a reader behind
+        if within is not None:
+            await within(message, stall)
+        else:
+            async with asyncio.timeout(stall):
+                await context.write(message)
     except _WRITE_AFTER_PEER_LEFT:
         return False
     except TimeoutError:

@@ -5,8 +5,10 @@ life of the process (flags, workers, SIGTERM with streams open)."""
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import socket
+import threading
 from collections.abc import Iterator
 
 import httpx
@@ -181,3 +183,42 @@ def test_workers_share_the_http_port(python: str) -> None:
         seeds = {httpx.get(f"http://127.0.0.1:{port}{GBM}&seed=9").json()["seed"] for _ in range(4)}
         assert seeds == {9}
         assert server.stop() == 0
+
+
+class _Seen(logging.Handler):
+    """Sets ``event`` when a record's message contains ``text``."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text, self.event = text, threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.event.set()
+
+
+def test_a_reply_left_unread_is_dropped_and_its_slot_freed(strict: ServerThread) -> None:
+    """A 4 MiB reply is about 12 MB of JSON: a client that asks and never reads must not keep
+    it (nor its --max-calls slot) beyond --stall-seconds."""
+    seen = _Seen("dropped an HTTP reader that accepted nothing")
+    logger = logging.getLogger("server.web.routes")
+    level = logger.level
+    logger.addHandler(seen)
+    logger.setLevel(logging.INFO)
+    body = json.dumps({"periods": 500_000, "delta": 1, "gbm": {"startPrice": 1, "sigma": 0.2}}).encode()
+    try:
+        with _connect(strict) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.sendall(
+                b"POST "
+                + METHOD.encode()
+                + b"GetPrices HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
+            assert seen.event.wait(timeout=30), "the unread reply was kept"
+            assert strict.running.servicer.admission.calls == 0
+            received = _closed_by_server(sock)
+        assert len(received) < 4_000_000  # of about 12 MB: cut off, not delivered at the reader's pace
+    finally:
+        logger.removeHandler(seen)
+        logger.setLevel(level)

@@ -96,6 +96,7 @@ class HttpContext:
     metadata: tuple[tuple[str, str], ...]
     sink: Callable[[bytes], Awaitable[None]] | None = None
     deadline: float | None = None  # loop time
+    flow: object | None = None  # uvicorn's FlowControl: ``write_paused`` while the reader is behind
     _code: grpc.StatusCode | None = None
     _details: str = ""
     _status_details: tuple[any_pb2.Any, ...] = ()
@@ -139,6 +140,16 @@ class HttpContext:
             raise RuntimeError("write on a unary call")
         await self.sink(message if isinstance(message, bytes) else message.SerializeToString())
 
+    async def write_within(self, message: bytes | Message, stall: float) -> None:
+        """``write``, or TimeoutError if the reader takes nothing for ``stall`` seconds. The
+        timer is armed only when the reader is behind: a write to a reader keeping up never
+        waits (streaming.send, for every message of every stream and subscription)."""
+        if self.flow is not None and not self.flow.write_paused:
+            await self.write(message)
+            return
+        async with asyncio.timeout(stall):
+            await self.write(message)
+
     def add_done_callback(self, callback: Callable[[HttpContext], object]) -> None:
         self._done.append(callback)
 
@@ -177,6 +188,10 @@ class Gateway:
     def has(self, method: str) -> bool:
         return method in self._handlers
 
+    def streams(self, method: str) -> bool:
+        """Whether ``method`` streams its replies."""
+        return self._handlers[method].response_streaming
+
     async def handler(self, method: str, metadata: tuple[tuple[str, str], ...]) -> grpc.RpcMethodHandler:
         """``method``'s handler as gRPC would run it: each interceptor wraps it, the first outermost."""
         own = self._handlers[method]
@@ -197,28 +212,35 @@ class Gateway:
         context: HttpContext,
     ) -> bytes | None:
         """Run the call to its end: the unary reply's bytes (None for a stream, whose replies
-        went to ``context.write``), or CallError saying how it ended."""
+        went to ``context.write``), or CallError saying how it ended. The caller runs
+        ``context.finish()`` once the reply has been written."""
         _, behaviour = behaviour_of(handler)
         try:
-            async with asyncio.timeout_at(context.deadline):
-                if inspect.isasyncgenfunction(behaviour):
-                    async with contextlib.aclosing(behaviour(request, context)) as replies:
-                        async for reply in replies:
-                            await context.write(reply)
-                    reply = None
-                else:
-                    reply = await behaviour(request, context)
+            if context.deadline is None:
+                reply = await _run(behaviour, request, context)
+            else:
+                async with asyncio.timeout_at(context.deadline):
+                    reply = await _run(behaviour, request, context)
         except _AbortError:
             reply = None
         except TimeoutError:
+            if context.deadline is None or context.time_remaining():
+                raise
             raise CallError(
                 grpc.StatusCode.DEADLINE_EXCEEDED, "the call's deadline (Connect-Timeout-Ms) passed"
             ) from None
-        finally:
-            context.finish()
         error = context.error()
         if error is not None:
             raise error
         if reply is None:
             return None
         return handler.response_serializer(reply) if handler.response_serializer else reply
+
+
+async def _run(behaviour: Callable, request: Message | None, context: HttpContext):
+    if inspect.isasyncgenfunction(behaviour):
+        async with contextlib.aclosing(behaviour(request, context)) as replies:
+            async for reply in replies:
+                await context.write(reply)
+        return None
+    return await behaviour(request, context)

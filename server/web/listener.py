@@ -16,9 +16,11 @@ Limits (their flags are the gRPC port's; the README's Limits table says so):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import ssl
+import struct
 
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -34,23 +36,23 @@ for _name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
     logging.getLogger(_name).setLevel(logging.ERROR)
 
 
-class HeadTooLarge(Exception):
-    """A request line and headers longer than MAX_HEAD_BYTES."""
-
-
 class _Protocol(HttpToolsProtocol):
-    """uvicorn's HTTP/1.1 protocol, with a deadline on request heads and a cap on their size."""
+    """uvicorn's HTTP/1.1 protocol, with a deadline on request heads and a cap on their size.
+
+    A head that arrives whole in one read (nearly all do) costs no timer: the deadline is
+    armed only when a read ends inside a head."""
 
     limits: ConnectionLimits  # set on the subclass made for one port
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._in_head = False
+        self._head_bytes = 0
+        self._head_timer: asyncio.TimerHandle | None = None
         if len(self.connections) > self.limits.max_connections:
             _LOGGER.debug("refused an HTTP connection: --max-connections %d", self.limits.max_connections)
             transport.abort()
             return
-        self._head_bytes = 0
-        self._head_timer: asyncio.TimerHandle | None = None
         # Until its first byte, a new connection is idle: uvicorn's keep-alive timer covers that.
         self.timeout_keep_alive_task = self.loop.call_later(
             self.limits.handshake_timeout_seconds, self.timeout_keep_alive_handler
@@ -66,36 +68,55 @@ class _Protocol(HttpToolsProtocol):
             timer.cancel()
             self._head_timer = None
 
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._head_bytes = 0
-        self._disarm()
-        self._head_timer = self.loop.call_later(self.limits.handshake_timeout_seconds, self._head_late)
-
-    def _head_late(self) -> None:
-        self._head_timer = None
-        if not self.transport.is_closing():
-            _LOGGER.debug("closed an HTTP connection whose request head was not whole in time")
-            self.transport.close()
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._in_head and self._head_timer is None and not self.transport.is_closing():
+            self._head_timer = self.loop.call_later(self.limits.handshake_timeout_seconds, self._head_late)
 
     def _count(self, size: int) -> None:
         self._head_bytes += size
         if self._head_bytes > MAX_HEAD_BYTES:
-            raise HeadTooLarge
+            raise _HeadTooLarge  # the parser stops; uvicorn answers 400 and closes
 
     def on_url(self, url: bytes) -> None:
         self._count(len(url))
         super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._count(len(name) + len(value) + 4)
+        self._count(len(name) + len(value))
         super().on_header(name, value)
 
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head, self._head_bytes = True, 0
+
+    def _head_late(self) -> None:
+        self._head_timer = None
+        if self._in_head and not self.transport.is_closing():
+            _LOGGER.debug("closed an HTTP connection whose request head was not whole in time")
+            self.transport.close()
+
+    def _drop(self) -> None:
+        """Close at once, and have the kernel discard what it still holds for the reader
+        (a reset): a reader that stopped would otherwise be sent it at its own pace."""
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.transport.abort()
+
     def on_headers_complete(self) -> None:
+        self._in_head = False
         self._disarm()
-        # The app may end a response whose reader takes nothing by dropping the connection.
-        self.scope.setdefault("extensions", {})["marketdata.abort"] = self.transport.abort
+        # The app drops a reader that takes nothing (abort), and times only writes that wait.
+        extensions = self.scope.setdefault("extensions", {})
+        extensions["marketdata.abort"] = self._drop
+        extensions["marketdata.flow"] = self.flow
         super().on_headers_complete()
+
+
+class _HeadTooLarge(Exception):
+    """A request line and headers over MAX_HEAD_BYTES."""
 
 
 class HttpListener:

@@ -192,7 +192,9 @@ class CallResponse(Response):
 
     async def __call__(self, scope, receive, send) -> None:
         output, started = self._output, False
-        stall = self._api.stall_seconds
+        extensions = scope.get("extensions") or {}
+        flow = extensions.get("marketdata.flow")  # uvicorn's flow control of this connection
+        streaming = self._api.gateway.streams(self._method)
 
         async def start(status: int, media_type: str) -> None:
             nonlocal started
@@ -209,43 +211,57 @@ class CallResponse(Response):
             try:
                 await send({"type": "http.response.body", "body": body, "more_body": True})
             except OSError:  # the client is gone: end the call as gRPC ends a cancelled one
-                call.cancel()
+                asyncio.current_task().cancel()
                 await asyncio.sleep(0)
 
-        context = HttpContext(_peer(self._request), _metadata(self._request), sink, self._deadline)
-        call = asyncio.create_task(self._run(context))
-        watcher = asyncio.create_task(_watch_disconnect(receive, call))
+        context = HttpContext(_peer(self._request), _metadata(self._request), sink, self._deadline, flow)
         error: CallError | None = None
         reply: bytes | None = None
+        dropped = False
         try:
-            reply = await call
-        except CallError as err:
-            error = err
-        except asyncio.CancelledError:
-            if not call.cancelled() or asyncio.current_task().cancelling():
-                raise
-            return  # the client left
+            try:
+                if streaming:  # cancelled when the client leaves, as gRPC cancels a call
+                    reply = await _until_disconnect(self._run(context), receive)
+                else:  # one reply, soon: a client that left finds it unread
+                    reply = await self._run(context)
+            except CallError as err:
+                error = err
+            except _ClientLeft:
+                return
+            dropped = await self._end(scope, receive, send, reply, error, started, start, flow)
         finally:
-            watcher.cancel()
+            context.finish()  # the call's slot is free only once its reply has left
+        if dropped:
+            _LOGGER.info("dropped an HTTP reader that accepted nothing for %g s", self._api.stall_seconds)
+
+    async def _end(self, scope, receive, send, reply, error, started, start, flow) -> bool:
+        """Write the reply, the error or the stream's end; drop a reader that takes none of it
+        within the stall limit (a reply left unread would hold its memory for good). Whether
+        it was dropped."""
+        output = self._output
         try:
-            async with asyncio.timeout(stall):
-                if reply is not None:
-                    body = output.message(reply)
-                    if not isinstance(body, bytes):
-                        body = await body
+            if reply is not None:
+                body = output.message(reply)
+                if not isinstance(body, bytes):
+                    body = await body
+                await start(200, output.media_type)
+                await send({"type": "http.response.body", "body": body})
+            elif error is not None and not started and not output.errors_in_band:
+                await output.on_error(error)(scope, receive, send)
+            else:
+                if not started:
                     await start(200, output.media_type)
-                    await send({"type": "http.response.body", "body": body})
-                elif error is not None and not started and not output.errors_in_band:
-                    await output.on_error(error)(scope, receive, send)
-                else:
-                    if not started:
-                        await start(200, output.media_type)
-                    await send({"type": "http.response.body", "body": output.end(error)})
+                await send({"type": "http.response.body", "body": output.end(error)})
+            if flow is not None and flow.write_paused:
+                async with asyncio.timeout(self._api.stall_seconds):
+                    await flow.drain()
         except TimeoutError:  # the reader took nothing for the stall limit: drop it
-            scope.get("extensions", {}).get("marketdata.abort", lambda: None)()
+            (scope.get("extensions") or {}).get("marketdata.abort", lambda: None)()
             await asyncio.sleep(0)
+            return True
         except OSError:
             pass  # the client left before the end
+        return False
 
     async def _run(self, context: HttpContext) -> bytes | None:
         gateway = self._api.gateway
@@ -256,12 +272,28 @@ class CallResponse(Response):
         return await gateway.call(handler, message, context)
 
 
-async def _watch_disconnect(receive, call: asyncio.Task) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            call.cancel()
-            return
+class _ClientLeft(Exception):
+    """The HTTP client closed the connection before the call ended."""
+
+
+async def _until_disconnect(call: Awaitable, receive):
+    """``call``'s result, or _ClientLeft once the client disconnects (the call is cancelled)."""
+    task = asyncio.ensure_future(call)
+
+    async def watch() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        task.cancel()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if task.cancelled() and not asyncio.current_task().cancelling():
+            raise _ClientLeft from None
+        raise
+    finally:
+        watcher.cancel()
 
 
 # ---- the routes ---------------------------------------------------------------------------------
