@@ -36,6 +36,7 @@ from .sim.checks import ParameterError
 from .sim.seeding import new_seed
 from .sim.universe import DEFAULT_MARKET, MarketConfig, load_market
 from .tls import CertificateFiles, TlsOptions
+from .web import HttpListener, http_listener
 from .workers import Supervisor
 
 _LOGGER = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ T = TypeVar("T")
 SERVICE_NAME = market_data_pb2.DESCRIPTOR.services_by_name["MarketDataService"].full_name
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 50051
+DEFAULT_HTTP_PORT = 8080
 DEFAULT_GRACE_SECONDS = 5.0
 STOP_MARGIN_SECONDS = 10.0  # a worker still running this long after its grace is killed
 # A test hook, read only by workers: the host they bind instead of --host, so a test can
@@ -70,6 +72,8 @@ class RunningServer:
     health_port: int | None = None
     certificates: CertificateFiles | None = None  # with TLS
     observability: Observability | None = None
+    http: HttpListener | None = None  # --http-port
+    http_port: int | None = None
 
     async def shutdown(self, grace: float) -> None:
         """Turn health NOT_SERVING, give open calls ``grace`` seconds, then stop."""
@@ -77,6 +81,8 @@ class RunningServer:
         await self.health.enter_graceful_shutdown()
         self.servicer.begin_shutdown(grace)
         stopping = [self.server.stop(grace)]
+        if self.http is not None:  # subscriptions over HTTP were ended above, like gRPC's
+            stopping.append(self.http.stop(grace))
         if self.health_server is not None:  # probes keep seeing NOT_SERVING while calls drain
             stopping.append(self.health_server.stop(grace))
         await asyncio.gather(*stopping)
@@ -108,6 +114,7 @@ class ServerOptions:
     auth_tokens: str | None = None  # a token file: MarketDataService calls need a token
     allow_insecure: bool = False  # tokens over plaintext on a non-loopback address
     health_port: int | None = None  # a plaintext port serving only grpc.health.v1
+    http_port: int | None = None  # HTTP/JSON, SSE and the live page; 0 picks a free port
 
     def check_security(self) -> None:
         """ValueError for tokens that would cross a network in the clear."""
@@ -132,6 +139,21 @@ async def start_server(
     _bound_socket(options.host, options.port, reuse).close()
     if options.health_port:
         _bound_socket(options.host, options.health_port, reuse, "--health-port").close()
+    # Held from here: bound now, so a busy port is said at once; served once gRPC serves.
+    http_socket = None if options.http_port is None else _bound_socket(
+        options.host, options.http_port, reuse, "--http-port"
+    )
+    try:
+        return await _start(options, stop, http_socket)
+    except BaseException:
+        if http_socket is not None:
+            http_socket.close()
+        raise
+
+
+async def _start(
+    options: ServerOptions, stop: threading.Event | None, http_socket: socket.socket | None
+) -> RunningServer:
     # gRPC turns SO_REUSEPORT on by default on Linux, so a second server on a
     # busy port would silently share it; a single server must fail instead.
     certificates = CertificateFiles(options.tls) if options.tls is not None else None
@@ -168,7 +190,7 @@ async def start_server(
         feed=feed,
         admission=admission,
     )
-    add_to_server(servicer, server)
+    handlers = add_to_server(servicer, server)
 
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -190,9 +212,22 @@ async def start_server(
     except OSError:
         observability.close()
         raise
+    http = None
+    if http_socket is not None:  # the same handlers behind the same interceptors
+        http = http_listener(
+            http_socket,
+            handlers,
+            [*observability.interceptors, *interceptors],
+            SERVICE_NAME,
+            options.limits,
+            options.connection_limits,
+            certificates.ssl_context() if certificates is not None else None,
+        )
     await server.start()
     if health_server is not None:
         await health_server.start()
+    if http is not None:
+        await http.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     if options.market_clock:
@@ -203,6 +238,9 @@ async def start_server(
     _LOGGER.info("security: %s%s", security, tokens)
     if health_server is not None:
         _LOGGER.info("health service (plaintext) on %s:%d", host, health_bound)
+    if http is not None:
+        scheme = "http" if certificates is None else "https"
+        _LOGGER.info("HTTP, JSON and the live page on %s://%s/", scheme, _address(host, http.port))
     if certificates is None and not is_loopback(host):
         _LOGGER.warning(
             "serving plaintext on %s, a non-loopback address: anyone on the network can read and "
@@ -219,6 +257,8 @@ async def start_server(
         health_port=health_bound,
         certificates=certificates,
         observability=observability,
+        http=http,
+        http_port=http.port if http is not None else None,
     )
 
 
@@ -385,6 +425,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--port", type=int, default=DEFAULT_PORT, help="port; 0 picks a free one (default %(default)s)"
     )
     parser.add_argument(
+        "--http-port",
+        type=int,
+        default=DEFAULT_HTTP_PORT,
+        metavar="N",
+        help="also serve HTTP on --host at this port: JSON calls, price streams as NDJSON or CSV, the "
+        "live market as Server-Sent Events, the original /gbm URL and the live page at /; same "
+        "checks, limits, TLS and tokens as gRPC; 0: off (default %(default)s)",
+    )
+    parser.add_argument(
         "--log-level",
         default="INFO",
         type=str.upper,
@@ -544,6 +593,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(
             f"--health-port must be in [1, 65535] and not --port, or 0 for off; got {args.health_port}"
         )
+    ports = {"--port": args.port, "--health-port": args.health_port}
+    if not 0 <= args.http_port <= 65535 or (args.http_port and args.http_port in ports.values()):
+        parser.error(
+            f"--http-port must be in [1, 65535] and not --port or --health-port, or 0 for off; "
+            f"got {args.http_port}"
+        )
     try:
         options = ServerOptions(
             host=args.host,
@@ -558,6 +613,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             auth_tokens=args.auth_tokens,
             allow_insecure=args.allow_insecure,
             health_port=args.health_port or None,
+            http_port=args.http_port or None,
             observability=options_from(parser, args),
         )
         options.check_security()

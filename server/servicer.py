@@ -244,8 +244,9 @@ def _kind(method) -> str:
     return STREAM if method.server_streaming else UNARY
 
 
-def add_to_server(servicer: MarketDataServicer, server: grpc.aio.Server) -> None:
-    """Register every method the proto declares, its shape and request type read from the descriptor."""
+def add_to_server(servicer: MarketDataServicer, server: grpc.aio.Server) -> dict[str, grpc.RpcMethodHandler]:
+    """Register every method the proto declares, its shape and request type read from the
+    descriptor; the handlers, by method name (the HTTP port calls them too)."""
     service = SERVICE
     handlers = {}
     for method in service.methods:
@@ -256,3 +257,4 @@ def add_to_server(servicer: MarketDataServicer, server: grpc.aio.Server) -> None
             response_serializer=_serialize,
         )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+    return handlers

@@ -74,6 +74,11 @@ class CertificateFiles:
 
     def fetch(self) -> grpc.ServerCertificateConfiguration | None:
         """gRPC's callback: a new configuration when the files changed and are whole, else None."""
+        pair = self._refreshed()
+        return self._configuration(pair) if pair is not None else None
+
+    def _refreshed(self) -> _Pair | None:
+        """The files read again if they changed and are whole (then the current pair), else None."""
         try:
             with self._lock:
                 signature = self._signature()
@@ -88,10 +93,41 @@ class CertificateFiles:
                 self._current, self._refused = pair, None
                 self.reloads += 1
             _LOGGER.info("TLS certificate files changed: new connections get the new certificate")
-            return self._configuration(pair)
-        except Exception:  # never let an error escape into gRPC's handshake thread
+            return pair
+        except Exception:  # never let an error escape into a handshake
             _LOGGER.exception("could not check the TLS files; still serving the previous certificate")
             return None
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A context for the HTTP port serving the same files, the changed ones from the next
+        handshake on (each handshake looks at the files, as gRPC's fetch does)."""
+        built: dict[tuple, ssl.SSLContext] = {}
+
+        def context_for(pair: _Pair) -> ssl.SSLContext:
+            if pair.signature not in built:
+                built.clear()
+                built[pair.signature] = self._ssl_context(pair, on_handshake)
+            return built[pair.signature]
+
+        def on_handshake(connection: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext) -> None:
+            self._refreshed()
+            current = context_for(self._current)
+            if connection.context is not current:
+                connection.context = current
+
+        return context_for(self._current)
+
+    def _ssl_context(self, pair: _Pair, on_handshake) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        with _as_path(pair.cert, self.options.cert) as cert_path, _as_path(pair.key, self.options.key) as key:
+            context.load_cert_chain(cert_path, key)
+        if pair.client_ca is not None:
+            context.load_verify_locations(cadata=pair.client_ca.decode("ascii"))
+            context.verify_mode = ssl.CERT_REQUIRED
+        context.set_alpn_protocols(["http/1.1"])
+        context.sni_callback = on_handshake
+        return context
 
     def _configuration(self, pair: _Pair) -> grpc.ServerCertificateConfiguration:
         return grpc.ssl_server_certificate_configuration([(pair.key, pair.cert)], pair.client_ca)
