@@ -295,7 +295,14 @@
     for (const [name, inst] of market.instruments) inst.row.classList.toggle("selected", name === symbol);
     $("live-symbol").textContent = symbol;
     liveChart();
-    $("live-chart").dataset.points = String(market.instruments.get(symbol).prices.length);
+    showLiveCount(market.instruments.get(symbol));
+  }
+
+  /** What the live chart holds, for a reader of the page's markup (and its tests). */
+  function showLiveCount(inst) {
+    const chart = $("live-chart");
+    chart.dataset.points = String(inst.prices.length);
+    chart.dataset.last = inst.prices.length ? String(inst.prices[inst.prices.length - 1]) : "";
   }
 
   /** Records one snapshot or update; the next animation frame shows it. */
@@ -316,13 +323,16 @@
       const price = quote.price || 0;
       inst.last = price;
       const times = inst.times;
-      if (Number.isFinite(time) && (times.length === 0 || time > times[times.length - 1])) {
+      const end = times.length - 1;
+      if (Number.isFinite(time) && (end < 0 || time > times[end])) {
         times.push(time);
         inst.prices.push(price);
         if (times.length > MAX_POINTS) {
           times.splice(0, times.length - MAX_POINTS);
           inst.prices.splice(0, inst.prices.length - MAX_POINTS);
         }
+      } else if (time === times[end]) {
+        inst.prices[end] = price; // the chart's x must rise: a tick stamped at the same instant replaces
       }
       market.dirty.add(inst);
     }
@@ -364,7 +374,7 @@
       const inst = market.instruments.get(market.selected);
       const chart = charts.get($("live-chart"));
       if (chart) chart.setData([inst.times, inst.prices]);
-      $("live-chart").dataset.points = String(inst.prices.length);
+      showLiveCount(inst);
     }
     $("sequence").textContent = market.sequence === null ? "-" : String(market.sequence);
     $("exchange-time").textContent = market.exchangeTime ? `${market.exchangeTime} UTC` : "";
