@@ -92,13 +92,21 @@ class ServerThread:
         return self.running.servicer.tracker
 
 
+def http_off(args: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """Server flags with the HTTP port off unless they set it: its default, 8080, is one port
+    for every server of the suite (and of anyone else on the machine)."""
+    if any(a == "--http-port" or a.startswith("--http-port=") for a in args):
+        return tuple(args)
+    return ("--http-port", "0", *args)
+
+
 @contextlib.contextmanager
 def server_process(python: str, *flags: str) -> Iterator[tuple[subprocess.Popen, str]]:
     """``python -m server --port 0 FLAGS`` as a process of its own: the process, and the target its
     "listening on HOST:PORT" line names (written as the server writes it). Killed on the way out unless
     the test stopped it; stderr stays open for the test to read."""
     proc = subprocess.Popen(
-        [python, "-m", "server", "--port", "0", *flags], cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True
+        [python, "-m", "server", "--port", "0", *http_off(flags)], cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True
     )
     try:
         line = proc.stderr.readline()

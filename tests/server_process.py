@@ -9,13 +9,13 @@ import signal
 import subprocess
 import threading
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, http_off
 
 
 def run_server(python: str, *args: str) -> subprocess.CompletedProcess[str]:
     """``python -m server ARGS`` run to its end (a start that fails), its output captured."""
     return subprocess.run(
-        [python, "-m", "server", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30
+        [python, "-m", "server", *http_off(args)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30
     )
 
 
@@ -25,7 +25,7 @@ class ServerProcess:
 
     def __init__(self, python: str, *args: str, env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
-            [python, "-m", "server", *args],
+            [python, "-m", "server", *http_off(args)],
             cwd=REPO_ROOT,
             stderr=subprocess.PIPE,
             text=True,

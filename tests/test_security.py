@@ -585,7 +585,7 @@ def test_the_readme_openssl_recipe_makes_files_that_serve_mtls(tmp_path):
 def _server(python: str, *flags: str) -> subprocess.CompletedProcess[str]:
     """``python -m server FLAGS`` run to its end: these starts all fail before listening."""
     return subprocess.run(
-        [python, "-m", "server", "--port", "0", *flags],
+        [python, "-m", "server", "--port", "0", "--http-port", "0", *flags],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

@@ -10,6 +10,7 @@ code, as one over gRPC: there is no second path to keep in step.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
@@ -60,10 +61,12 @@ class CallError(Exception):
     code: grpc.StatusCode
     message: str
     details: Sequence[any_pb2.Any] = ()
+    http: int | None = None  # an HTTP status that says more than the code's (413, 415)
+    parameter: str | None = None  # the URL's query parameter it is about, if any
 
     @property
     def http_status(self) -> int:
-        return CONNECT_CODES.get(self.code, ("unknown", 500))[1]
+        return self.http or CONNECT_CODES.get(self.code, ("unknown", 500))[1]
 
     def connect_json(self) -> dict:
         """The error as Connect writes it: code, message, and each detail with its type, its
@@ -75,8 +78,6 @@ class CallError(Exception):
 
 
 def _detail(detail: any_pb2.Any) -> dict:
-    import base64
-
     entry = {
         "type": detail.TypeName(),
         "value": base64.b64encode(detail.value).decode("ascii").rstrip("="),

@@ -65,8 +65,8 @@ def _error_response(error: CallError, extra: dict | None = None) -> Response:
     return Response(formats.dumps(body), status_code=error.http_status, media_type=JSON)
 
 
-def _invalid(message: str) -> CallError:
-    return CallError(grpc.StatusCode.INVALID_ARGUMENT, message)
+def _invalid(message: str, parameter: str | None = None) -> CallError:
+    return CallError(grpc.StatusCode.INVALID_ARGUMENT, message, parameter=parameter)
 
 
 def _peer(request: Request) -> str:
@@ -103,6 +103,7 @@ async def _body(request: Request, limit: float) -> bytes:
         raise CallError(
             grpc.StatusCode.RESOURCE_EXHAUSTED,
             f"the request body is {int(length)} bytes; at most {MAX_BODY_BYTES} are accepted",
+            http=413,
         )
     parts, size = [], 0
     try:
@@ -113,12 +114,14 @@ async def _body(request: Request, limit: float) -> bytes:
                     raise CallError(
                         grpc.StatusCode.RESOURCE_EXHAUSTED,
                         f"the request body is over {MAX_BODY_BYTES} bytes, the most accepted",
+                        http=413,
                     )
                 parts.append(part)
     except TimeoutError:
         raise CallError(
             grpc.StatusCode.DEADLINE_EXCEEDED,
             f"the request body did not arrive within {limit:g} s (server flag --handshake-timeout-seconds)",
+            http=408,
         ) from None
     return b"".join(parts)
 
@@ -335,7 +338,7 @@ class HttpApi:
             return await _parse_off_loop(data[5:], request_type, media == CONNECT_JSON), media == CONNECT_JSON, True
         accepted = f"{JSON} or {PROTO}" + (f", {CONNECT_JSON} or {CONNECT_PROTO}" if descriptor.server_streaming else "")
         raise CallError(
-            grpc.StatusCode.INVALID_ARGUMENT, f"Content-Type must be {accepted}; got {media[:60]!r}"
+            grpc.StatusCode.INVALID_ARGUMENT, f"Content-Type must be {accepted}; got {media[:60]!r}", http=415
         )
 
     def _output(self, request: Request, descriptor, message: Message, as_json: bool, enveloped: bool) -> Output:
@@ -362,11 +365,11 @@ class HttpApi:
             except ValueError:
                 return _error_response(_invalid(f"heartbeat_seconds must be a number, got {query['heartbeat_seconds'][:40]!r}"))
         resumed = request.headers.get("last-event-id")
-        prefix = b"retry: 1000\n\n"
+        prefix = b""
         if resumed is not None and resumed.isdigit() and len(resumed) <= 20:
             # Missed ticks cannot be replayed; the first event is a fresh snapshot.
-            prefix += b": resuming after event %s with a fresh snapshot\n\n" % resumed.encode()
-        first = [prefix]
+            prefix = b": resuming after event %s with a fresh snapshot\n\n" % resumed.encode()
+        first = [prefix + b"retry: 1000\n"]  # EventSource reconnects after 1 s, not 3
 
         def event(data: bytes) -> bytes:
             text = formats.sse_event(data)
@@ -427,12 +430,10 @@ def _gbm_request(request: Request) -> pb.GbmRequest:
     query = request.query_params
     for name in query:
         if name not in GBM_PARAMETERS:
-            raise _invalid(
-                f"unknown parameter {name[:40]!r}; accepted: {', '.join(GBM_PARAMETERS)}"
-            )
+            raise _invalid(f"unknown parameter {name[:40]!r}; accepted: {', '.join(GBM_PARAMETERS)}", name[:40])
     missing = [name for name in GBM_REQUIRED if name not in query]
     if missing:
-        raise _invalid(f"{missing[0]} is required (all of {', '.join(GBM_REQUIRED)} are)")
+        raise _invalid(f"{missing[0]} is required (all of {', '.join(GBM_REQUIRED)} are)", missing[0])
     message = pb.GbmRequest()
     for name, (field, kind) in GBM_PARAMETERS.items():
         if name not in query:
@@ -442,20 +443,19 @@ def _gbm_request(request: Request) -> pb.GbmRequest:
             value = kind(text)
         except ValueError:
             noun = "a whole number" if kind is int else "a number"
-            raise _invalid(f"{name} must be {noun}, got {text[:40]!r}") from None
+            raise _invalid(f"{name} must be {noun}, got {text[:40]!r}", name) from None
         if kind is int and not 0 <= value < 2**64:
-            raise _invalid(f"{name} must be in [0, 2^64), got {text[:40]}")
+            raise _invalid(f"{name} must be in [0, 2^64), got {text[:40]}", name)
         if kind is float and not math.isfinite(value):
-            raise _invalid(f"{name} must be a finite number, got {text[:40]!r}")
+            raise _invalid(f"{name} must be a finite number, got {text[:40]!r}", name)
         setattr(message, field, value)
     return message
 
 
 def _parameter_of(error: CallError) -> str | None:
-    """The query parameter an error is about: the one its message starts with."""
-    for name in GBM_PARAMETERS:
-        if error.message.startswith(name + " ") or error.message.startswith(f"unknown parameter '{name}"):
-            return name
+    """The query parameter an error of GetGbmPrices is about, from the field it names."""
+    if error.parameter is not None:
+        return error.parameter
     for detail in error.details:
         bad = error_details_pb2.BadRequest()
         if detail.Unpack(bad) and bad.field_violations:
@@ -475,8 +475,9 @@ def _gbm_error(error: CallError) -> Response:
     for name, (field, _) in GBM_PARAMETERS.items():
         if message.startswith(field + " "):
             message = name + message[len(field) :]
-    renamed = CallError(error.code, message, error.details)
-    return _error_response(renamed, {"parameter": _parameter_of(renamed)})
+    parameter = _parameter_of(error)
+    renamed = CallError(error.code, message, http=error.http)
+    return _error_response(renamed, {"parameter": parameter} if parameter else None)
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
