@@ -56,7 +56,7 @@ USER 10001:10001
 WORKDIR /tmp
 
 # gRPC; plaintext grpc.health.v1.Health only (for probes); Prometheus /metrics.
-EXPOSE 50051 50052 9090
+EXPOSE 50051 50052 9090 8080
 
 # The server drains on SIGTERM: health turns NOT_SERVING and open calls get --grace seconds.
 STOPSIGNAL SIGTERM
@@ -68,4 +68,4 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=15s --retries=3 \
 # The server is PID 1 and handles SIGTERM and SIGINT itself; with --workers it also
 # reaps its own children, so no init process is needed.
 ENTRYPOINT ["marketdata-server"]
-CMD ["--host", "0.0.0.0", "--port", "50051", "--health-port", "50052", "--metrics-port", "9090"]
+CMD ["--host", "0.0.0.0", "--port", "50051", "--health-port", "50052", "--metrics-port", "9090", "--http-port", "8080"]

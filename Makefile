@@ -4,6 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 50051
+HTTP_PORT ?= 8080
 
 PROTO_SRC := protos/marketdata/v1/market_data.proto
 PROTO_OUT := marketdata/v1/market_data_pb2.py marketdata/v1/market_data_pb2.pyi marketdata/v1/market_data_pb2_grpc.py \
@@ -34,8 +35,8 @@ $(PROTO_OUT) &: $(PROTO_SRC) $(STAMP)
 
 proto: $(PROTO_OUT) ## generate marketdata/v1/*_pb2*.py (and the descriptor set with comments) from protos/
 
-run: install ## start the server on $(HOST):$(PORT) (Ctrl-C stops it)
-	$(PY) -m server --host $(HOST) --port $(PORT)
+run: install ## start the server: gRPC on $(HOST):$(PORT), HTTP and the live page on $(HTTP_PORT) (Ctrl-C stops it)
+	$(PY) -m server --host $(HOST) --port $(PORT) --http-port $(HTTP_PORT)
 
 client: install ## sample call against a running server (make run in another terminal)
 	$(PY) -m client --target $(HOST):$(PORT) get --periods 100 --start-price 70 --mu 0.05 --sigma 0.3 --delta 1

@@ -140,8 +140,10 @@ async def start_server(
     if options.health_port:
         _bound_socket(options.host, options.health_port, reuse, "--health-port").close()
     # Held from here: bound now, so a busy port is said at once; served once gRPC serves.
-    http_socket = None if options.http_port is None else _bound_socket(
-        options.host, options.http_port, reuse, "--http-port"
+    http_socket = (
+        None
+        if options.http_port is None
+        else _bound_socket(options.host, options.http_port, reuse, "--http-port")
     )
     try:
         return await _start(options, stop, http_socket)

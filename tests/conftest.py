@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -92,6 +93,13 @@ class ServerThread:
         return self.running.servicer.tracker
 
 
+def free_port() -> int:
+    """A port free on 127.0.0.1 a moment ago, for a flag that reads 0 as "off"."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def http_off(args: tuple[str, ...] | list[str]) -> tuple[str, ...]:
     """Server flags with the HTTP port off unless they set it: its default, 8080, is one port
     for every server of the suite (and of anyone else on the machine)."""
@@ -106,7 +114,10 @@ def server_process(python: str, *flags: str) -> Iterator[tuple[subprocess.Popen,
     "listening on HOST:PORT" line names (written as the server writes it). Killed on the way out unless
     the test stopped it; stderr stays open for the test to read."""
     proc = subprocess.Popen(
-        [python, "-m", "server", "--port", "0", *http_off(flags)], cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True
+        [python, "-m", "server", "--port", "0", *http_off(flags)],
+        cwd=REPO_ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         line = proc.stderr.readline()

@@ -231,6 +231,7 @@ def test_the_container_ports_are_the_ports_the_args_open():
         "grpc": int(flag_value(args, "--port")),
         "health": int(flag_value(args, "--health-port")),
         "metrics": int(flag_value(args, "--metrics-port")),
+        "http": int(flag_value(args, "--http-port")),
     }
     assert flag_value(args, "--host") == "0.0.0.0"  # reachable from the kubelet and other pods
     annotations = resource("Deployment")["spec"]["template"]["metadata"]["annotations"]
@@ -304,9 +305,11 @@ def test_the_service_pdb_and_deployment_select_the_pods():
     assert service["selector"].items() <= labels.items()
     # headless: DNS answers with every ready pod, and clients balance calls themselves
     assert service["clusterIP"] == "None"
-    (port,) = service["ports"]
-    assert (port["name"], port["appProtocol"], port["targetPort"]) == ("grpc", "grpc", "grpc")
-    assert port["port"] == _ports()["grpc"]
+    grpc_port, http_port = service["ports"]
+    assert (grpc_port["name"], grpc_port["appProtocol"], grpc_port["targetPort"]) == ("grpc", "grpc", "grpc")
+    assert grpc_port["port"] == _ports()["grpc"]
+    assert (http_port["name"], http_port["appProtocol"], http_port["targetPort"]) == ("http", "https", "http")
+    assert http_port["port"] == _ports()["http"]
     assert (
         resource("Deployment")["spec"]["replicas"] > resource("PodDisruptionBudget")["spec"]["maxUnavailable"]
     )
@@ -338,7 +341,8 @@ def test_the_healthcheck_asks_the_health_port_the_default_command_opens():
 def test_the_image_exposes_the_ports_of_its_command_and_of_the_deployment():
     cmd = _exec_form("CMD")
     exposed = {int(port) for rest in _instruction("EXPOSE") for port in rest.split()}
-    assert exposed == {int(flag_value(cmd, flag)) for flag in ("--port", "--health-port", "--metrics-port")}
+    flags = ("--port", "--health-port", "--metrics-port", "--http-port")
+    assert exposed == {int(flag_value(cmd, flag)) for flag in flags}
     assert exposed == set(_ports().values())
 
 

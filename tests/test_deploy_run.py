@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import re
 import socket
+import ssl
 import urllib.request
 from pathlib import Path
 
@@ -73,21 +74,22 @@ def pod(python: str, tmp_path: Path):
     assert count == 1, "the market file has no epoch line to move"
     market.write_text(text)
 
-    grpc_port, health_port, metrics_port = _free_ports(3)
+    grpc_port, health_port, metrics_port, http_port = _free_ports(4)
     for flag, value in (
         ("--host", "127.0.0.1"),
         ("--port", str(grpc_port)),
         ("--health-port", str(health_port)),
         ("--metrics-port", str(metrics_port)),
+        ("--http-port", str(http_port)),
     ):
         args = _with(args, flag, value)
     with ServerProcess(python, *args) as server:
         server.wait_for(rf"listening on 127\.0\.0\.1:{grpc_port}\b")
-        yield server, ca, grpc_port, health_port, metrics_port
+        yield server, ca, grpc_port, health_port, metrics_port, http_port
 
 
 def test_the_deployments_command_line_serves_as_the_manifests_expect(pod):
-    server, ca, grpc_port, health_port, metrics_port = pod
+    server, ca, grpc_port, health_port, metrics_port, http_port = pod
     # The probes' port: plaintext health, SERVING.
     with MarketDataClient(f"127.0.0.1:{health_port}", timeout=10) as md:
         assert md.check_health() == "SERVING"
@@ -101,6 +103,14 @@ def test_the_deployments_command_line_serves_as_the_manifests_expect(pod):
         with pytest.raises(grpc.RpcError) as refused:
             md.get_last_prices()
         assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    # HTTPS on the http port, with the same CA and the same tokens.
+    context = ssl.create_default_context(cafile=str(ca.cert))
+    request = urllib.request.Request(
+        f"https://localhost:{http_port}/gbm?periods=5&startPrice=70&mu=0.05&sigma=0.3&delta=1",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    with urllib.request.urlopen(request, timeout=10, context=context) as reply:
+        assert len(json.loads(reply.read())["result"]) == 5
     # The scrape the annotations point at.
     with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as reply:
         metrics = reply.read().decode()

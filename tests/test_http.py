@@ -10,6 +10,7 @@ import base64
 import csv
 import io
 import json
+import re
 import struct
 from collections.abc import Iterator
 
@@ -22,8 +23,10 @@ from google.rpc import error_details_pb2
 from marketdata.v1 import market_data_pb2 as pb
 from marketdata.v1 import market_data_pb2_grpc
 from server.limits import FeedLimits, Limits
+from server.observability import ObservabilityOptions
 from server.web import formats
 from tests.conftest import ServerThread
+from tests.test_metrics import grpc_labels, scrape, value
 
 METHOD = "/marketdata.v1.MarketDataService/"
 ORIGINAL = {"periods": 100, "startPrice": 70.0, "mu": 0.05, "sigma": 0.30, "delta": 1.0}
@@ -106,7 +109,14 @@ PATH_REQUEST = {
     "periods": 300,
     "delta": 0.5,
     "seed": "77",
-    "merton": {"startPrice": 50, "mu": 0.02, "sigma": 0.2, "jumpIntensity": 3, "jumpMean": -0.02, "jumpStdev": 0.05},
+    "merton": {
+        "startPrice": 50,
+        "mu": 0.02,
+        "sigma": 0.2,
+        "jumpIntensity": 3,
+        "jumpMean": -0.02,
+        "jumpStdev": 0.05,
+    },
     "time": {"startTime": "2026-03-02T14:30:00Z"},
     "quotes": {"spreadBps": 5},
     "tickSize": 0.01,
@@ -125,7 +135,9 @@ def test_getprices_over_http_is_the_grpc_reply_in_canonical_json(http: httpx.Cli
 def test_binary_protobuf_is_accepted_and_answered(http: httpx.Client, grpc_stub) -> None:
     request = pb.GbmRequest(periods=10, start_price=5, sigma=0.1, delta=1, seed=3)
     reply = http.post(
-        METHOD + "GetGbmPrices", content=request.SerializeToString(), headers={"content-type": "application/proto"}
+        METHOD + "GetGbmPrices",
+        content=request.SerializeToString(),
+        headers={"content-type": "application/proto"},
     )
     assert reply.headers["content-type"] == "application/proto"
     assert pb.GbmPrices.FromString(reply.content) == grpc_stub.GetGbmPrices(request)
@@ -171,16 +183,32 @@ def test_errors_are_connect_errors_with_grpcs_message_and_field(http: httpx.Clie
 @pytest.mark.parametrize(
     ("request_kwargs", "status", "code", "says"),
     [
-        ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "invalid_argument",
-         "request is not a valid marketdata.v1.GbmRequest"),
+        (
+            {"content": b"{not json", "headers": {"content-type": "application/json"}},
+            400,
+            "invalid_argument",
+            "request is not a valid marketdata.v1.GbmRequest",
+        ),
         ({"json": {"periods": 5, "nope": 1}}, 400, "invalid_argument", "request is not a valid"),
         ({"json": {"periods": "-1"}}, 400, "invalid_argument", "request is not a valid"),
-        ({"content": b"periods=5", "headers": {"content-type": "text/plain"}}, 415, "invalid_argument",
-         "Content-Type must be application/json or application/proto"),
-        ({"content": b"\xff\xfe", "headers": {"content-type": "application/proto"}}, 400, "invalid_argument",
-         "request is not a valid"),
-        ({"json": {"periods": 5}, "headers": {"connect-timeout-ms": "soon"}}, 400, "invalid_argument",
-         "Connect-Timeout-Ms must be"),
+        (
+            {"content": b"periods=5", "headers": {"content-type": "text/plain"}},
+            415,
+            "invalid_argument",
+            "Content-Type must be application/json or application/proto",
+        ),
+        (
+            {"content": b"\xff\xfe", "headers": {"content-type": "application/proto"}},
+            400,
+            "invalid_argument",
+            "request is not a valid",
+        ),
+        (
+            {"json": {"periods": 5}, "headers": {"connect-timeout-ms": "soon"}},
+            400,
+            "invalid_argument",
+            "Connect-Timeout-Ms must be",
+        ),
     ],
 )
 def test_bad_requests_get_one_clear_error(http: httpx.Client, request_kwargs, status, code, says) -> None:
@@ -203,7 +231,9 @@ def test_unknown_methods_and_paths_and_client_streams(http: httpx.Client) -> Non
 
 def test_a_body_over_4_mib_is_refused_before_it_is_read(http: httpx.Client) -> None:
     reply = http.post(
-        METHOD + "GetPrices", content=b" " * (4 * 1024 * 1024 + 1), headers={"content-type": "application/json"}
+        METHOD + "GetPrices",
+        content=b" " * (4 * 1024 * 1024 + 1),
+        headers={"content-type": "application/json"},
     )
     assert reply.status_code == 413
     assert reply.json()["code"] == "resource_exhausted"
@@ -262,14 +292,19 @@ def test_csv_stream_is_the_path_row_by_row(http: httpx.Client, grpc_stub) -> Non
     assert rows[0]["time"] == "2026-01-05T00:00:00Z" and rows[1]["time"] == "2026-01-06T00:00:00Z"
 
 
-def test_csv_of_a_basket_has_a_column_per_asset_and_of_bars_a_row_per_bar(http: httpx.Client, grpc_stub) -> None:
+def test_csv_of_a_basket_has_a_column_per_asset_and_of_bars_a_row_per_bar(
+    http: httpx.Client, grpc_stub
+) -> None:
     basket = {
         "periods": 50,
         "delta": 1,
         "seed": 4,
         "chunkSize": 7,
         "correlatedGbm": {
-            "assets": [{"symbol": "A,1", "startPrice": 10, "sigma": 0.2}, {"symbol": "B", "startPrice": 20, "sigma": 0.3}],
+            "assets": [
+                {"symbol": "A,1", "startPrice": 10, "sigma": 0.2},
+                {"symbol": "B", "startPrice": 20, "sigma": 0.3},
+            ],
             "correlation": [1, 0.5, 0.5, 1],
         },
     }
@@ -314,7 +349,7 @@ def test_connect_server_stream(http: httpx.Client, grpc_stub) -> None:
         content=struct.pack(">BI", 0, len(bad)) + bad,
         headers={"content-type": "application/connect+json"},
     )
-    (flags, data), = _frames(reply.content)
+    ((flags, data),) = _frames(reply.content)
     assert flags == 2 and json.loads(data)["error"]["code"] == "invalid_argument"
 
 
@@ -323,6 +358,19 @@ def test_a_stream_that_fails_before_its_first_chunk_answers_with_a_status(http: 
     assert reply.status_code == 400
     assert reply.json()["message"].startswith("periods must be")
     assert http.post(METHOD + "StreamPrices?format=xml", json=STREAM_REQUEST).status_code == 400
+    refused = http.post(METHOD + "Subscribe?format=csv", json={})
+    assert refused.status_code == 400 and "format csv is for price streams" in refused.json()["message"]
+
+
+def test_subscribe_over_post_is_ndjson_of_market_events(web: ServerThread) -> None:
+    with httpx.Client(base_url=f"http://127.0.0.1:{web.running.http_port}", timeout=30) as client:
+        with client.stream("POST", METHOD + "Subscribe", json={"symbols": ["ACME"]}) as reply:
+            lines = reply.iter_lines()
+            first = json_format.ParseDict(json.loads(next(lines)), pb.MarketEvent())
+            web.advance_market()
+            second = json_format.ParseDict(json.loads(next(lines)), pb.MarketEvent())
+    assert first.HasField("snapshot") and second.HasField("update")
+    assert second.sequence == first.sequence + 1
 
 
 def test_a_deadline_ends_a_paced_stream_with_an_error_line(http: httpx.Client) -> None:
@@ -457,3 +505,26 @@ def test_shutdown_ends_sse_streams_with_an_error_event() -> None:
     assert error["event"] == "error"
     assert json.loads(error["data"])["code"] == "unavailable"
     srv.stop()
+
+
+def test_http_calls_are_counted_and_logged_as_calls_of_their_method(caplog) -> None:
+    srv = ServerThread(http_port=0, observability=ObservabilityOptions(metrics_port=0, access_log=True))
+    try:
+        base = f"http://127.0.0.1:{srv.running.http_port}"
+        with (
+            caplog.at_level("INFO", logger="server.access"),
+            httpx.Client(base_url=base, timeout=30) as client,
+        ):
+            assert client.get("/gbm", params=ORIGINAL).status_code == 200
+            assert client.get("/gbm", params={**ORIGINAL, "periods": 0}).status_code == 400
+            assert client.get("/gbm", params=ORIGINAL).status_code == 200
+        samples = scrape(srv.running.observability.metrics_port)
+        method = grpc_labels("GetGbmPrices")
+        assert value(samples, "grpc_server_handled_total", **method, grpc_code="OK") == 2
+        assert value(samples, "grpc_server_handled_total", **method, grpc_code="INVALID_ARGUMENT") == 1
+        lines = [r.getMessage() for r in caplog.records if r.name == "server.access"]
+        assert len(lines) == 3
+        assert lines[1].startswith("/marketdata.v1.MarketDataService/GetGbmPrices INVALID_ARGUMENT ")
+        assert re.search(r" from ipv4:127\.0\.0\.1:\d+$", lines[2])
+    finally:
+        srv.stop()

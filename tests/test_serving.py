@@ -74,7 +74,21 @@ def test_fast_and_protobuf_encodings_send_identical_bytes(rpc):
 
 def test_workers_share_one_port_and_stop_together_on_sigterm(python):
     proc = subprocess.Popen(
-        [python, "-m", "server", "--port", "0", "--http-port", "0", "--workers", "2", "--log-level", "DEBUG", "--grace", "2"],
+        [
+            python,
+            "-m",
+            "server",
+            "--port",
+            "0",
+            "--http-port",
+            "0",
+            "--workers",
+            "2",
+            "--log-level",
+            "DEBUG",
+            "--grace",
+            "2",
+        ],
         cwd=REPO_ROOT,
         stderr=subprocess.PIPE,
         text=True,

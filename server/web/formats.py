@@ -30,12 +30,16 @@ _WIDE_INTEGERS = (  # canonical JSON writes these as strings
 _BULK = 32  # arrays at least this long are converted in bulk
 
 
-def _floats(values) -> np.ndarray | list:
+def floats(values) -> np.ndarray | list:
+    """Doubles as canonical JSON has them: numbers, and the strings "NaN", "Infinity" and
+    "-Infinity" for the rest."""
     array = np.asarray(values, dtype=np.float64)
     if np.isfinite(array).all():
         return array
-    return [v if math.isfinite(v) else ("NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity"))
-            for v in array.tolist()]
+    return [
+        v if math.isfinite(v) else ("NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity"))
+        for v in array.tolist()
+    ]
 
 
 def _repeated(descriptor: FieldDescriptor) -> bool:
@@ -53,10 +57,14 @@ def to_dict(message: Message) -> dict:
         repeated = _repeated(descriptor)
         if repeated and len(value) >= _BULK:
             if descriptor.type in _FLOATS:
-                bulk[descriptor.name] = _floats(value)
+                bulk[descriptor.name] = floats(value)
             elif descriptor.type in _WIDE_INTEGERS:
                 bulk[descriptor.name] = [str(v) for v in value]
-        elif descriptor.message_type is not None and not repeated and descriptor.message_type.full_name != "google.protobuf.Timestamp":
+        elif (
+            descriptor.message_type is not None
+            and not repeated
+            and descriptor.message_type.full_name != "google.protobuf.Timestamp"
+        ):
             nested[descriptor.name] = to_dict(value)
     if not bulk and not nested:
         return json_format.MessageToDict(message)

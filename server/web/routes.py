@@ -83,7 +83,9 @@ def _peer(request: Request) -> str:
 
 def _metadata(request: Request) -> tuple[tuple[str, str], ...]:
     """The request's headers as gRPC metadata (lower-case names), as the interceptors read it."""
-    return tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in request.scope["headers"])
+    return tuple(
+        (name.decode("latin-1"), value.decode("latin-1")) for name, value in request.scope["headers"]
+    )
 
 
 def _deadline(request: Request) -> float | None:
@@ -92,7 +94,9 @@ def _deadline(request: Request) -> float | None:
     if value is None:
         return None
     if not value.isdigit() or len(value) > 10:
-        raise _invalid(f"Connect-Timeout-Ms must be a whole number of milliseconds up to 10 digits, got {value!r}")
+        raise _invalid(
+            f"Connect-Timeout-Ms must be a whole number of milliseconds up to 10 digits, got {value!r}"
+        )
     return asyncio.get_running_loop().time() + int(value) / 1000
 
 
@@ -335,13 +339,21 @@ class HttpApi:
             data = await _body(request, self.body_seconds)
             if len(data) < 5 or data[0] & 0x01 or struct.unpack(">I", data[1:5])[0] != len(data) - 5:
                 raise _invalid("a Connect stream's request must be one uncompressed enveloped message")
-            return await _parse_off_loop(data[5:], request_type, media == CONNECT_JSON), media == CONNECT_JSON, True
-        accepted = f"{JSON} or {PROTO}" + (f", {CONNECT_JSON} or {CONNECT_PROTO}" if descriptor.server_streaming else "")
+            return (
+                await _parse_off_loop(data[5:], request_type, media == CONNECT_JSON),
+                media == CONNECT_JSON,
+                True,
+            )
+        accepted = f"{JSON} or {PROTO}" + (
+            f", {CONNECT_JSON} or {CONNECT_PROTO}" if descriptor.server_streaming else ""
+        )
         raise CallError(
             grpc.StatusCode.INVALID_ARGUMENT, f"Content-Type must be {accepted}; got {media[:60]!r}", http=415
         )
 
-    def _output(self, request: Request, descriptor, message: Message, as_json: bool, enveloped: bool) -> Output:
+    def _output(
+        self, request: Request, descriptor, message: Message, as_json: bool, enveloped: bool
+    ) -> Output:
         reply_type = getattr(pb, descriptor.output_type.name)
         if not descriptor.server_streaming:
             if as_json:
@@ -356,14 +368,18 @@ class HttpApi:
         query = request.query_params
         unknown = sorted(set(query) - {"symbols", "heartbeat_seconds"})
         if unknown:
-            return _error_response(_invalid(f"unknown query parameter {unknown[0][:40]!r}; accepted: symbols, heartbeat_seconds"))
+            return _error_response(
+                _invalid(f"unknown query parameter {unknown[0][:40]!r}; accepted: symbols, heartbeat_seconds")
+            )
         symbols = [s.strip() for value in query.getlist("symbols") for s in value.split(",") if s.strip()]
         message = pb.SubscribeRequest(symbols=symbols)
         if "heartbeat_seconds" in query:
             try:
                 message.heartbeat_seconds = float(query["heartbeat_seconds"])
             except ValueError:
-                return _error_response(_invalid(f"heartbeat_seconds must be a number, got {query['heartbeat_seconds'][:40]!r}"))
+                return _error_response(
+                    _invalid(f"heartbeat_seconds must be a number, got {query['heartbeat_seconds'][:40]!r}")
+                )
         resumed = request.headers.get("last-event-id")
         prefix = b""
         if resumed is not None and resumed.isdigit() and len(resumed) <= 20:
@@ -399,11 +415,15 @@ def _stream_format(request: Request, reply_type: type[Message], bars: bool) -> O
             end=lambda error: formats.dumps({"error": error.connect_json()}) + b"\n" if error else b"",
         )
     if wanted == "csv":
+        if reply_type not in (pb.PriceChunk, pb.GbmPriceChunk):
+            raise _invalid(f"format csv is for price streams; {reply_type.DESCRIPTOR.name} comes as ndjson")
         writer = formats.CsvWriter(bars)
         return Output(
             CSV + "; charset=utf-8",
             lambda data: writer.rows(reply_type.FromString(data)),
-            end=lambda error: f"# error: {error.connect_json()['code']}: {error.message}\r\n".encode() if error else b"",
+            end=lambda error: (
+                f"# error: {error.connect_json()['code']}: {error.message}\r\n".encode() if error else b""
+            ),
         )
     raise _invalid(f"format must be ndjson or csv, got {wanted[:40]!r}")
 
@@ -430,7 +450,9 @@ def _gbm_request(request: Request) -> pb.GbmRequest:
     query = request.query_params
     for name in query:
         if name not in GBM_PARAMETERS:
-            raise _invalid(f"unknown parameter {name[:40]!r}; accepted: {', '.join(GBM_PARAMETERS)}", name[:40])
+            raise _invalid(
+                f"unknown parameter {name[:40]!r}; accepted: {', '.join(GBM_PARAMETERS)}", name[:40]
+            )
     missing = [name for name in GBM_REQUIRED if name not in query]
     if missing:
         raise _invalid(f"{missing[0]} is required (all of {', '.join(GBM_REQUIRED)} are)", missing[0])
@@ -466,7 +488,7 @@ def _parameter_of(error: CallError) -> str | None:
 
 def _gbm_result(data: bytes) -> bytes:
     reply = pb.GbmPrices.FromString(data)
-    return formats.dumps({"result": formats.to_dict(reply).get("prices", []), "seed": reply.seed})
+    return formats.dumps({"result": formats.floats(reply.prices), "seed": reply.seed})
 
 
 def _gbm_error(error: CallError) -> Response:
@@ -482,7 +504,9 @@ def _gbm_error(error: CallError) -> Response:
 
 async def _not_found(request: Request, exc: Exception) -> Response:
     return Response(
-        formats.dumps({"code": "not_found", "message": f"no such path: {request.url.path[:100]}; see / for the page"}),
+        formats.dumps(
+            {"code": "not_found", "message": f"no such path: {request.url.path[:100]}; see / for the page"}
+        ),
         status_code=404,
         media_type=JSON,
     )
@@ -490,7 +514,12 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 async def _not_allowed(request: Request, exc: Exception) -> Response:
     return Response(
-        formats.dumps({"code": "unimplemented", "message": f"{request.method[:10]} is not allowed on {request.url.path[:100]}"}),
+        formats.dumps(
+            {
+                "code": "unimplemented",
+                "message": f"{request.method[:10]} is not allowed on {request.url.path[:100]}",
+            }
+        ),
         status_code=405,
         media_type=JSON,
     )
