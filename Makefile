@@ -42,7 +42,10 @@ run: install ## start the server: gRPC on $(HOST):$(PORT), HTTP and the live pag
 client: install ## sample call against a running server (make run in another terminal)
 	$(PY) -m client --target $(HOST):$(PORT) get --periods 100 --start-price 70 --mu 0.05 --sigma 0.3 --delta 1
 
-test: install ## run the test suite
+test: install ## run the test suite (the live page's tests need chromium, installed via apt if missing)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null \
+		|| (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null) \
+		|| { echo "make test needs chromium and its driver: apt-get install chromium chromium-driver"; exit 1; }
 	$(PY) -m pytest -q
 
 lint: install ## ruff over the hand-written code; hadolint on the Dockerfile; deploy/k8s against the API schemas

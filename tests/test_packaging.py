@@ -60,6 +60,9 @@ def test_the_wheel_holds_one_top_level_package_with_every_module(wheel):
     for folder in ("server", "client"):
         for module in (REPO_ROOT / folder).rglob("*.py"):
             assert f"marketdata/{module.relative_to(REPO_ROOT).as_posix()}" in names, module
+    for static in (REPO_ROOT / "server" / "web" / "static").rglob("*"):  # the live page and its chart library
+        if static.is_file():
+            assert f"marketdata/{static.relative_to(REPO_ROOT).as_posix()}" in names, static
     for generated in (
         "market_data_pb2.py",
         "market_data_pb2.pyi",
