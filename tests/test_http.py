@@ -518,12 +518,16 @@ def test_http_calls_are_counted_and_logged_as_calls_of_their_method(caplog) -> N
             assert client.get("/gbm", params=ORIGINAL).status_code == 200
             assert client.get("/gbm", params={**ORIGINAL, "periods": 0}).status_code == 400
             assert client.get("/gbm", params=ORIGINAL).status_code == 200
+            streamed = client.post(METHOD + "StreamPrices", json={**STREAM_REQUEST, "time": None})
+            assert len(streamed.text.splitlines()) == 4
         samples = scrape(srv.running.observability.metrics_port)
+        stream = grpc_labels("StreamPrices", "server_stream")
+        assert value(samples, "grpc_server_msg_sent_total", **stream) == 4  # each chunk counted once
         method = grpc_labels("GetGbmPrices")
         assert value(samples, "grpc_server_handled_total", **method, grpc_code="OK") == 2
         assert value(samples, "grpc_server_handled_total", **method, grpc_code="INVALID_ARGUMENT") == 1
         lines = [r.getMessage() for r in caplog.records if r.name == "server.access"]
-        assert len(lines) == 3
+        assert len(lines) == 4
         assert lines[1].startswith("/marketdata.v1.MarketDataService/GetGbmPrices INVALID_ARGUMENT ")
         assert re.search(r" from ipv4:127\.0\.0\.1:\d+$", lines[2])
     finally:
