@@ -201,7 +201,7 @@ def test_a_reply_left_unread_is_dropped_and_its_slot_freed(strict: ServerThread)
     """A 4 MiB reply is about 12 MB of JSON: a client that asks and never reads must not keep
     it (nor its --max-calls slot) beyond --stall-seconds."""
     seen = _Seen("dropped an HTTP reader that accepted nothing")
-    logger = logging.getLogger("server.web.routes")
+    logger = logging.getLogger("server.web.calls")
     level = logger.level
     logger.addHandler(seen)
     logger.setLevel(logging.INFO)

@@ -1,0 +1,269 @@
+"""One call over HTTP: reading its request, running it through the gateway, and writing
+its replies as they come (``CallResponse``), with the errors Connect's way."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import grpc
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError, Message
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..status import not_a_valid
+from . import formats
+from .gateway import CallError, HttpContext
+
+if TYPE_CHECKING:
+    from .routes import HttpApi
+
+_LOGGER = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 4 * 1024 * 1024  # gRPC's own default for a request message
+LARGE_JSON_BYTES = 256 * 1024  # replies and requests past this are converted off the loop
+JSON = "application/json"
+
+
+def error_response(error: CallError, extra: dict | None = None) -> Response:
+    body = error.connect_json()
+    if extra:
+        body.update(extra)
+    return Response(formats.dumps(body), status_code=error.http_status, media_type=JSON)
+
+
+def invalid(message: str, parameter: str | None = None) -> CallError:
+    return CallError(grpc.StatusCode.INVALID_ARGUMENT, message, parameter=parameter)
+
+
+def peer(request: Request) -> str:
+    """The caller as gRPC names one (``ipv4:127.0.0.1:5000``), for limits and logs."""
+    client = request.scope.get("client")
+    if not client:
+        return "unknown"
+    host, port = client[0], client[1]
+    with contextlib.suppress(ValueError):
+        if ipaddress.ip_address(host).version == 6:
+            return f"ipv6:[{host}]:{port}"
+    return f"ipv4:{host}:{port}"
+
+
+def metadata(request: Request) -> tuple[tuple[str, str], ...]:
+    """The request's headers as gRPC metadata (lower-case names), as the interceptors read it."""
+    return tuple(
+        (name.decode("latin-1"), value.decode("latin-1")) for name, value in request.scope["headers"]
+    )
+
+
+def deadline_of(request: Request) -> float | None:
+    """Connect's ``Connect-Timeout-Ms`` as a loop time, or None."""
+    value = request.headers.get("connect-timeout-ms")
+    if value is None:
+        return None
+    if not value.isdigit() or len(value) > 10:
+        raise invalid(
+            f"Connect-Timeout-Ms must be a whole number of milliseconds up to 10 digits, got {value!r}"
+        )
+    return asyncio.get_running_loop().time() + int(value) / 1000
+
+
+async def read_body(request: Request, limit: float) -> bytes:
+    """The request body, at most MAX_BODY_BYTES, arriving within ``limit`` seconds."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+        raise CallError(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"the request body is {int(length)} bytes; at most {MAX_BODY_BYTES} are accepted",
+            http=413,
+        )
+    parts, size = [], 0
+    try:
+        async with asyncio.timeout(limit):
+            async for part in request.stream():
+                size += len(part)
+                if size > MAX_BODY_BYTES:
+                    raise CallError(
+                        grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"the request body is over {MAX_BODY_BYTES} bytes, the most accepted",
+                        http=413,
+                    )
+                parts.append(part)
+    except TimeoutError:
+        raise CallError(
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+            f"the request body did not arrive within {limit:g} s (server flag --handshake-timeout-seconds)",
+            http=408,
+        ) from None
+    return b"".join(parts)
+
+
+def _parse(data: bytes, message: type[Message], as_json: bool) -> Message:
+    """``data`` as a request ``message``, or INVALID_ARGUMENT saying why it is not one."""
+    try:
+        if as_json:
+            return json_format.Parse(data or b"{}", message())
+        return message.FromString(data)
+    except (json_format.ParseError, DecodeError, UnicodeDecodeError, RecursionError, ValueError) as err:
+        reason = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
+        raise invalid(f"{not_a_valid(message.DESCRIPTOR.full_name)}: {reason}") from None
+
+
+async def parse_off_loop(data: bytes, message: type[Message], as_json: bool) -> Message:
+    if len(data) > LARGE_JSON_BYTES:
+        return await asyncio.to_thread(_parse, data, message, as_json)
+    return _parse(data, message, as_json)
+
+
+async def to_json(message: Message) -> bytes:
+    if message.ByteSize() > LARGE_JSON_BYTES:
+        return await asyncio.to_thread(formats.message_json, message)
+    return formats.message_json(message)
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+# ---- one call, its reply written as it comes ---------------------------------------------------
+
+
+@dataclass
+class Output:
+    """How a call's replies become bytes: the media type, each reply message, and the end."""
+
+    media_type: str
+    message: Callable[[bytes], Awaitable[bytes] | bytes]
+    end: Callable[[CallError | None], bytes] = lambda error: b""
+    errors_in_band: bool = False  # Connect streams report every error inside the body
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+    on_error: Callable[[CallError], Response] = error_response  # before any reply was written
+
+
+class CallResponse(Response):
+    """An ASGI response that runs one call and writes its replies as they come. The call is
+    cancelled when the client disconnects; a reply the reader does not take within the
+    call's stall limit drops the connection."""
+
+    def __init__(
+        self,
+        api: HttpApi,
+        method: str,
+        request: Request,
+        message: Message | None,
+        output: Output,
+        deadline: float | None,
+    ) -> None:
+        self._api, self._method, self._request = api, method, request
+        self._message, self._output, self._deadline = message, output, deadline
+        self.background = None
+
+    async def __call__(self, scope, receive, send) -> None:
+        output, started = self._output, False
+        extensions = scope.get("extensions") or {}
+        flow = extensions.get("marketdata.flow")  # uvicorn's flow control of this connection
+        streaming = self._api.gateway.streams(self._method)
+
+        async def start(status: int, media_type: str) -> None:
+            nonlocal started
+            started = True
+            headers = [(b"content-type", media_type.encode()), *output.headers]
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+
+        async def sink(data: bytes) -> None:
+            body = output.message(data)
+            if not isinstance(body, bytes):
+                body = await body
+            if not started:
+                await start(200, output.media_type)
+            try:
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+            except OSError:  # the client is gone: end the call as gRPC ends a cancelled one
+                asyncio.current_task().cancel()
+                await asyncio.sleep(0)
+
+        context = HttpContext(peer(self._request), metadata(self._request), sink, self._deadline, flow)
+        error: CallError | None = None
+        reply: bytes | None = None
+        dropped = False
+        try:
+            try:
+                if streaming:  # cancelled when the client leaves, as gRPC cancels a call
+                    reply = await _until_disconnect(self._run(context), receive)
+                else:  # one reply, soon: a client that left finds it unread
+                    reply = await self._run(context)
+            except CallError as err:
+                error = err
+            except _ClientLeft:
+                return
+            dropped = await self._end(scope, receive, send, reply, error, started, start, flow)
+        finally:
+            context.finish()  # the call's slot is free only once its reply has left
+        if dropped:
+            _LOGGER.info("dropped an HTTP reader that accepted nothing for %g s", self._api.stall_seconds)
+
+    async def _end(self, scope, receive, send, reply, error, started, start, flow) -> bool:
+        """Write the reply, the error or the stream's end; drop a reader that takes none of it
+        within the stall limit (a reply left unread would hold its memory for good). Whether
+        it was dropped."""
+        output = self._output
+        try:
+            if reply is not None:
+                body = output.message(reply)
+                if not isinstance(body, bytes):
+                    body = await body
+                await start(200, output.media_type)
+                await send({"type": "http.response.body", "body": body})
+            elif error is not None and not started and not output.errors_in_band:
+                await output.on_error(error)(scope, receive, send)
+            else:
+                if not started:
+                    await start(200, output.media_type)
+                await send({"type": "http.response.body", "body": output.end(error)})
+            if flow is not None and flow.write_paused:
+                async with asyncio.timeout(self._api.stall_seconds):
+                    await flow.drain()
+        except TimeoutError:  # the reader took nothing for the stall limit: drop it
+            (scope.get("extensions") or {}).get("marketdata.abort", lambda: None)()
+            await asyncio.sleep(0)
+            return True
+        except OSError:
+            pass  # the client left before the end
+        return False
+
+    async def _run(self, context: HttpContext) -> bytes | None:
+        gateway = self._api.gateway
+        handler = await gateway.handler(self._method, context.metadata)
+        # A call the interceptors refuse (no token) never has its request decoded over gRPC;
+        # here the request was parsed already, and is not handed on either.
+        message = self._message if handler.request_deserializer is not None else None
+        return await gateway.call(handler, message, context)
+
+
+class _ClientLeft(Exception):
+    """The HTTP client closed the connection before the call ended."""
+
+
+async def _until_disconnect(call: Awaitable, receive):
+    """``call``'s result, or _ClientLeft once the client disconnects (the call is cancelled)."""
+    task = asyncio.ensure_future(call)
+
+    async def watch() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        task.cancel()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if task.cancelled() and not asyncio.current_task().cancelling():
+            raise _ClientLeft from None
+        raise
+    finally:
+        watcher.cancel()
