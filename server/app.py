@@ -224,6 +224,7 @@ async def _start(
             options.limits,
             options.connection_limits,
             certificates.ssl_context() if certificates is not None else None,
+            servicer.generation,
         )
     await server.start()
     if health_server is not None:

@@ -31,7 +31,7 @@ from .requests import (
 )
 from .sim.checks import ParameterError
 from .sim.universe import DEFAULT_MARKET
-from .streaming import Drain, PathStreamer
+from .streaming import Drain, Generation, PathStreamer
 from .subscriptions import apply_requests, heartbeat_seconds, pump
 from .wire import ENCODERS, EVENT_SNAPSHOT, Undecodable, exchange_timestamp, request_decoder
 
@@ -61,6 +61,11 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
         self._drain = Drain()
         self._paths = PathStreamer(self.tracker, self._drain, wire, self.limits)
         self.admission = admission or Admission(self.limits, lambda: self.feed.limits)
+
+    @property
+    def generation(self) -> Generation:
+        """The pool large paths are made on, and the memory they may hold for their readers."""
+        return self._paths.generation
 
     def begin_shutdown(self, grace: float) -> None:
         """Let open streams run for most of ``grace`` seconds; end subscriptions now."""

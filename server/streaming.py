@@ -161,6 +161,11 @@ class Generation:
             future.set_exception(err)
         return future
 
+    @property
+    def room(self) -> int:
+        """The bytes all streams (and HTTP replies) may hold for their readers."""
+        return self._room
+
     def reserve(self, size: int) -> bool:
         """Take ``size`` bytes of read-ahead room if there is that much."""
         if self.held + size > self._room:

@@ -86,10 +86,20 @@ def test_gbm_is_getgbmprices_with_the_same_seed(http: httpx.Client, grpc_stub) -
         ({"delta": 0}, "delta", "delta must be in (0, "),
         ({"seed": -1}, "seed", "seed must be in [0, 2^64)"),
         ({"startprice": 70}, "startprice", "unknown parameter 'startprice'"),
+        ({"periods": "+5"}, "periods", "periods must be a whole number"),
+        ({"periods": "1_0"}, "periods", "periods must be a whole number"),
+        ({"periods": "\u0663"}, "periods", "periods must be a whole number"),  # an Arabic-Indic 3
+        ({"startPrice": " 70"}, "startPrice", "startPrice must be a number"),
+        ({"periods": ["5", "6"]}, "periods", "periods is given 2 times"),
     ],
 )
 def test_gbm_refuses_bad_parameters_naming_them(http: httpx.Client, change, parameter, says) -> None:
-    params = {k: v for k, v in {**ORIGINAL, **change}.items() if v is not None}
+    params = [
+        (k, x)
+        for k, v in {**ORIGINAL, **change}.items()
+        if v is not None
+        for x in (v if isinstance(v, list) else [v])
+    ]
     reply = http.get("/gbm", params=params)
     assert reply.status_code == 400, reply.text
     body = reply.json()
@@ -216,6 +226,72 @@ def test_bad_requests_get_one_clear_error(http: httpx.Client, request_kwargs, st
     assert reply.status_code == status, reply.text
     assert reply.json()["code"] == code
     assert reply.json()["message"].startswith(says), reply.json()["message"]
+
+
+def test_connect_get_takes_base64_and_binary_messages(http: httpx.Client, grpc_stub) -> None:
+    request = pb.GbmRequest(periods=5, start_price=9, sigma=0.2, delta=1, seed=8)
+    expected = list(grpc_stub.GetGbmPrices(request).prices)
+    as_json = base64.urlsafe_b64encode(json_format.MessageToJson(request).encode()).rstrip(b"=").decode()
+    reply = http.get(METHOD + "GetGbmPrices", params={"message": as_json, "encoding": "json", "base64": "1"})
+    assert reply.json()["prices"] == expected
+    binary = base64.urlsafe_b64encode(request.SerializeToString()).decode()
+    reply = http.get(METHOD + "GetGbmPrices", params={"message": binary, "encoding": "proto", "base64": "1"})
+    assert pb.GbmPrices.FromString(reply.content).prices == expected
+
+
+@pytest.mark.parametrize(
+    ("content", "headers", "status", "says"),
+    [
+        (
+            b"[]",
+            {},
+            400,
+            "request is not a valid marketdata.v1.GetLastPricesRequest: a JSON object was expected",
+        ),
+        (
+            b'{"symbols": [5, {"a": 1}]}',
+            {},
+            400,
+            "request is not a valid marketdata.v1.GetLastPricesRequest: ",
+        ),
+        (
+            b'{"symbols": ' + b"9" * 5000 + b"}",
+            {},
+            400,
+            "request is not a valid marketdata.v1.GetLastPricesRequest: ",
+        ),
+        (b"{}", {"content-encoding": "gzip"}, 415, "content-encoding 'gzip' is not supported"),
+        (b"{}", {"connect-content-encoding": "br"}, 415, "connect-content-encoding 'br' is not supported"),
+    ],
+)
+def test_requests_connect_does_not_allow(http: httpx.Client, content, headers, status, says) -> None:
+    reply = http.post(
+        METHOD + "GetLastPrices", content=content, headers={"content-type": "application/json", **headers}
+    )
+    assert reply.status_code == status
+    assert reply.json()["message"].startswith(says), reply.json()["message"]
+    assert "Error" not in reply.json()["message"]  # no Python exception's name
+
+
+def test_text_streams_come_in_smaller_chunks(http: httpx.Client) -> None:
+    big = {"periods": 10_000, "delta": 1, "seed": 1, "gbm": {"startPrice": 5}}
+    lines = http.post(METHOD + "StreamPrices", json=big).text.splitlines()
+    assert [len(json.loads(line)["prices"]) for line in lines] == [4096, 4096, 1808]
+    refused = http.post(METHOD + "StreamPrices", json={**big, "chunkSize": 20_000})
+    assert refused.status_code == 400
+    assert refused.json()["message"].startswith("chunk_size must be at most 16384 for a stream written as")
+    enveloped = json.dumps({**big, "chunkSize": 20_000}).encode()
+    connect = http.post(
+        METHOD + "StreamPrices",
+        content=struct.pack(">BI", 0, len(enveloped)) + enveloped,
+        headers={"content-type": "application/connect+json"},
+    )
+    assert [flags for flags, _ in _frames(connect.content)] == [0, 2]  # Connect streams take more
+    end_stream = struct.pack(">BI", 2, len(enveloped)) + enveloped
+    flagged = http.post(
+        METHOD + "StreamPrices", content=end_stream, headers={"content-type": "application/connect+json"}
+    )
+    assert flagged.status_code == 400
 
 
 def test_unknown_methods_and_paths_and_client_streams(http: httpx.Client) -> None:

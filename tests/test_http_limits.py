@@ -222,3 +222,118 @@ def test_a_reply_left_unread_is_dropped_and_its_slot_freed(strict: ServerThread)
     finally:
         logger.removeHandler(seen)
         logger.setLevel(level)
+
+
+# ---- found by a hostile review -----------------------------------------------------------------------
+
+
+def test_replies_held_for_readers_count_against_read_ahead_mib() -> None:
+    """A 10 MB /gbm reply does not fit in 4 MiB: refused, instead of held for a reader that may
+    never read it (50 such readers once took the server past 500 MiB)."""
+    srv = ServerThread(http_port=0, limits=Limits(read_ahead_mib=4))
+    try:
+        base = f"http://127.0.0.1:{srv.running.http_port}/gbm?startPrice=1&mu=0&sigma=0.1&delta=1"
+        refused = httpx.get(base + "&periods=524256", timeout=30)
+        assert refused.status_code == 429
+        assert "--read-ahead-mib" in refused.json()["message"]
+        assert srv.running.servicer.generation.held == 0
+        assert len(httpx.get(base + "&periods=1000", timeout=30).json()["result"]) == 1000
+    finally:
+        srv.stop()
+
+
+def test_a_body_trickling_after_its_reply_does_not_keep_the_connection(strict: ServerThread) -> None:
+    with _connect(strict) as sock:
+        sock.sendall(b"GET " + GBM.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nx")
+        reply = sock.recv(65536)
+        assert reply.startswith(b"HTTP/1.1 200 ")
+        sock.sendall(b"x")  # one more byte of the body, and no more
+        assert b"HTTP/1.1" not in _closed_by_server(sock)
+
+
+def test_clients_that_leave_mid_body_leave_no_traceback(strict: ServerThread, caplog) -> None:
+    with caplog.at_level(logging.DEBUG):
+        for _ in range(5):
+            with _connect(strict) as sock:
+                sock.sendall(
+                    b"POST " + METHOD.encode() + b"GetGbmPrices HTTP/1.1\r\nHost: x\r\n"
+                    b"Content-Type: application/json\r\nContent-Length: 10\r\n\r\n{"
+                )
+        # A request after them is answered: by then the server has read every one of them.
+        assert httpx.get(f"http://127.0.0.1:{strict.running.http_port}{GBM}", timeout=15).status_code == 200
+        odd = httpx.post(
+            f"http://127.0.0.1:{strict.running.http_port}{METHOD}GetGbmPrices",
+            json={},
+            headers={"connect-timeout-ms": "\u00b2".encode("latin-1")},
+            timeout=15,
+        )
+    assert odd.status_code == 400 and "Connect-Timeout-Ms" in odd.json()["message"]
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+
+
+def test_a_fault_answers_500_and_is_logged_within_a_bound(strict: ServerThread, caplog, monkeypatch) -> None:
+    from server.web import calls
+
+    def broken(message):
+        raise RuntimeError("a planted fault")
+
+    monkeypatch.setattr(calls.formats, "message_json", broken)
+    url = f"http://127.0.0.1:{strict.running.http_port}{METHOD}ListInstruments"
+    with caplog.at_level(logging.ERROR, logger="server.web.routes"):
+        replies = [httpx.post(url, json={}, timeout=15) for _ in range(15)]
+    assert {r.status_code for r in replies} == {500}
+    assert replies[0].json()["code"] == "internal"
+    faults = [r for r in caplog.records if r.name == "server.web.routes"]
+    assert len(faults) == 10 and all(r.exc_info for r in faults)  # ten a minute, the rest counted
+    monkeypatch.undo()
+    assert httpx.post(url, json={}, timeout=15).status_code == 200
+
+
+def test_large_requests_are_decoded_two_at_a_time(strict: ServerThread, monkeypatch) -> None:
+    from server.web import calls
+
+    entered, release = threading.Semaphore(0), threading.Event()
+    parse = calls.parse
+
+    def slow(data, message, as_json):
+        entered.release()
+        release.wait(30)
+        return parse(data, message, as_json)
+
+    monkeypatch.setattr(calls, "parse", slow)
+    url = f"http://127.0.0.1:{strict.running.http_port}{METHOD}GetLastPrices"
+    body = '{"symbols": ["ACME"]}' + " " * 300_000  # over 256 KiB, and a request like any other
+    results: list[int] = []
+    senders = [
+        threading.Thread(
+            target=lambda: results.append(
+                httpx.post(
+                    url, content=body, headers={"content-type": "application/json"}, timeout=30
+                ).status_code
+            )
+        )
+        for _ in range(2)
+    ]
+    try:
+        for sender in senders:
+            sender.start()
+        assert entered.acquire(timeout=15) and entered.acquire(timeout=15)
+        third = httpx.post(url, content=body, headers={"content-type": "application/json"}, timeout=15)
+        assert third.status_code == 429
+        assert "decoding 2 large requests" in third.json()["message"]
+    finally:
+        release.set()
+        for sender in senders:
+            sender.join(30)
+    assert results == [200, 200]  # the two being decoded were answered
+
+
+def test_a_json_body_over_1_mib_is_refused(strict: ServerThread) -> None:
+    url = f"http://127.0.0.1:{strict.running.http_port}{METHOD}GetLastPrices"
+    padded = b'{"symbols": ["ACME"]}' + b" " * (1024 * 1024)
+    reply = httpx.post(url, content=padded, headers={"content-type": "application/json"}, timeout=15)
+    assert reply.status_code == 413
+    assert (
+        httpx.post(url, content=padded[:-100], headers={"content-type": "application/json"}).status_code
+        == 200
+    )

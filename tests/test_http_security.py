@@ -123,3 +123,6 @@ def test_tokens_are_needed_over_http_too(token_server: ServerThread, method, pat
             return
         allowed = client.request(method, path, json=body, headers={"authorization": f"Bearer {TOKEN}"})
         assert allowed.status_code == 200, allowed.text
+        if method == "POST":  # a stranger's body is never decoded: bad bytes still get 401, not 400
+            garbage = client.post(path, content=b"{not json", headers={"content-type": "application/json"})
+            assert garbage.status_code == 401

@@ -26,10 +26,12 @@ def http_listener(
     limits: Limits,
     connection_limits: ConnectionLimits,
     ssl_context: ssl.SSLContext | None,
+    budget,
 ) -> HttpListener:
-    """A listener (not yet started) serving the HTTP routes on the bound socket ``sock``."""
+    """A listener (not yet started) serving the HTTP routes on the bound socket ``sock``.
+    ``budget`` (the servicer's generation pool) bounds the memory of replies held for readers."""
     gateway = Gateway(handlers, interceptors, service)
-    api = HttpApi(gateway, connection_limits.handshake_timeout_seconds, limits.stall_seconds)
+    api = HttpApi(gateway, connection_limits.handshake_timeout_seconds, limits.stall_seconds, budget)
     return HttpListener(api.app, sock, connection_limits, ssl_context)
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import grpc
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from ..status import not_a_valid
@@ -26,8 +26,10 @@ if TYPE_CHECKING:
 
 _LOGGER = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 4 * 1024 * 1024  # gRPC's own default for a request message
+MAX_BODY_BYTES = 4 * 1024 * 1024  # a binary request: gRPC's own default for a message
+MAX_JSON_BODY_BYTES = 1024 * 1024  # a JSON request: the largest legitimate one is about 150 KiB
 LARGE_JSON_BYTES = 256 * 1024  # replies and requests past this are converted off the loop
+LARGE_PARSES = 2  # large requests decoded at once; one more is refused
 JSON = "application/json"
 
 
@@ -66,20 +68,24 @@ def deadline_of(request: Request) -> float | None:
     value = request.headers.get("connect-timeout-ms")
     if value is None:
         return None
-    if not value.isdigit() or len(value) > 10:
+    if not (value.isascii() and value.isdigit()) or len(value) > 10:
         raise invalid(
             f"Connect-Timeout-Ms must be a whole number of milliseconds up to 10 digits, got {value!r}"
         )
     return asyncio.get_running_loop().time() + int(value) / 1000
 
 
-async def read_body(request: Request, limit: float) -> bytes:
-    """The request body, at most MAX_BODY_BYTES, arriving within ``limit`` seconds."""
+class ClientLeft(Exception):
+    """The HTTP client closed the connection before the call ended."""
+
+
+async def read_body(request: Request, limit: float, most: int) -> bytes:
+    """The request body, at most ``most`` bytes, arriving within ``limit`` seconds."""
     length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+    if length is not None and length.isascii() and length.isdigit() and int(length) > most:
         raise CallError(
             grpc.StatusCode.RESOURCE_EXHAUSTED,
-            f"the request body is {int(length)} bytes; at most {MAX_BODY_BYTES} are accepted",
+            f"the request body is {int(length)} bytes; at most {most} are accepted",
             http=413,
         )
     parts, size = [], 0
@@ -87,13 +93,15 @@ async def read_body(request: Request, limit: float) -> bytes:
         async with asyncio.timeout(limit):
             async for part in request.stream():
                 size += len(part)
-                if size > MAX_BODY_BYTES:
+                if size > most:
                     raise CallError(
                         grpc.StatusCode.RESOURCE_EXHAUSTED,
-                        f"the request body is over {MAX_BODY_BYTES} bytes, the most accepted",
+                        f"the request body is over {most} bytes, the most accepted",
                         http=413,
                     )
                 parts.append(part)
+    except ClientDisconnect:  # gone half-way through its body: nobody to answer
+        raise ClientLeft from None
     except TimeoutError:
         raise CallError(
             grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -103,21 +111,59 @@ async def read_body(request: Request, limit: float) -> bytes:
     return b"".join(parts)
 
 
-def _parse(data: bytes, message: type[Message], as_json: bool) -> Message:
+def parse(data: bytes, message: type[Message], as_json: bool) -> Message:
     """``data`` as a request ``message``, or INVALID_ARGUMENT saying why it is not one."""
+    name = not_a_valid(message.DESCRIPTOR.full_name)
     try:
-        if as_json:
-            return json_format.Parse(data or b"{}", message())
-        return message.FromString(data)
+        if not as_json:
+            return message.FromString(data)
+        if not data.strip():
+            return message()
+        if not data.lstrip()[:1] == b"{":
+            raise invalid(f"{name}: a JSON object was expected")
+        return json_format.Parse(data, message())
     except (json_format.ParseError, DecodeError, UnicodeDecodeError, RecursionError, ValueError) as err:
-        reason = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
-        raise invalid(f"{not_a_valid(message.DESCRIPTOR.full_name)}: {reason}") from None
+        raise invalid(f"{name}: {_reason(err)}") from None
+
+
+_PYTHON_INSIDE = ("object is not", "object has no", "Error:", "sys.set_int_max_str_digits")
+
+
+def _reason(err: Exception) -> str:
+    """json_format's words for what is wrong ("Failed to parse periods field: Couldn't parse
+    integer: inf at PathRequest.periods"), without the Python some of them carry (a
+    TypeError's text, an interpreter setting)."""
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    if any(inside in text for inside in _PYTHON_INSIDE):
+        if text.startswith("Failed to parse ") and " field: " in text:
+            text = text.partition(" field: ")[0] + " field: not a value of its type"
+        elif "digits" in text:
+            text = "Failed to load JSON: a number with too many digits"
+        else:
+            text = "not a value of its field's type"
+    return text[:300]
+
+
+_large_parses = 0
 
 
 async def parse_off_loop(data: bytes, message: type[Message], as_json: bool) -> Message:
-    if len(data) > LARGE_JSON_BYTES:
-        return await asyncio.to_thread(_parse, data, message, as_json)
-    return _parse(data, message, as_json)
+    """A large request is decoded on a thread, at most LARGE_PARSES at once: JSON decoding
+    is slow Python, and a stranger's megabyte must not hold the loop or every thread."""
+    global _large_parses
+    if len(data) <= LARGE_JSON_BYTES:
+        return parse(data, message, as_json)
+    if _large_parses >= LARGE_PARSES:
+        raise CallError(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"the server is already decoding {LARGE_PARSES} large requests (over "
+            f"{LARGE_JSON_BYTES // 1024} KiB); retry shortly",
+        )
+    _large_parses += 1
+    try:
+        return await asyncio.to_thread(parse, data, message, as_json)
+    finally:
+        _large_parses -= 1
 
 
 async def to_json(message: Message) -> bytes:
@@ -158,9 +204,12 @@ class CallResponse(Response):
         message: Message | None,
         output: Output,
         deadline: float | None,
+        handler: grpc.RpcMethodHandler | None = None,
     ) -> None:
+        """``handler``: the method's, behind the interceptors, if the route has it already."""
         self._api, self._method, self._request = api, method, request
         self._message, self._output, self._deadline = message, output, deadline
+        self._handler = handler
         self.background = None
 
     async def __call__(self, scope, receive, send) -> None:
@@ -199,7 +248,7 @@ class CallResponse(Response):
                     reply = await self._run(context)
             except CallError as err:
                 error = err
-            except _ClientLeft:
+            except ClientLeft:
                 return
             dropped = await self._end(scope, receive, send, reply, error, started, start, flow)
         finally:
@@ -211,12 +260,17 @@ class CallResponse(Response):
         """Write the reply, the error or the stream's end; drop a reader that takes none of it
         within the stall limit (a reply left unread would hold its memory for good). Whether
         it was dropped."""
-        output = self._output
+        output, budget, held = self._output, self._api.budget, 0
         try:
             if reply is not None:
                 body = output.message(reply)
                 if not isinstance(body, bytes):
                     body = await body
+                if len(body) > LARGE_JSON_BYTES:  # held for its reader: within the shared budget
+                    if not budget.reserve(len(body)):
+                        await output.on_error(_no_room(len(body), budget))(scope, receive, send)
+                        return False
+                    held = len(body)
                 await start(200, output.media_type)
                 await send({"type": "http.response.body", "body": body})
             elif error is not None and not started and not output.errors_in_band:
@@ -234,19 +288,26 @@ class CallResponse(Response):
             return True
         except OSError:
             pass  # the client left before the end
+        finally:
+            budget.free(held)
         return False
 
     async def _run(self, context: HttpContext) -> bytes | None:
         gateway = self._api.gateway
-        handler = await gateway.handler(self._method, context.metadata)
+        handler = self._handler or await gateway.handler(self._method, context.metadata)
         # A call the interceptors refuse (no token) never has its request decoded over gRPC;
         # here the request was parsed already, and is not handed on either.
         message = self._message if handler.request_deserializer is not None else None
         return await gateway.call(handler, message, context)
 
 
-class _ClientLeft(Exception):
-    """The HTTP client closed the connection before the call ended."""
+def _no_room(size: int, budget) -> CallError:
+    return CallError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        f"the reply ({size / 2**20:.1f} MiB) does not fit in what the server holds for readers that "
+        f"have not read yet ({budget.room / 2**20:g} MiB, server flag --read-ahead-mib, shared by "
+        "every stream); read replies as they come, or ask for less",
+    )
 
 
 async def _until_disconnect(call: Awaitable, receive):
@@ -263,7 +324,7 @@ async def _until_disconnect(call: Awaitable, receive):
         return await task
     except asyncio.CancelledError:
         if task.cancelled() and not asyncio.current_task().cancelling():
-            raise _ClientLeft from None
+            raise ClientLeft from None
         raise
     finally:
         watcher.cancel()

@@ -5,6 +5,7 @@ in its own terms (the query parameter's name, not the field's)."""
 from __future__ import annotations
 
 import math
+import re
 
 from google.rpc import error_details_pb2
 from starlette.requests import Request
@@ -24,6 +25,10 @@ GBM_PARAMETERS = {  # the original URL's parameters: query name -> (GbmRequest f
     "delta": ("delta", float),
     "seed": ("seed", int),
 }
+_INTEGER = re.compile(r"-?[0-9]{1,25}")
+_NUMBER = re.compile(
+    r"-?(?:[0-9]{1,25}(?:\.[0-9]{0,25})?|\.[0-9]{1,25})(?:[eE][-+]?[0-9]{1,4})?|-?inf|nan", re.I
+)
 GBM_REQUIRED = ("periods", "startPrice", "mu", "sigma", "delta")
 
 
@@ -39,14 +44,17 @@ def gbm_request(request: Request) -> pb.GbmRequest:
         raise invalid(f"{missing[0]} is required (all of {', '.join(GBM_REQUIRED)} are)", missing[0])
     message = pb.GbmRequest()
     for name, (field, kind) in GBM_PARAMETERS.items():
-        if name not in query:
+        given = query.getlist(name)
+        if not given:
             continue
-        text = query[name]
-        try:
-            value = kind(text)
-        except ValueError:
+        if len(given) > 1:
+            raise invalid(f"{name} is given {len(given)} times; give it once", name)
+        text = given[0]
+        # ASCII digits only: Python's int() and float() also take "1_0", " 5 " and other scripts' digits.
+        if not (_INTEGER if kind is int else _NUMBER).fullmatch(text):
             noun = "a whole number" if kind is int else "a number"
             raise invalid(f"{name} must be {noun}, got {text[:40]!r}", name) from None
+        value = kind(text)
         if kind is int and not 0 <= value < 2**64:
             raise invalid(f"{name} must be in [0, 2^64), got {text[:40]}", name)
         if kind is float and not math.isfinite(value):

@@ -96,6 +96,26 @@ class _Protocol(HttpToolsProtocol):
             _LOGGER.debug("closed an HTTP connection whose request head was not whole in time")
             self.transport.close()
 
+    def on_response_complete(self) -> None:
+        # A request whose body is still arriving after its reply (the route did not need it, or
+        # gave up on it) must end within the head's deadline: every byte of it cancels
+        # uvicorn's idle timer, so a trickle would keep the connection for good.
+        unfinished = self.cycle is not None and self.cycle.more_body
+        super().on_response_complete()
+        if unfinished and self._head_timer is None and not self.transport.is_closing():
+            self._head_timer = self.loop.call_later(self.limits.handshake_timeout_seconds, self._body_late)
+
+    def _body_late(self) -> None:
+        self._head_timer = None
+        if self.cycle is not None and self.cycle.more_body and not self.transport.is_closing():
+            _LOGGER.debug("closed an HTTP connection whose request body did not end in time")
+            self.transport.close()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        if not self._in_head:
+            self._disarm()
+
     def _drop(self) -> None:
         """Close at once, and have the kernel discard what it still holds for the reader
         (a reset): a reader that stopped would otherwise be sent it at its own pace."""
@@ -175,9 +195,11 @@ class HttpListener:
             connection.shutdown()  # idle ones close now, busy ones after their response
         if self._state.tasks:
             await asyncio.wait(list(self._state.tasks), timeout=grace)
-        for task in list(self._state.tasks):
-            task.cancel()
-        if self._state.tasks:
-            await asyncio.wait(list(self._state.tasks), timeout=1.0)
+        # What is left is cut: connections first, so each response still running sees its
+        # client gone and ends quietly; then any task that did not.
         for connection in list(self._state.connections):
             connection.transport.abort()
+        if self._state.tasks:
+            await asyncio.wait(list(self._state.tasks), timeout=1.0)
+        for task in list(self._state.tasks):
+            task.cancel()

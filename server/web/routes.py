@@ -8,8 +8,12 @@ is only HTTP: reading the request, choosing the format, and writing the reply.
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import binascii
 import logging
 import struct
+import time
 from pathlib import Path
 
 import grpc
@@ -25,12 +29,17 @@ from marketdata.v1 import market_data_pb2 as pb
 from . import formats
 from .calls import (
     JSON,
+    MAX_BODY_BYTES,
+    MAX_JSON_BODY_BYTES,
     CallResponse,
+    ClientLeft,
     Output,
     deadline_of,
     error_response,
     invalid,
     media_type,
+    metadata,
+    parse,
     parse_off_loop,
     read_body,
     to_json,
@@ -53,8 +62,9 @@ CONNECT_JSON, CONNECT_PROTO = "application/connect+json", "application/connect+p
 class HttpApi:
     """The Starlette app of one server: its routes, over ``gateway``."""
 
-    def __init__(self, gateway: Gateway, body_seconds: float, stall_seconds: float) -> None:
-        self.gateway = gateway
+    def __init__(self, gateway: Gateway, body_seconds: float, stall_seconds: float, budget) -> None:
+        """``budget``: the memory replies may hold for their readers (streaming.Generation's)."""
+        self.gateway, self.budget = gateway, budget
         self.body_seconds, self.stall_seconds = body_seconds, stall_seconds
         routes = [
             Route("/", self.page, methods=["GET", "HEAD"]),
@@ -63,7 +73,8 @@ class HttpApi:
             Route(f"/{SERVICE.full_name}/{{method}}", self.rpc, methods=["GET", "POST"]),
             Mount("/static", app=StaticFiles(directory=STATIC, check_dir=False), name="static"),
         ]
-        app = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_allowed})
+        handlers = {404: _not_found, 405: _not_allowed, Exception: _internal}  # Exception: a fault's 500
+        app = Starlette(routes=routes, exception_handlers=handlers)
         self.app = _SecurityHeaders(app)
 
     async def page(self, request: Request) -> Response:
@@ -98,29 +109,41 @@ class HttpApi:
                 )
             )
         request_type = getattr(pb, descriptor.input_type.name)
+        # The interceptors first: a call they refuse (no token) is answered before its body is
+        # read, as gRPC answers it before decoding the request.
+        handler = await self.gateway.handler(method, metadata(request))
         try:
             deadline = deadline_of(request)
-            message, as_json, enveloped = await self._request_message(request, request_type, descriptor)
-            output = self._output(request, descriptor, message, as_json, enveloped)
+            if handler.request_deserializer is None:
+                message, output = None, Output(JSON, lambda data: data)
+            else:
+                message, as_json, enveloped = await self._request_message(request, request_type, descriptor)
+                output = self._output(request, descriptor, message, as_json, enveloped)
         except CallError as err:
             return error_response(err)
-        return CallResponse(self, method, request, message, output, deadline)
+        except ClientLeft:
+            return Response(status_code=499)  # nobody reads it
+        return CallResponse(self, method, request, message, output, deadline, handler)
 
     async def _request_message(self, request: Request, request_type: type[Message], descriptor):
         """The request message, whether it came as JSON, and whether as a Connect stream."""
-        if request.method == "GET":  # Connect's GET: ?message=<JSON>&encoding=json
-            query = request.query_params
-            encoding = query.get("encoding", "json")
-            if encoding != "json":
-                raise invalid(f"encoding must be json on GET (got {encoding[:40]!r}); POST a binary request")
-            return await parse_off_loop(query.get("message", "{}").encode(), request_type, True), True, False
+        if request.method == "GET":  # Connect's GET: ?message=...&encoding=json|proto[&base64=1]
+            return _get_message(request, request_type), request.query_params.get("encoding") != "proto", False
+        for header in ("content-encoding", "connect-content-encoding"):
+            if request.headers.get(header, "identity").strip().lower() != "identity":
+                raise CallError(
+                    grpc.StatusCode.UNIMPLEMENTED,
+                    f"{header} {request.headers[header][:40]!r} is not supported: send the body uncompressed",
+                    http=415,
+                )
         media = media_type(request)
+        most = MAX_JSON_BODY_BYTES if media in (JSON, CONNECT_JSON) else MAX_BODY_BYTES
         if media in (JSON, PROTO):
-            data = await read_body(request, self.body_seconds)
+            data = await read_body(request, self.body_seconds, most)
             return await parse_off_loop(data, request_type, media == JSON), media == JSON, False
         if media in (CONNECT_JSON, CONNECT_PROTO) and descriptor.server_streaming:
-            data = await read_body(request, self.body_seconds)
-            if len(data) < 5 or data[0] & 0x01 or struct.unpack(">I", data[1:5])[0] != len(data) - 5:
+            data = await read_body(request, self.body_seconds, most)
+            if len(data) < 5 or data[0] != 0 or struct.unpack(">I", data[1:5])[0] != len(data) - 5:
                 raise invalid("a Connect stream's request must be one uncompressed enveloped message")
             return (
                 await parse_off_loop(data[5:], request_type, media == CONNECT_JSON),
@@ -144,6 +167,8 @@ class HttpApi:
             return Output(PROTO, lambda data: data)
         if enveloped:
             return _connect_stream(reply_type, as_json)
+        if reply_type in (pb.PriceChunk, pb.GbmPriceChunk):
+            _text_chunks(message)
         return _stream_format(request, reply_type, bool(getattr(message, "bar_interval", "")))
 
     async def subscribe(self, request: Request) -> Response:
@@ -165,7 +190,7 @@ class HttpApi:
                 )
         resumed = request.headers.get("last-event-id")
         prefix = b""
-        if resumed is not None and resumed.isdigit() and len(resumed) <= 20:
+        if resumed is not None and resumed.isascii() and resumed.isdigit() and len(resumed) <= 20:
             # Missed ticks cannot be replayed; the first event is a fresh snapshot.
             prefix = b": resuming after event %s with a fresh snapshot\n\n" % resumed.encode()
         first = [prefix + b"retry: 1000\n"]  # EventSource reconnects after 1 s, not 3
@@ -183,6 +208,38 @@ class HttpApi:
             headers=((b"cache-control", b"no-store"), (b"x-accel-buffering", b"no")),
         )
         return CallResponse(self, "Subscribe", request, message, output, None)
+
+
+TEXT_CHUNK_DEFAULT = 4_096  # values per line of NDJSON (or rows of CSV) when chunk_size is unset
+TEXT_CHUNK_MAX = 16_384  # the most: a chunk's text is made in one go, which holds the server
+
+
+def _text_chunks(message: Message) -> None:
+    """A price stream written as text comes in smaller chunks than gRPC's: the default is
+    TEXT_CHUNK_DEFAULT, and a chunk_size over TEXT_CHUNK_MAX is refused."""
+    if not message.HasField("chunk_size"):
+        message.chunk_size = TEXT_CHUNK_DEFAULT
+    elif message.chunk_size > TEXT_CHUNK_MAX:
+        raise invalid(
+            f"chunk_size must be at most {TEXT_CHUNK_MAX} for a stream written as NDJSON or CSV "
+            f"(unset: {TEXT_CHUNK_DEFAULT}), got {message.chunk_size}; gRPC and Connect streams take more"
+        )
+
+
+def _get_message(request: Request, request_type: type[Message]) -> Message:
+    """Connect's GET: the request in ``message``, JSON or (``encoding=proto``) binary, plain or
+    (``base64=1``) in URL-safe base64. Decoded on the loop: the query is at most 64 KiB."""
+    query = request.query_params
+    encoding = query.get("encoding", "json")
+    if encoding not in ("json", "proto"):
+        raise invalid(f"encoding must be json or proto, got {encoding[:40]!r}")
+    data = query.get("message", "").encode("utf-8", "surrogateescape")
+    if query.get("base64") == "1":
+        try:
+            data = base64.urlsafe_b64decode(data + b"=" * (-len(data) % 4))
+        except (ValueError, binascii.Error):
+            raise invalid("message is not URL-safe base64 (base64=1)") from None
+    return parse(data, request_type, encoding == "json")
 
 
 def _stream_format(request: Request, reply_type: type[Message], bars: bool) -> Output:
@@ -252,6 +309,11 @@ async def _not_allowed(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _internal(request: Request, exc: Exception) -> Response:
+    body = {"code": "internal", "message": "internal error; it was logged"}
+    return Response(formats.dumps(body), status_code=500, media_type=JSON)
+
+
 class _SecurityHeaders:
     """Headers every response carries: what the page may load, and no content sniffing."""
 
@@ -267,10 +329,53 @@ class _SecurityHeaders:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self._app(scope, receive, send)
+        started = False
 
         async def with_headers(message: dict) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 message = {**message, "headers": [*message.get("headers", ()), *self.HEADERS]}
             await send(message)
 
-        await self._app(scope, receive, with_headers)
+        try:
+            await self._app(scope, receive, with_headers)
+        except asyncio.CancelledError:
+            return  # the listener is stopping: the connection is already cut
+        except Exception:  # a fault of this server's: one answer, and a bounded log
+            _FAULTS.log(scope.get("path", "")[:100])
+            if not started:
+                body = formats.dumps({"code": "internal", "message": "internal error; it was logged"})
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 500,
+                        "headers": [(b"content-type", JSON.encode()), *self.HEADERS],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+
+
+class _FaultLog:
+    """Logs the traceback of a fault at most LINES times a minute, then counts the rest: a
+    stranger who finds a way to cause one cannot fill the log with them."""
+
+    LINES = 10
+
+    def __init__(self) -> None:
+        self._minute, self._lines, self._unlogged = -60.0, 0, 0
+
+    def log(self, path: str) -> None:
+        now = time.monotonic()
+        if now - self._minute >= 60:
+            self._minute, self._lines = now, 0
+        if self._lines >= self.LINES:
+            self._unlogged += 1
+            return
+        self._lines += 1
+        unlogged, self._unlogged = self._unlogged, 0
+        more = f" ({unlogged} more since the last line were not logged)" if unlogged else ""
+        _LOGGER.exception("HTTP request to %r failed%s", path, more)
+
+
+_FAULTS = _FaultLog()
