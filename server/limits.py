@@ -80,8 +80,9 @@ class Limits:
     read_ahead_mib: int = limit(
         64,
         "--read-ahead-mib",
-        "MiB that all streams together may hold in chunks made before their reader asks; beyond "
-        "it a stream makes its next chunk only once the last is sent",
+        "MiB that all streams together may hold in chunks made before their reader asks, and HTTP "
+        "replies over 256 KiB waiting for theirs; beyond it a stream makes its next chunk only once "
+        "the last is sent, and an HTTP reply is refused",
     )
     stall_seconds: float = limit(
         30.0,
