@@ -46,7 +46,7 @@ test: install ## run the test suite (the live page's tests need chromium, instal
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null \
 		|| (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null) \
 		|| { echo "make test needs chromium and its driver: apt-get install chromium chromium-driver"; exit 1; }
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 lint: install ## ruff over the hand-written code; hadolint on the Dockerfile; deploy/k8s against the API schemas
 	$(PY) -m ruff check .
