@@ -294,6 +294,18 @@ def test_text_streams_come_in_smaller_chunks(http: httpx.Client) -> None:
     assert flagged.status_code == 400
 
 
+def test_head_only_for_the_page_and_static_files_which_come_whole(http: httpx.Client) -> None:
+    assert http.head("/").status_code == 200
+    assert http.head("/v1/subscribe").status_code == 405  # it would hold a subscription for good
+    assert http.head("/gbm", params=ORIGINAL).status_code == 405
+    whole = http.get("/static/app.js")
+    ranged = http.get("/static/app.js", headers={"range": "bytes=0-0,2-2,4-4"})
+    assert (ranged.status_code, ranged.content) == (200, whole.content)
+    assert http.get("/static", headers={"host": "elsewhere.example"}).status_code == 404  # no redirect
+    bad = http.get(METHOD + "GetGbmPrices", params={"message": "!!!", "encoding": "json", "base64": "1"})
+    assert bad.status_code == 400 and "base64" in bad.json()["message"]
+
+
 def test_unknown_methods_and_paths_and_client_streams(http: httpx.Client) -> None:
     reply = _post(http, "GetEverything", {})
     assert (reply.status_code, reply.json()["code"]) == (404, "unimplemented")

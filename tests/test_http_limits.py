@@ -302,7 +302,7 @@ def test_large_requests_are_decoded_two_at_a_time(strict: ServerThread, monkeypa
 
     monkeypatch.setattr(calls, "parse", slow)
     url = f"http://127.0.0.1:{strict.running.http_port}{METHOD}GetLastPrices"
-    body = '{"symbols": ["ACME"]}' + " " * 300_000  # over 256 KiB, and a request like any other
+    body = '{"symbols": ["ACME"]}' + " " * 100_000  # over 16 KiB, and a request like any other
     results: list[int] = []
     senders = [
         threading.Thread(
@@ -328,12 +328,29 @@ def test_large_requests_are_decoded_two_at_a_time(strict: ServerThread, monkeypa
     assert results == [200, 200]  # the two being decoded were answered
 
 
-def test_a_json_body_over_1_mib_is_refused(strict: ServerThread) -> None:
+def test_a_json_body_over_256_kib_is_refused(strict: ServerThread) -> None:
     url = f"http://127.0.0.1:{strict.running.http_port}{METHOD}GetLastPrices"
-    padded = b'{"symbols": ["ACME"]}' + b" " * (1024 * 1024)
+    padded = b'{"symbols": ["ACME"]}' + b" " * (256 * 1024)
     reply = httpx.post(url, content=padded, headers={"content-type": "application/json"}, timeout=15)
     assert reply.status_code == 413
     assert (
         httpx.post(url, content=padded[:-100], headers={"content-type": "application/json"}).status_code
         == 200
     )
+
+
+def test_a_reader_at_full_speed_leaves_the_server_serving_others(strict: ServerThread) -> None:
+    """uvicorn's send does not wait while the socket keeps up: a stream read as fast as it is
+    made once held the loop for its whole life, and went on after its client left."""
+    port = strict.running.http_port
+    endless = {"periods": 10**9, "startPrice": 10, "sigma": 0.1, "delta": 1}
+    with httpx.Client(timeout=15) as reader:
+        with reader.stream("POST", f"http://127.0.0.1:{port}{METHOD}StreamGbmPrices", json=endless) as stream:
+            chunks = stream.iter_bytes()
+            for _ in range(20):  # read as fast as it comes
+                next(chunks)
+            other = httpx.get(f"http://127.0.0.1:{port}{GBM}", timeout=15)  # answered meanwhile
+            assert other.status_code == 200
+            for _ in range(20):
+                next(chunks)
+    assert strict.tracker.wait_idle(timeout=15), "the stream went on after its reader left"

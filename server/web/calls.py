@@ -27,9 +27,10 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 4 * 1024 * 1024  # a binary request: gRPC's own default for a message
-MAX_JSON_BODY_BYTES = 1024 * 1024  # a JSON request: the largest legitimate one is about 150 KiB
-LARGE_JSON_BYTES = 256 * 1024  # replies and requests past this are converted off the loop
-LARGE_PARSES = 2  # large requests decoded at once; one more is refused
+MAX_JSON_BODY_BYTES = 256 * 1024  # a JSON request: the largest legitimate one is about 150 KiB
+LARGE_JSON_BYTES = 256 * 1024  # replies past this are converted off the loop, and held in the budget
+LARGE_REQUEST_BYTES = 16 * 1024  # requests past this are decoded off the loop (JSON: ~1 ms a KiB)
+LARGE_PARSES = 2  # such requests decoded at once; one more is refused
 JSON = "application/json"
 
 
@@ -151,13 +152,13 @@ async def parse_off_loop(data: bytes, message: type[Message], as_json: bool) -> 
     """A large request is decoded on a thread, at most LARGE_PARSES at once: JSON decoding
     is slow Python, and a stranger's megabyte must not hold the loop or every thread."""
     global _large_parses
-    if len(data) <= LARGE_JSON_BYTES:
+    if len(data) <= LARGE_REQUEST_BYTES:
         return parse(data, message, as_json)
     if _large_parses >= LARGE_PARSES:
         raise CallError(
             grpc.StatusCode.RESOURCE_EXHAUSTED,
             f"the server is already decoding {LARGE_PARSES} large requests (over "
-            f"{LARGE_JSON_BYTES // 1024} KiB); retry shortly",
+            f"{LARGE_REQUEST_BYTES // 1024} KiB); retry shortly",
         )
     _large_parses += 1
     try:
@@ -230,11 +231,11 @@ class CallResponse(Response):
                 body = await body
             if not started:
                 await start(200, output.media_type)
-            try:
-                await send({"type": "http.response.body", "body": body, "more_body": True})
-            except OSError:  # the client is gone: end the call as gRPC ends a cancelled one
-                asyncio.current_task().cancel()
-                await asyncio.sleep(0)
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+            # uvicorn's send returns at once while the socket keeps up (and once the client has
+            # gone): without this a fast reader's stream would never let the loop run anything
+            # else, nor the watcher see the client leave.
+            await asyncio.sleep(0)
 
         context = HttpContext(peer(self._request), metadata(self._request), sink, self._deadline, flow)
         error: CallError | None = None

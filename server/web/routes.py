@@ -75,6 +75,7 @@ class HttpApi:
         ]
         handlers = {404: _not_found, 405: _not_allowed, Exception: _internal}  # Exception: a fault's 500
         app = Starlette(routes=routes, exception_handlers=handlers)
+        app.router.redirect_slashes = False  # its redirect would name whatever host the client said
         self.app = _SecurityHeaders(app)
 
     async def page(self, request: Request) -> Response:
@@ -236,7 +237,7 @@ def _get_message(request: Request, request_type: type[Message]) -> Message:
     data = query.get("message", "").encode("utf-8", "surrogateescape")
     if query.get("base64") == "1":
         try:
-            data = base64.urlsafe_b64decode(data + b"=" * (-len(data) % 4))
+            data = base64.b64decode(data + b"=" * (-len(data) % 4), altchars=b"-_", validate=True)
         except (ValueError, binascii.Error):
             raise invalid("message is not URL-safe base64 (base64=1)") from None
     return parse(data, request_type, encoding == "json")
@@ -330,6 +331,17 @@ class _SecurityHeaders:
         if scope["type"] != "http":
             return await self._app(scope, receive, send)
         started = False
+        path = scope.get("path", "")
+        static = path == "/" or path.startswith("/static/")
+        if scope.get("method") == "HEAD" and not static:
+            # A HEAD of a call would run it and throw its reply away (a subscription, for good).
+            body = formats.dumps({"code": "unimplemented", "message": "HEAD is only for / and /static/"})
+            headers = [(b"content-type", JSON.encode()), (b"allow", b"GET, POST"), *self.HEADERS]
+            await send({"type": "http.response.start", "status": 405, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        if static:  # a few small files: whole, never in ranges (a hundred ranges cost a hundred reads)
+            scope = {**scope, "headers": [h for h in scope["headers"] if h[0] not in (b"range", b"if-range")]}
 
         async def with_headers(message: dict) -> None:
             nonlocal started
