@@ -10,7 +10,10 @@ Limits (their flags are the gRPC port's; the README's Limits table says so):
 - a new connection must start a request within --handshake-timeout-seconds (after its TLS
   handshake, which has the same bound), and a request's head (line and headers) must be
   whole within --handshake-timeout-seconds of its first byte; heads are at most 64 KiB;
-- a connection with no request in progress is closed after --max-connection-idle-seconds.
+- a request body still arriving after its reply must end within --handshake-timeout-seconds;
+- a connection with no request in progress is closed after --max-connection-idle-seconds;
+- a reader that takes nothing is reset (``marketdata.abort``), so the kernel drops what it
+  still held for it.
 """
 
 from __future__ import annotations
