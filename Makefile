@@ -44,7 +44,7 @@ client: install ## sample call against a running server (make run in another ter
 
 test: install ## run the test suite (the live page's tests need chromium, installed via apt if missing)
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null \
-		|| (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null) \
+		|| (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
 		|| { echo "make test needs chromium and its driver: apt-get install chromium chromium-driver"; exit 1; }
 	$(PY) -m pytest -q -n 2
 
