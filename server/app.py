@@ -6,8 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import errno
-import ipaddress
 import logging
 import os
 import signal
@@ -30,6 +28,7 @@ from .auth import TokenAuth, TokenFile
 from .feed import MarketFeed
 from .limits import ConnectionLimits, FeedLimits, Limits, flags
 from .metrics import StreamTracker
+from .net import address, is_loopback, why_not_bound
 from .observability import Observability, ObservabilityOptions, add_flags, for_workers, options_from
 from .servicer import WIRES, AdmitOtherServices, MarketDataServicer, add_to_server
 from .sim.checks import ParameterError
@@ -51,13 +50,6 @@ STOP_MARGIN_SECONDS = 10.0  # a worker still running this long after its grace i
 # A test hook, read only by workers: the host they bind instead of --host, so a test can
 # make every worker fail to bind while the parent's reservation of the port succeeds.
 TEST_WORKER_HOST = "MARKETDATA_TEST_WORKER_HOST"
-
-_BIND_ERRORS = {  # why an address cannot be bound, and what to do, for errnos a user can fix
-    errno.EADDRINUSE: "the port is in use by another process: choose another {flag}{zero}",
-    errno.EADDRNOTAVAIL: "--host {host} is not an address of this machine: use one of its own, or 0.0.0.0",
-    errno.EACCES: "permission denied: ports below 1024 need privileges, choose a higher {flag}",
-}
-_PORT_ZERO = {"--port": " (0 picks a free one)"}  # what 0 means for the flag, where it picks a port
 
 
 @dataclass
@@ -243,7 +235,7 @@ async def _start(
         _LOGGER.info("health service (plaintext) on %s:%d", host, health_bound)
     if http is not None:
         scheme = "http" if certificates is None else "https"
-        _LOGGER.info("HTTP, JSON and the live page on %s://%s/", scheme, _address(host, http.port))
+        _LOGGER.info("HTTP, JSON and the live page on %s://%s/", scheme, address(host, http.port))
     if certificates is None and not is_loopback(host):
         _LOGGER.warning(
             "serving plaintext on %s, a non-loopback address: anyone on the network can read and "
@@ -267,27 +259,17 @@ async def _start(
 
 def _listen(server: grpc.aio.Server, host: str, port: int, certificates: CertificateFiles | None) -> int:
     """Add a port to ``server``; the port bound, or OSError with one line."""
-    address = _address(host, port)
+    where = address(host, port)
     try:
         if certificates is None:
-            bound = server.add_insecure_port(address)
+            bound = server.add_insecure_port(where)
         else:
-            bound = server.add_secure_port(address, certificates.credentials())
+            bound = server.add_secure_port(where, certificates.credentials())
     except RuntimeError:  # the address was free a moment ago
         bound = 0
     if bound == 0:
-        raise OSError(f"cannot listen on {address}: gRPC could not bind it (GRPC_VERBOSITY=debug says why)")
+        raise OSError(f"cannot listen on {where}: gRPC could not bind it (GRPC_VERBOSITY=debug says why)")
     return bound
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is reachable only from this machine (127.0.0.0/8, ::1, localhost)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class StoppedBeforeServing(Exception):
@@ -333,21 +315,17 @@ def _signals_call(callback: Callable[[], object]) -> Iterator[None]:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
-def _address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def _bound_socket(host: str, port: int, options: list[int], flag: str = "--port") -> socket.socket:
     """A TCP socket bound (not listening) to ``host:port`` with the SOL_SOCKET ``options``
     set, or OSError with one line saying why not and what to do (``flag``: the port's flag)."""
-    address = _address(host, port)
+    where = address(host, port)
     numeric = ":" in host or host.replace(".", "").isdigit()  # never sent to DNS
     flags = socket.AI_PASSIVE | (socket.AI_NUMERICHOST if numeric else 0)
     try:
         candidates = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=flags)
     except socket.gaierror as err:
         what = "is not a valid IP address" if numeric else f"does not resolve ({err.strerror})"
-        raise OSError(f"cannot listen on {address}: --host {host} {what}") from None
+        raise OSError(f"cannot listen on {where}: --host {host} {what}") from None
     errors: list[OSError] = []
     for family, kind, proto, _, sockaddr in candidates:  # like gRPC: the first that binds
         sock = socket.socket(family, kind, proto)
@@ -359,12 +337,7 @@ def _bound_socket(host: str, port: int, options: list[int], flag: str = "--port"
         except OSError as err:
             sock.close()
             errors.append(err)
-    err = errors[0]
-    if err.errno in _BIND_ERRORS:
-        why = _BIND_ERRORS[err.errno].format(host=host, flag=flag, zero=_PORT_ZERO.get(flag, ""))
-    else:
-        why = err.strerror or str(err)
-    raise OSError(f"cannot listen on {address}: {why}")
+    raise OSError(f"cannot listen on {where}: {why_not_bound(errors[0], host, flag)}")
 
 
 @contextlib.contextmanager

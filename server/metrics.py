@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import errno
 import os
 import shutil
 import socket
@@ -41,6 +40,8 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+from .net import address, why_not_bound
 
 # Distinct methods labelled one by one; any further ones share the label "other", so a
 # caller inventing method names cannot grow the metrics without end.
@@ -285,13 +286,6 @@ class MetricsEndpoint:
         self.thread.join(timeout=5)
 
 
-_METRICS_BIND_ERRORS = {
-    errno.EADDRINUSE: "the port is in use by another process: choose another --metrics-port",
-    errno.EACCES: "permission denied: ports below 1024 need privileges, choose a higher --metrics-port",
-    errno.EADDRNOTAVAIL: "--host {host} is not an address of this machine",
-}
-
-
 class _ScrapeHandler(WSGIRequestHandler):
     """One scrape: silent (no line per request), and closed when its client goes quiet."""
 
@@ -355,11 +349,8 @@ def serve_metrics(host: str, port: int, registry: CollectorRegistry) -> MetricsE
     try:
         server, thread = _start_scrape_server(host, port, registry)
     except OSError as err:
-        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        why = _METRICS_BIND_ERRORS.get(err.errno, "{strerror}").format(
-            host=host, strerror=err.strerror or err
-        )
-        raise OSError(f"cannot serve metrics on {address}: {why}") from None
+        why = why_not_bound(err, host, "--metrics-port")
+        raise OSError(f"cannot serve metrics on {address(host, port)}: {why}") from None
     return MetricsEndpoint(server, thread)
 
 

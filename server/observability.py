@@ -34,6 +34,7 @@ from .metrics import (
     serve_metrics,
     single_process_registry,
 )
+from .net import address
 
 _LOGGER = logging.getLogger(__name__)
 # The access log: its own logger, so it can be routed or silenced apart from the rest.
@@ -129,7 +130,7 @@ class Observability:
     def announce(self) -> None:
         """Log where /metrics is (after "listening on", the line that says the server is up)."""
         if self.endpoint is not None:
-            _LOGGER.info("metrics on http://%s/metrics", _http_address(self._host, self.endpoint.port))
+            _LOGGER.info("metrics on http://%s/metrics", address(self._host, self.endpoint.port))
 
     def close(self) -> None:
         """Stop serving /metrics (it may take half a second: call it off the event loop)."""
@@ -154,15 +155,10 @@ def for_workers(options: ObservabilityOptions, host: str) -> Iterator[WorkersObs
         yield WorkersObservability(options, lambda pid: None)
         return
     with metrics_for_workers(host, options.metrics_port) as shared:
-        address = _http_address(host, shared.endpoint.port)
-        _LOGGER.info("metrics of all workers on http://%s/metrics", address)
+        _LOGGER.info("metrics of all workers on http://%s/metrics", address(host, shared.endpoint.port))
         _LOGGER.debug("workers record their metrics in %s", shared.directory)
         worker = replace(options, metrics_port=None, metrics_dir=shared.directory)
         yield WorkersObservability(worker, shared.worker_exited)
-
-
-def _http_address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class ObserveCalls(grpc.aio.ServerInterceptor):

@@ -20,9 +20,10 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from client import AsyncMarketDataClient, MarketDataClient
 from marketdata.v1 import market_data_pb2, market_data_pb2_grpc
 from server import auth
-from server.app import ServerOptions, is_loopback, start_server
+from server.app import ServerOptions, start_server
 from server.app import main as server_main
 from server.auth import TokenFile, TokenFileError, parse_tokens
+from server.net import is_loopback
 from server.tls import CertificateFiles, TlsFileError, TlsOptions
 from tests.certificates import TestCA
 from tests.conftest import REPO_ROOT, ServerThread
