@@ -1,4 +1,5 @@
-"""What the interceptors share: a method handler's one behaviour, and running a step before it.
+"""What the interceptors share: a method handler's one behaviour, running a step before it,
+and the exceptions a handler ends with when its call is aborted or its client has gone.
 
 A gRPC method handler carries its code in one of four fields, by the shape of the call;
 grpc.aio runs an async generator for the calls that stream replies and a coroutine for the
@@ -7,10 +8,25 @@ others, so a step that must come first is wrapped in the one form or the other.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
 
 import grpc
+
+try:  # gRPC exposes no public type for these: an abort, and a write after the client left
+    from grpc._cython.cygrpc import AbortError, ExecuteBatchError
+
+    WRITE_AFTER_PEER_LEFT: tuple[type[BaseException], ...] = (ExecuteBatchError,)
+except ImportError:  # pragma: no cover - another gRPC build: a write that fails surfaces
+
+    class AbortError(Exception):  # type: ignore[no-redef]
+        """What HttpContext.abort raises where gRPC has no such type."""
+
+    WRITE_AFTER_PEER_LEFT = ()
+# How a handler ends when the call did not: an abort (its code set), or the client gone.
+ABORTED: tuple[type[BaseException], ...] = (AbortError,)
+LEFT: tuple[type[BaseException], ...] = (asyncio.CancelledError, GeneratorExit, *WRITE_AFTER_PEER_LEFT)
 
 BEHAVIOURS = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
 

@@ -12,7 +12,6 @@ exception (UNKNOWN, as gRPC then sends).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import inspect
 import logging
@@ -23,7 +22,7 @@ from dataclasses import dataclass, replace
 import grpc
 from prometheus_client import disable_created_metrics
 
-from .handlers import behaviour_of
+from .handlers import ABORTED, LEFT, behaviour_of
 from .metrics import (
     MethodMetrics,
     MetricsEndpoint,
@@ -39,14 +38,6 @@ from .net import address
 _LOGGER = logging.getLogger(__name__)
 # The access log: its own logger, so it can be routed or silenced apart from the rest.
 ACCESS_LOGGER = logging.getLogger(__name__.rpartition(".")[0] + ".access")
-
-try:  # gRPC exposes no public type for these: an abort, and a write after the client left
-    from grpc._cython.cygrpc import AbortError, ExecuteBatchError
-
-    _ABORTED: tuple[type[BaseException], ...] = (AbortError,)
-    _LEFT: tuple[type[BaseException], ...] = (asyncio.CancelledError, GeneratorExit, ExecuteBatchError)
-except ImportError:  # pragma: no cover - another gRPC build
-    _ABORTED, _LEFT = (), (asyncio.CancelledError, GeneratorExit)
 
 _TYPES = {  # (client streams, server streams) -> the grpc_type label
     (False, False): "unary",
@@ -267,12 +258,12 @@ class _Call:
 
 def _final_code(context, exc: BaseException | None) -> str:
     """The status code the call ends with, by the name gRPC gives it (OK, CANCELLED, ...)."""
-    if exc is None or isinstance(exc, _ABORTED):
+    if exc is None or isinstance(exc, ABORTED):
         code = context.code()
         if code is None:
             return "OK" if exc is None else "UNKNOWN"
         return code.name if isinstance(code, grpc.StatusCode) else _code_name(code)
-    if isinstance(exc, _LEFT):  # the client cancelled, its deadline passed, or it is gone
+    if isinstance(exc, LEFT):  # the client cancelled, its deadline passed, or it is gone
         remaining = context.time_remaining()
         return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
     return "UNKNOWN"

@@ -26,6 +26,7 @@ from typing import TypeVar
 import grpc
 
 from . import status
+from .handlers import WRITE_AFTER_PEER_LEFT
 from .limits import Limits, bytes_per_period
 from .metrics import StreamTracker
 from .requests import CallPlan
@@ -34,11 +35,6 @@ from .sim.paths import Block, PathBuilder
 from .wire import ENCODERS
 
 _LOGGER = logging.getLogger(__name__)
-
-try:  # gRPC exposes no public type for "the call is gone" on a server write.
-    from grpc._cython.cygrpc import ExecuteBatchError as _WRITE_AFTER_PEER_LEFT
-except ImportError:  # pragma: no cover - another gRPC build: let it surface
-    _WRITE_AFTER_PEER_LEFT = ()
 
 # Blocks of at least this many values (periods times instruments) are generated on the
 # pool, so the event loop keeps serving other calls meanwhile; smaller ones cost less
@@ -107,7 +103,7 @@ async def send(context: grpc.aio.ServicerContext, message: bytes, stall: float) 
         else:
             async with asyncio.timeout(stall):
                 await context.write(message)
-    except _WRITE_AFTER_PEER_LEFT:
+    except WRITE_AFTER_PEER_LEFT:
         return False
     except TimeoutError:
         raise Stalled from None

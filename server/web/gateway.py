@@ -21,15 +21,7 @@ from google.protobuf import any_pb2, json_format
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
-from ..handlers import behaviour_of
-
-try:  # the exception grpc.aio's abort raises; the interceptors tell an abort by it
-    from grpc._cython.cygrpc import AbortError as _AbortError
-except ImportError:  # pragma: no cover - another gRPC build
-
-    class _AbortError(Exception):  # type: ignore[no-redef]
-        pass
-
+from ..handlers import AbortError, behaviour_of
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
@@ -130,7 +122,7 @@ class HttpContext:
         for key, value in trailing_metadata or ():
             if key == STATUS_DETAILS_KEY:
                 self._status_details = tuple(status_pb2.Status.FromString(value).details)
-        raise _AbortError(details)
+        raise AbortError(details)
 
     async def abort_with_status(self, status: grpc.Status) -> None:
         await self.abort(status.code, status.details, status.trailing_metadata)
@@ -221,7 +213,7 @@ class Gateway:
             else:
                 async with asyncio.timeout_at(context.deadline):
                     reply = await _run(behaviour, request, context)
-        except _AbortError:
+        except AbortError:
             reply = None
         except TimeoutError:
             if context.deadline is None or context.time_remaining():
