@@ -514,10 +514,7 @@ class _ClientsLeaving(logging.Filter):
         ):
             return True
         method = message.rsplit("[", 1)[-1].rstrip("]")
-        record.msg, record.args = "a call of %s ended while its client or the server was leaving", (method,)
-        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
-        record.exc_info = record.exc_text = None
-        return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return logs.demote(record, "a call of %s ended while its client or the server was leaving", method)
 
 
 def _limits(limits: type[T], args: argparse.Namespace) -> T:

@@ -29,6 +29,7 @@ import grpc
 
 from .files import file_signature, read_regular_file
 from .handlers import run_first
+from .logs import LinesPerMinute
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -169,22 +170,7 @@ class TokenAuth(grpc.aio.ServerInterceptor):
         self._tokens = tokens
         self._prefix = f"/{service}/"
         self._logged: collections.OrderedDict[tuple[str, str], None] = collections.OrderedDict()
-        self._minute_began = -60.0  # the refusal lines of the minute begun then
-        self._lines_this_minute = 0
-        self._unlogged = 0  # refusals not logged since the last line
-
-    def _refusal_line_allowed(self) -> int | None:
-        """None when this minute's refusal lines are spent, else the refusals left unlogged
-        since the last one."""
-        now = _now()
-        if now - self._minute_began >= 60:
-            self._minute_began, self._lines_this_minute = now, 0
-        if self._lines_this_minute >= REFUSAL_LINES_PER_MINUTE:
-            self._unlogged += 1
-            return None
-        self._lines_this_minute += 1
-        unlogged, self._unlogged = self._unlogged, 0
-        return unlogged
+        self._refusal_lines = LinesPerMinute(REFUSAL_LINES_PER_MINUTE, lambda: _now())
 
     def check(self, metadata: tuple | None) -> tuple[str | None, Refusal | None]:
         """(the token's name, None) for a known token, else (None, why not)."""
@@ -234,7 +220,7 @@ class TokenAuth(grpc.aio.ServerInterceptor):
 
     def _refusing(self, refusal: Refusal, method: str) -> Callable:
         """The step that ends a refused call with UNAUTHENTICATED (logged within the limits)."""
-        first_time, allowed = self._first_time, self._refusal_line_allowed
+        first_time, allowed = self._first_time, self._refusal_lines.allow
 
         async def refuse(context) -> None:
             peer = context.peer()

@@ -13,7 +13,6 @@ import base64
 import binascii
 import logging
 import struct
-import time
 from pathlib import Path
 
 import grpc
@@ -26,6 +25,7 @@ from starlette.staticfiles import StaticFiles
 
 from marketdata.v1 import market_data_pb2 as pb
 
+from ..logs import LinesPerMinute
 from . import formats
 from .calls import (
     JSON,
@@ -355,7 +355,7 @@ class _SecurityHeaders:
         except asyncio.CancelledError:
             return  # the listener is stopping: the connection is already cut
         except Exception:  # a fault of this server's: one answer, and a bounded log
-            _FAULTS.log(scope.get("path", "")[:100])
+            _log_fault(scope.get("path", "")[:100])
             if not started:
                 body = formats.dumps({"code": "internal", "message": "internal error; it was logged"})
                 await send(
@@ -368,26 +368,14 @@ class _SecurityHeaders:
                 await send({"type": "http.response.body", "body": body})
 
 
-class _FaultLog:
-    """Logs the traceback of a fault at most LINES times a minute, then counts the rest: a
-    stranger who finds a way to cause one cannot fill the log with them."""
-
-    LINES = 10
-
-    def __init__(self) -> None:
-        self._minute, self._lines, self._unlogged = -60.0, 0, 0
-
-    def log(self, path: str) -> None:
-        now = time.monotonic()
-        if now - self._minute >= 60:
-            self._minute, self._lines = now, 0
-        if self._lines >= self.LINES:
-            self._unlogged += 1
-            return
-        self._lines += 1
-        unlogged, self._unlogged = self._unlogged, 0
+def _log_fault(path: str) -> None:
+    """A fault's traceback, at most FAULT_LINES_PER_MINUTE of them: a stranger who finds a way
+    to cause one cannot fill the log with them."""
+    unlogged = _FAULT_LINES.allow()
+    if unlogged is not None:
         more = f" ({unlogged} more since the last line were not logged)" if unlogged else ""
         _LOGGER.exception("HTTP request to %r failed%s", path, more)
 
 
-_FAULTS = _FaultLog()
+FAULT_LINES_PER_MINUTE = 10
+_FAULT_LINES = LinesPerMinute(FAULT_LINES_PER_MINUTE)
