@@ -350,8 +350,7 @@ class _Clock(threading.Thread):
             self._behind += skipped
             if feed.metrics is not None:
                 feed.metrics.ticks_skipped.inc(skipped)
-                lag = int((feed._wall_clock() - feed.epoch) / interval + 1e-9) - tick.sequence
-                feed.metrics.ticks_behind.set(max(0, lag))
+                feed.metrics.ticks_behind.set(max(0, feed.due_sequence(feed._wall_clock()) - tick.sequence))
             if self._behind and time.monotonic() >= self._next_warning:
                 _LOGGER.warning(
                     "market clock fell %d ticks behind since the last warning; subscribers see the gaps",
