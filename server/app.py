@@ -65,7 +65,10 @@ class RunningServer:
     certificates: CertificateFiles | None = None  # with TLS
     observability: Observability | None = None
     http: HttpListener | None = None  # --http-port
-    http_port: int | None = None
+
+    @property
+    def http_port(self) -> int | None:
+        return None if self.http is None else self.http.port
 
     async def shutdown(self, grace: float) -> None:
         """Turn health NOT_SERVING, give open calls ``grace`` seconds, then stop."""
@@ -169,9 +172,8 @@ async def _start(
         *options.connection_limits.channel_options(),
     ]
     # The observer first: it sees every call the others refuse.
-    server = grpc.aio.server(
-        options=server_options, interceptors=[*observability.interceptors, *interceptors]
-    )
+    interceptors = [*observability.interceptors, *interceptors]
+    server = grpc.aio.server(options=server_options, interceptors=interceptors)
     if options.market_clock:  # computed up to now before listening: a late replica's is hours behind
         await asyncio.to_thread(feed.catch_up_before_serving, stop)
     if stop is not None and stop.is_set():  # a signal during the catch-up: never listen at all
@@ -211,7 +213,7 @@ async def _start(
         http = http_listener(
             http_socket,
             handlers,
-            [*observability.interceptors, *interceptors],
+            interceptors,
             SERVICE_NAME,
             options.limits,
             options.connection_limits,
@@ -253,7 +255,6 @@ async def _start(
         certificates=certificates,
         observability=observability,
         http=http,
-        http_port=http.port if http is not None else None,
     )
 
 
@@ -538,6 +539,12 @@ def _market(parser: argparse.ArgumentParser, path: str | None) -> MarketConfig:
     parser.exit(2, f"{parser.prog}: error: {message}\n")
 
 
+def _check_extra_port(parser: argparse.ArgumentParser, flag: str, port: int, others: dict[str, int]) -> None:
+    """A port flag where 0 is off: in range, and none of the ``others`` ports (exit 2 if not)."""
+    if not 0 <= port <= 65535 or (port and port in others.values()):
+        parser.error(f"{flag} must be in [1, 65535] and not {' or '.join(others)}, or 0 for off; got {port}")
+
+
 def _tls(parser: argparse.ArgumentParser, args: argparse.Namespace) -> TlsOptions | None:
     """The TLS flags, checked now: the files must be readable and the key must match."""
     if args.tls_cert is None and args.tls_key is None:
@@ -562,16 +569,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--workers must be >= 1, got {args.workers}")
     if args.grace < 0:
         parser.error(f"--grace must be >= 0 seconds, got {args.grace}")
-    if not 0 <= args.health_port <= 65535 or (args.health_port and args.health_port == args.port):
-        parser.error(
-            f"--health-port must be in [1, 65535] and not --port, or 0 for off; got {args.health_port}"
-        )
-    ports = {"--port": args.port, "--health-port": args.health_port}
-    if not 0 <= args.http_port <= 65535 or (args.http_port and args.http_port in ports.values()):
-        parser.error(
-            f"--http-port must be in [1, 65535] and not --port or --health-port, or 0 for off; "
-            f"got {args.http_port}"
-        )
+    _check_extra_port(parser, "--health-port", args.health_port, {"--port": args.port})
+    _check_extra_port(
+        parser, "--http-port", args.http_port, {"--port": args.port, "--health-port": args.health_port}
+    )
     try:
         options = ServerOptions(
             host=args.host,
