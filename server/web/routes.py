@@ -98,9 +98,7 @@ class HttpApi:
             names = ", ".join(m.name for m in SERVICE.methods)
             message = f"{SERVICE.full_name} has no method {method[:100]!r}; it has {names}"
             # Connect answers an unknown procedure with 404, which its clients read as unimplemented.
-            return Response(
-                formats.dumps({"code": "unimplemented", "message": message}), status_code=404, media_type=JSON
-            )
+            return error_response(CallError(grpc.StatusCode.UNIMPLEMENTED, message, http=404))
         if descriptor.client_streaming:
             return error_response(
                 CallError(
@@ -288,31 +286,22 @@ def _connect_stream(reply_type: type[Message], as_json: bool) -> Output:
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
-    return Response(
-        formats.dumps(
-            {"code": "not_found", "message": f"no such path: {request.url.path[:100]}; see / for the page"}
-        ),
-        status_code=404,
-        media_type=JSON,
-    )
+    message = f"no such path: {request.url.path[:100]}; see / for the page"
+    return error_response(CallError(grpc.StatusCode.NOT_FOUND, message))
 
 
 async def _not_allowed(request: Request, exc: Exception) -> Response:
-    return Response(
-        formats.dumps(
-            {
-                "code": "unimplemented",
-                "message": f"{request.method[:10]} is not allowed on {request.url.path[:100]}",
-            }
-        ),
-        status_code=405,
-        media_type=JSON,
-    )
+    message = f"{request.method[:10]} is not allowed on {request.url.path[:100]}"
+    return error_response(CallError(grpc.StatusCode.UNIMPLEMENTED, message, http=405))
+
+
+_INTERNAL = CallError(grpc.StatusCode.INTERNAL, "internal error; it was logged")
+# A HEAD of a call would run it and throw its reply away (a subscription, for good).
+_HEAD_REFUSED = CallError(grpc.StatusCode.UNIMPLEMENTED, "HEAD is only for / and /static/", http=405)
 
 
 async def _internal(request: Request, exc: Exception) -> Response:
-    body = {"code": "internal", "message": "internal error; it was logged"}
-    return Response(formats.dumps(body), status_code=500, media_type=JSON)
+    return error_response(_INTERNAL)
 
 
 class _SecurityHeaders:
@@ -331,17 +320,6 @@ class _SecurityHeaders:
         if scope["type"] != "http":
             return await self._app(scope, receive, send)
         started = False
-        path = scope.get("path", "")
-        static = path == "/" or path.startswith("/static/")
-        if scope.get("method") == "HEAD" and not static:
-            # A HEAD of a call would run it and throw its reply away (a subscription, for good).
-            body = formats.dumps({"code": "unimplemented", "message": "HEAD is only for / and /static/"})
-            headers = [(b"content-type", JSON.encode()), (b"allow", b"GET, POST"), *self.HEADERS]
-            await send({"type": "http.response.start", "status": 405, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
-            return
-        if static:  # a few small files: whole, never in ranges (a hundred ranges cost a hundred reads)
-            scope = {**scope, "headers": [h for h in scope["headers"] if h[0] not in (b"range", b"if-range")]}
 
         async def with_headers(message: dict) -> None:
             nonlocal started
@@ -350,6 +328,15 @@ class _SecurityHeaders:
                 message = {**message, "headers": [*message.get("headers", ()), *self.HEADERS]}
             await send(message)
 
+        path = scope.get("path", "")
+        static = path == "/" or path.startswith("/static/")
+        if scope.get("method") == "HEAD" and not static:
+            refused = error_response(_HEAD_REFUSED)
+            refused.headers["allow"] = "GET, POST"
+            return await refused(scope, receive, with_headers)
+        if static:  # a few small files: whole, never in ranges (a hundred ranges cost a hundred reads)
+            scope = {**scope, "headers": [h for h in scope["headers"] if h[0] not in (b"range", b"if-range")]}
+
         try:
             await self._app(scope, receive, with_headers)
         except asyncio.CancelledError:
@@ -357,15 +344,7 @@ class _SecurityHeaders:
         except Exception:  # a fault of this server's: one answer, and a bounded log
             _log_fault(scope.get("path", "")[:100])
             if not started:
-                body = formats.dumps({"code": "internal", "message": "internal error; it was logged"})
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 500,
-                        "headers": [(b"content-type", JSON.encode()), *self.HEADERS],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
+                await error_response(_INTERNAL)(scope, receive, with_headers)
 
 
 def _log_fault(path: str) -> None:
