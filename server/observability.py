@@ -309,14 +309,6 @@ class _CountingContext:
         self._context, self._series = context, series
 
     def __getattr__(self, name: str):
-        if name == "write_within":  # the HTTP context's timed write, counted like write
-            inner = self._context.write_within
-
-            async def write_within(message, stall: float) -> None:
-                await inner(message, stall)
-                self._series.sent.inc()
-
-            return write_within
         return getattr(self._context, name)
 
     async def write(self, message) -> None:

@@ -237,7 +237,9 @@ class CallResponse(Response):
             # else, nor the watcher see the client leave.
             await asyncio.sleep(0)
 
-        context = HttpContext(peer(self._request), metadata(self._request), sink, self._deadline, flow)
+        context = HttpContext(
+            peer(self._request), metadata(self._request), sink, self._deadline, flow, self._api.stall_seconds
+        )
         error: CallError | None = None
         reply: bytes | None = None
         dropped = False

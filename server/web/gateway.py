@@ -89,6 +89,8 @@ class HttpContext:
     sink: Callable[[bytes], Awaitable[None]] | None = None
     deadline: float | None = None  # loop time
     flow: object | None = None  # uvicorn's FlowControl: ``write_paused`` while the reader is behind
+    stall: float | None = None  # --stall-seconds: how long a write may wait for the reader
+    times_writes = True  # a class attribute, for streaming.send: ``write`` applies ``stall`` itself
     _code: grpc.StatusCode | None = None
     _details: str = ""
     _status_details: tuple[any_pb2.Any, ...] = ()
@@ -128,19 +130,18 @@ class HttpContext:
         await self.abort(status.code, status.details, status.trailing_metadata)
 
     async def write(self, message: bytes | Message) -> None:
+        """Hand a reply to the response; TimeoutError if the reader takes nothing for ``stall``
+        seconds. The timer is armed only when the reader is behind: a write to a reader
+        keeping up never waits, and every message of every stream and subscription comes
+        here (which is why streaming.send leaves the timing to this context)."""
         if self.sink is None:
             raise RuntimeError("write on a unary call")
-        await self.sink(message if isinstance(message, bytes) else message.SerializeToString())
-
-    async def write_within(self, message: bytes | Message, stall: float) -> None:
-        """``write``, or TimeoutError if the reader takes nothing for ``stall`` seconds. The
-        timer is armed only when the reader is behind: a write to a reader keeping up never
-        waits (streaming.send, for every message of every stream and subscription)."""
-        if self.flow is not None and not self.flow.write_paused:
-            await self.write(message)
+        data = message if isinstance(message, bytes) else message.SerializeToString()
+        if self.stall is None or self.flow is None or not self.flow.write_paused:
+            await self.sink(data)
             return
-        async with asyncio.timeout(stall):
-            await self.write(message)
+        async with asyncio.timeout(self.stall):
+            await self.sink(data)
 
     def add_done_callback(self, callback: Callable[[HttpContext], object]) -> None:
         self._done.append(callback)
