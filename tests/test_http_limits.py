@@ -35,6 +35,14 @@ def _connect(srv: ServerThread) -> socket.socket:
     return sock
 
 
+def _post(method: str, body: bytes, length: int | None = None) -> bytes:
+    """A POST of a JSON ``body`` to ``method``, written by hand: its Content-Length may lie."""
+    return (
+        b"POST %s%s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+        % (METHOD.encode(), method.encode(), len(body) if length is None else length, body)
+    )
+
+
 def _closed_by_server(sock: socket.socket) -> bytes:
     """Everything the server sends until it closes the connection (bounded by the socket's timeout)."""
     received = b""
@@ -74,10 +82,7 @@ def test_an_idle_keep_alive_connection_is_closed(strict: ServerThread) -> None:
 
 def test_a_body_that_never_arrives_gets_408(strict: ServerThread) -> None:
     with _connect(strict) as sock:
-        sock.sendall(
-            b"POST " + METHOD.encode() + b"GetGbmPrices HTTP/1.1\r\nHost: x\r\n"
-            b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"periods": '
-        )
+        sock.sendall(_post("GetGbmPrices", b'{"periods": ', length=100))
         reply = _closed_by_server(sock)
     assert reply.startswith(b"HTTP/1.1 408 ")
     assert b"--handshake-timeout-seconds" in reply
@@ -111,12 +116,7 @@ def test_a_reader_that_stops_reading_is_dropped_and_its_stream_ended(strict: Ser
     body = json.dumps({"periods": 50_000_000, "delta": 1, "gbm": {"startPrice": 1}}).encode()
     with _connect(strict) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.sendall(
-            b"POST "
-            + METHOD.encode()
-            + b"StreamPrices HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
-        )
+        sock.sendall(_post("StreamPrices", body))
         assert strict.tracker.wait_for(lambda t: t.active == 1, timeout=15)
         # Nothing is read: the server's writes block, and --stall-seconds (1 s here) ends it.
         assert strict.tracker.wait_idle(timeout=30), "the stream held on for a reader that reads nothing"
@@ -209,12 +209,7 @@ def test_a_reply_left_unread_is_dropped_and_its_slot_freed(strict: ServerThread)
     try:
         with _connect(strict) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            sock.sendall(
-                b"POST "
-                + METHOD.encode()
-                + b"GetPrices HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
-            )
+            sock.sendall(_post("GetPrices", body))
             assert seen.event.wait(timeout=30), "the unread reply was kept"
             assert strict.running.servicer.admission.calls == 0
             received = _closed_by_server(sock)
@@ -255,10 +250,7 @@ def test_clients_that_leave_mid_body_leave_no_traceback(strict: ServerThread, ca
     with caplog.at_level(logging.DEBUG):
         for _ in range(5):
             with _connect(strict) as sock:
-                sock.sendall(
-                    b"POST " + METHOD.encode() + b"GetGbmPrices HTTP/1.1\r\nHost: x\r\n"
-                    b"Content-Type: application/json\r\nContent-Length: 10\r\n\r\n{"
-                )
+                sock.sendall(_post("GetGbmPrices", b"{", length=10))
         # A request after them is answered: by then the server has read every one of them.
         assert httpx.get(f"http://127.0.0.1:{strict.running.http_port}{GBM}", timeout=15).status_code == 200
         odd = httpx.post(
