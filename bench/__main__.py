@@ -357,45 +357,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"chunks of {chunk}",
         )
 
-    # 2. Streams; 3. small unary calls against the floor and the original endpoint.
-    if 2 in wanted:
-        stream_rows(args, limit, row)
-    if 3 in wanted:
-        unary_rows(args, row)
-
-    # 4. Memory while streaming 100M prices.
-    if 4 in wanted:
-        memory_row(args, row)
-
-    # 5. Workers.
-    if 5 in wanted:
-        workers_rows(args, row)
-
-    # 6. Live subscribers.
-    if 6 in wanted:
-        subscriber_rows(row)
-
-    # 7. What PathRequest's additions cost on a stream.
-    if 7 in wanted:
-        additions_rows(args, limit, row)
-
-    # 8. Abuse: unread streams and heavy calls against small calls and the market.
-    if 8 in wanted:
-        abuse_rows(row)
-
-    # 9. A replica started a day after its market's epoch (a few runs: each takes seconds).
-    if 9 in wanted:
-        replica_rows(min(args.runs, 3), row)
-
-    # 10. What metrics and the access log cost.
-    if 10 in wanted:
-        observability_rows(args, row)
-
-    # 11. The original URL on the HTTP port against Flask; 12. live subscribers over SSE.
-    if 11 in wanted:
-        http_gbm_rows(args, row)
-    if 12 in wanted:
-        sse_rows(args, row)
+    measurements = {  # each row (or rows) of the table, in order
+        2: lambda: stream_rows(args, limit, row),  # streams
+        3: lambda: unary_rows(args, row),  # small unary calls against the floor and the original endpoint
+        4: lambda: memory_row(args, row),  # memory while streaming 100M prices
+        5: lambda: workers_rows(args, row),
+        6: lambda: subscriber_rows(row),  # live subscribers
+        7: lambda: additions_rows(args, limit, row),  # what PathRequest's additions cost on a stream
+        8: lambda: abuse_rows(row),  # unread streams and heavy calls against small calls and the market
+        9: lambda: replica_rows(min(args.runs, 3), row),  # a replica a day late (each run takes seconds)
+        10: lambda: observability_rows(args, row),  # what metrics and the access log cost
+        11: lambda: http_gbm_rows(args, row),  # the original URL on the HTTP port against Flask
+        12: lambda: sse_rows(args, row),  # live subscribers over SSE
+    }
+    for number, measure in measurements.items():
+        if number in wanted:
+            measure()
 
     return print_table(args, rows)
 
