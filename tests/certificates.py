@@ -36,16 +36,8 @@ class TestCA:
         self.folder = folder
         self._key = ec.generate_private_key(ec.SECP256R1())
         self._name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        now = dt.datetime.now(dt.UTC)
         self._certificate = (
-            x509.CertificateBuilder()
-            .subject_name(self._name)
-            .issuer_name(self._name)
-            .public_key(self._key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=2))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            self._builder(self._name, self._key, days=2, ca=True)
             .add_extension(
                 x509.KeyUsage(
                     digital_signature=True,
@@ -65,25 +57,30 @@ class TestCA:
         self.cert = folder / f"{name.replace(' ', '-')}.pem"
         self.cert.write_bytes(self._certificate.public_bytes(serialization.Encoding.PEM))
 
-    def issue(self, stem: str, common_name: str, *, server: bool = True) -> Issued:
-        """A leaf certificate: for a server on loopback, or for a client (``server=False``)."""
-        key = ec.generate_private_key(ec.SECP256R1())
+    def _builder(self, subject: x509.Name, key, *, days: int, ca: bool) -> x509.CertificateBuilder:
+        """A certificate of ``subject`` and ``key``, issued by this CA, valid from five minutes
+        ago for ``days`` days."""
         now = dt.datetime.now(dt.UTC)
-        builder = (
+        return (
             x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+            .subject_name(subject)
             .issuer_name(self._name)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.ExtendedKeyUsage(
-                    [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
-                ),
-                critical=False,
-            )
+            .not_valid_after(now + dt.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+
+    def issue(self, stem: str, common_name: str, *, server: bool = True) -> Issued:
+        """A leaf certificate: for a server on loopback, or for a client (``server=False``)."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+        builder = self._builder(subject, key, days=1, ca=False).add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
         )
         if server:
             names: list[x509.GeneralName] = [x509.DNSName("localhost")]
