@@ -1,4 +1,5 @@
-"""TLS for the gRPC port: the certificate files, checked at start and re-read when they change.
+"""TLS for the gRPC and HTTP ports: the certificate files, checked at start and re-read when
+they change.
 
 gRPC asks ``CertificateFiles.fetch`` for the certificate configuration at
 every new connection (its certificate-configuration fetcher). The answer is
@@ -7,7 +8,8 @@ calls; when a file changes (a renewal, or Kubernetes swapping a mounted
 Secret) the pair is read, checked and handed over. Connections already open
 keep the certificate they were made with, so no stream is dropped. A
 half-written or mismatched pair is refused with a warning and the previous
-pair stays in use until the files are whole again.
+pair stays in use until the files are whole again. The HTTP port's ``ssl_context``
+looks at the files the same way at each handshake.
 """
 
 from __future__ import annotations
