@@ -19,8 +19,9 @@ The model (``BookParams``, defaults in brackets):
   touch outwards; bids of a positive instrument stop at one tick, so near
   zero the bid side may hold fewer. A book asked for at ``depth`` is the
   first ``depth`` levels of the full book, identical to its prefix.
-* Sizes, in whole lots (positive int64; ``lot_size`` units per lot only
-  converts): level k from the touch (k = 0 at the touch) has mean
+* Sizes, counted in whole lots (positive int64): an instrument's lot size
+  (units per lot) only converts them to units, so the model does not take
+  it. Level k from the touch (k = 0 at the touch) has mean
   ``touch_lots`` * (1 + ``growth`` * k) [10 lots, range 1 to 1e6; 0.1, range
   0 to 10], times log-normal noise of log-sd ``size_noise`` [0.5, range 0 to
   2] with mean one, rounded, at least one lot.
