@@ -9,6 +9,14 @@
 Prices arrive as read-only float64 arrays decoded straight from the message
 bytes (copy one to modify it). Errors surface as ``grpc.RpcError`` with the server's status code and message;
 ``client.field_violations`` lists the fields an INVALID_ARGUMENT named.
+
+Order books and trades of the live market:
+
+    keeper = BookKeeper()
+    data = [data_subscription("order_book", ["ACME"], depth=10), data_subscription("trades", ["ACME"])]
+    with md.subscribe(data=data, numpy=True) as events:
+        for event in events:  # DecodedEvents: books and trades as numpy columns
+            keeper.apply(event)
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from marketdata.v1 import market_data_pb2
 
 from .base import BaseClient
 from .decoding import PricePath
-from .requests import gbm_request, subscribe_request
+from .requests import candle_interval, gbm_request, subscribe_request
 from .security import BearerToken
 from .streams import ManagedSubscription, PriceStream, Subscription
 
@@ -142,17 +150,56 @@ class MarketDataClient(BaseClient, AbstractContextManager):
         self,
         symbols: Sequence[str] = (),
         *,
+        data: Sequence[market_data_pb2.DataSubscription] = (),
         heartbeat_seconds: float | None = None,
         timeout: float | None = None,
         resubscribe: bool = False,
+        numpy: bool = False,
     ) -> Subscription:
-        """Live prices of ``symbols`` (every instrument when empty): a snapshot, then an update per tick.
+        """Live prices of ``symbols`` (every instrument when empty): a snapshot, then an update per tick;
+        or the data types of ``data`` (entries made by client.data_subscription: order books,
+        trades, candles, top of book, last prices), instead of ``symbols``.
 
+        ``numpy=True`` yields DecodedEvents read straight from the bytes (books and trades as
+        numpy columns, no protobuf object per level) instead of MarketEvent messages.
         ``resubscribe=True`` subscribes again when the server goes away (see Subscription).
         """
-        request = subscribe_request(symbols, heartbeat_seconds)
-        return Subscription(lambda: self._stub.Subscribe(request, timeout=timeout), resubscribe=resubscribe)
+        request = subscribe_request(symbols, heartbeat_seconds, data)
+        call = self._subscribe_numpy if numpy else self._stub.Subscribe
+        return Subscription(lambda: call(request, timeout=timeout), resubscribe=resubscribe)
 
-    def manage_subscription(self, *, timeout: float | None = None) -> ManagedSubscription:
-        """A subscription whose symbols change while it runs; it starts with none."""
-        return ManagedSubscription(lambda requests: self._stub.ManageSubscription(requests, timeout=timeout))
+    def manage_subscription(
+        self, *, timeout: float | None = None, numpy: bool = False
+    ) -> ManagedSubscription:
+        """A subscription whose symbols and data types change while it runs; it starts with none.
+        ``numpy=True`` yields DecodedEvents, as for subscribe."""
+        call = self._manage_numpy if numpy else self._stub.ManageSubscription
+        return ManagedSubscription(lambda requests: call(requests, timeout=timeout))
+
+    def get_order_book(
+        self, symbol: str, depth: int = 0, timeout: float | None = None
+    ) -> market_data_pb2.GetOrderBookResponse:
+        """The book of ``symbol`` at the last tick, ``depth`` levels a side (0: 10); Book.of(reply.book)
+        gives it as numpy arrays."""
+        return self._stub.GetOrderBook(
+            market_data_pb2.GetOrderBookRequest(symbol=symbol, depth=depth),
+            timeout=self._unary_timeout(timeout),
+        )
+
+    def get_trades(
+        self, symbol: str, limit: int = 0, timeout: float | None = None
+    ) -> market_data_pb2.GetTradesResponse:
+        """The ``limit`` most recent prints of ``symbol`` (0: 100), oldest first."""
+        return self._stub.GetTrades(
+            market_data_pb2.GetTradesRequest(symbol=symbol, limit=limit), timeout=self._unary_timeout(timeout)
+        )
+
+    def get_candles(
+        self, symbol: str, interval: str | int = "1s", limit: int = 0, timeout: float | None = None
+    ) -> market_data_pb2.GetCandlesResponse:
+        """The live candles of ``symbol`` ("1s" or "1m"), oldest first, the last still forming; the
+        ``limit`` most recent (0: every one the server keeps)."""
+        request = market_data_pb2.GetCandlesRequest(
+            symbol=symbol, interval=candle_interval(interval), limit=limit
+        )
+        return self._stub.GetCandles(request, timeout=self._unary_timeout(timeout))

@@ -17,6 +17,7 @@ from grpc_health.v1 import health_pb2_grpc
 from marketdata.v1 import market_data_pb2, market_data_pb2_grpc
 
 from .decoding import decode_price_chunk, decode_prices
+from .events import decode_market_event
 from .security import Security
 
 _SERVICE = market_data_pb2.DESCRIPTOR.services_by_name["MarketDataService"]
@@ -129,19 +130,30 @@ class BaseClient:
         self._stream = _numpy_call(self._channel, "StreamGbmPrices")
         self._get_any = _numpy_call(self._channel, "GetPrices")
         self._stream_any = _numpy_call(self._channel, "StreamPrices")
+        # Market events read straight into numpy (books, trades), for subscribe(numpy=True).
+        self._subscribe_numpy = _numpy_call(self._channel, "Subscribe", decode_market_event)
+        self._manage_numpy = _numpy_call(self._channel, "ManageSubscription", decode_market_event)
 
     def _unary_timeout(self, timeout: float | None) -> float | None:
         """A unary call's deadline: the call's own, else the client's."""
         return timeout if timeout is not None else self.timeout
 
 
-def _numpy_call(channel: grpc.Channel | grpc.aio.Channel, name: str) -> Callable:
-    """A callable for price method ``name`` whose replies decode straight into numpy."""
+def _numpy_call(
+    channel: grpc.Channel | grpc.aio.Channel, name: str, decode: Callable[[bytes], object] | None = None
+) -> Callable:
+    """A callable for method ``name`` whose replies ``decode`` reads straight into numpy; by
+    default a price method's (every price reply has the layout of Prices, or PriceChunk when
+    streamed)."""
     method = _SERVICE.methods_by_name[name]
-    make = channel.unary_stream if method.server_streaming else channel.unary_unary
+    if method.client_streaming:
+        make = channel.stream_stream if method.server_streaming else channel.stream_unary
+    else:
+        make = channel.unary_stream if method.server_streaming else channel.unary_unary
+    if decode is None:
+        decode = decode_price_chunk if method.server_streaming else decode_prices
     return make(
         f"/{_SERVICE.full_name}/{name}",
         request_serializer=getattr(market_data_pb2, method.input_type.name).SerializeToString,
-        # Every price reply has the layout of Prices (whole) or PriceChunk (streamed).
-        response_deserializer=decode_price_chunk if method.server_streaming else decode_prices,
+        response_deserializer=decode,
     )

@@ -24,7 +24,12 @@ from .models import MODELS, path_message
 
 __all__ = [
     "CALENDARS",
+    "CANDLE_INTERVALS",
+    "DATA_TYPES",
     "MODELS",
+    "candle_interval",
+    "data_subscription",
+    "data_type",
     "gbm_request",
     "path_message",
     "path_request",
@@ -125,11 +130,56 @@ def gbm_request(
     return request
 
 
-def subscribe_request(symbols: Sequence[str], heartbeat_seconds: float | None = None) -> pb.SubscribeRequest:
-    """A SubscribeRequest for ``symbols`` (every instrument when empty)."""
-    request = pb.SubscribeRequest(symbols=list(symbols))
+# What a subscription can deliver, by lower-case name: last_price, top_of_book, order_book,
+# trades, candles_1s, candles_1m (the DataType values).
+DATA_TYPES = {name.lower(): value for name, value in pb.DataType.items() if value}
+CANDLE_INTERVALS = {"1s": pb.CANDLE_INTERVAL_1S, "1m": pb.CANDLE_INTERVAL_1M}
+
+
+def data_type(kind: str | int) -> int:
+    """A DataType value from its name, in any case ("order_book", "ORDER_BOOK"), or the value."""
+    if isinstance(kind, str):
+        value = DATA_TYPES.get(kind.lower())
+        if value is None:
+            raise ValueError(f"data type must be one of {', '.join(DATA_TYPES)}, got {kind!r}")
+        return value
+    if kind not in pb.DataType.values():
+        raise ValueError(f"data type must be one of {', '.join(DATA_TYPES)}, got {kind!r}")
+    return kind
+
+
+def data_subscription(kind: str | int, symbols: Sequence[str] = (), depth: int = 0) -> pb.DataSubscription:
+    """One entry of SubscribeRequest.data: ``kind`` of data (a name of DATA_TYPES or a DataType)
+    for ``symbols`` (every instrument when empty); ``depth`` levels a side for "order_book"
+    (0: the server's default, 10).
+
+        md.subscribe(data=[data_subscription("order_book", ["ACME"], depth=10),
+                           data_subscription("trades", ["ACME"])], numpy=True)
+    """
+    return pb.DataSubscription(type=data_type(kind), symbols=list(symbols), depth=depth)
+
+
+def subscribe_request(
+    symbols: Sequence[str] = (),
+    heartbeat_seconds: float | None = None,
+    data: Sequence[pb.DataSubscription] = (),
+) -> pb.SubscribeRequest:
+    """A SubscribeRequest for the last prices of ``symbols`` (every instrument when both they and
+    ``data`` are empty), or for the data types of ``data`` (see data_subscription)."""
+    if symbols and data:
+        raise ValueError("give symbols or data, not both: ask for last prices with a 'last_price' entry")
+    request = pb.SubscribeRequest(symbols=list(symbols), data=list(data))
     _set_given(request, heartbeat_seconds=heartbeat_seconds)
     return request
+
+
+def candle_interval(interval: str | int) -> int:
+    """A CandleInterval from "1s" or "1m", or the value itself."""
+    if isinstance(interval, str):
+        if interval not in CANDLE_INTERVALS:
+            raise ValueError(f"interval must be one of {', '.join(CANDLE_INTERVALS)}, got {interval!r}")
+        return CANDLE_INTERVALS[interval]
+    return interval
 
 
 def _set_given(message: object, **values: object) -> None:

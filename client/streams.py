@@ -1,9 +1,10 @@
 """What a streaming call returns: iterators that cancel the call when their ``with`` block ends.
 
 PriceStream yields a path's chunks; Subscription yields live market events
-and counts the ticks a slow reader skipped (``gaps``), subscribing again
-after a lost server if asked; ManagedSubscription changes its symbols while
-it runs.
+(MarketEvent messages, or DecodedEvents when asked for numpy) and counts the
+ticks a slow reader skipped (``gaps``), subscribing again after a lost server
+if asked; ManagedSubscription changes its symbols and data types while it
+runs.
 """
 
 from __future__ import annotations
@@ -18,6 +19,15 @@ import grpc
 from marketdata.v1 import market_data_pb2
 
 from .decoding import PriceChunk
+from .events import DecodedEvent, event_kind, exchange_time_ns
+from .requests import data_type
+
+Event = market_data_pb2.MarketEvent | DecodedEvent
+# Events a new subscription starts over with: its books follow its own snapshot (the book
+# sequence says whether an update follows), and status answers its own requests.
+_STARTS_OVER = frozenset({"book_snapshot", "book_update", "top_of_book", "status"})
+# Events whose every tick counts (prints, candle changes): a replayed tick is dropped by kind.
+_BY_KIND = frozenset({"trades", "candles"})
 
 
 class _CancelOnExit(AbstractContextManager):
@@ -32,15 +42,17 @@ class _CancelOnExit(AbstractContextManager):
 
 class SequenceGaps:
     """Counts ``gaps``: market ticks skipped for a subscriber (a slow reader
-    under the conflate policy), from the sequence numbers of its updates."""
+    under the conflate policy), from the sequence numbers of its last-price
+    updates. (Books say their own gaps: see client.book.BookKeeper.)"""
 
     last_sequence: int | None = None
     gaps = 0
 
-    def _count(self, event: market_data_pb2.MarketEvent) -> market_data_pb2.MarketEvent:
-        if event.HasField("snapshot"):
+    def _count(self, event: Event) -> Event:
+        kind = event_kind(event)
+        if kind == "snapshot":
             self.last_sequence = event.sequence  # a new (re)subscription restarts the count
-        elif event.HasField("update"):
+        elif kind == "update":
             if self.last_sequence is not None:
                 self.gaps += max(0, event.sequence - self.last_sequence - 1)
             self.last_sequence = event.sequence
@@ -61,7 +73,8 @@ class PriceStream(_CancelOnExit):
 
 
 class Subscription(SequenceGaps, _CancelOnExit):
-    """Iterates the MarketEvent messages of one Subscribe call, counting ``gaps``.
+    """Iterates the events of one Subscribe call, counting ``gaps``: MarketEvent messages, or
+    DecodedEvents (books and trades as numpy arrays) for ``subscribe(numpy=True)``.
 
     With ``resubscribe``, a subscription the server ends with UNAVAILABLE
     (shutdown, restart, lost connection) is made again, after a backoff, up
@@ -80,6 +93,12 @@ class Subscription(SequenceGaps, _CancelOnExit):
     of its own (restarted with no epoch in its market file) numbers its ticks
     from 0 again, stamped later than anything yielded; its snapshot is
     yielded, and the sequence goes on from there.
+
+    Other data types follow their own rule: book events (book_snapshot,
+    book_update, top_of_book) of the new subscription are all yielded, since
+    its books start over from its own snapshot and each update names the book
+    sequence it follows; trades and candles of ticks already yielded are
+    dropped, kind by kind.
     """
 
     def __init__(
@@ -97,19 +116,24 @@ class Subscription(SequenceGaps, _CancelOnExit):
         self._backoff = backoff_seconds
         self._cancelled = False
         self._last: tuple[int, int] | None = None  # sequence and exchange time (ns) last yielded
+        self._last_of: dict[str, tuple[int, int]] = {}  # the same for trades and candles
         self.reconnects = 0
 
-    def __iter__(self) -> Iterator[market_data_pb2.MarketEvent]:
+    def __iter__(self) -> Iterator[Event]:
         failures = 0
         resumed = False  # a new subscription that has not yet passed the last event yielded
         while True:
             try:
                 for event in self._call:
                     failures = 0
-                    if resumed and self._behind(event):
-                        continue
-                    resumed = False
-                    self._last = (event.sequence, event.exchange_time.ToNanoseconds())
+                    kind = event_kind(event)
+                    if resumed and kind not in _STARTS_OVER:
+                        if self._behind(event, kind):
+                            continue
+                        resumed = False
+                    self._last = (event.sequence, exchange_time_ns(event))
+                    if kind in _BY_KIND:
+                        self._last_of[kind] = self._last
                     yield self._count(event)
                 return
             except grpc.RpcError as error:
@@ -124,15 +148,18 @@ class Subscription(SequenceGaps, _CancelOnExit):
                 self._call = self._start()
                 resumed = self._last is not None
 
-    def _behind(self, event: market_data_pb2.MarketEvent) -> bool:
+    def _behind(self, event: Event, kind: str | None) -> bool:
         """Whether an event of a new subscription is at or before the last one yielded in
         the same market run (a replica a tick or two behind the one before)."""
-        sequence, stamp = self._last
+        last = self._last_of.get(kind) if kind in _BY_KIND else self._last
+        if last is None:
+            return False
+        sequence, stamp = last
         if event.sequence > sequence:
             return False
-        if event.exchange_time.ToNanoseconds() > stamp:  # numbered again from 0, later: a new run
+        if exchange_time_ns(event) > stamp:  # numbered again from 0, later: a new run
             return False
-        return event.sequence < sequence or not event.HasField("heartbeat")
+        return event.sequence < sequence or kind != "heartbeat"
 
     def cancel(self) -> None:
         self._cancelled = True
@@ -140,8 +167,11 @@ class Subscription(SequenceGaps, _CancelOnExit):
 
 
 class ManagedSubscription(Subscription):
-    """A ManageSubscription call: change symbols with ``subscribe``/``unsubscribe``
-    while iterating its events (status answers, snapshots, updates, heartbeats)."""
+    """A ManageSubscription call: change symbols with ``subscribe``/``unsubscribe``, for one
+    data type at a time (last prices unless ``data_type`` says otherwise: a name of
+    client.DATA_TYPES or a DataType), while iterating its events (status answers, snapshots,
+    updates, books, trades, heartbeats). Subscribing a book again with another ``depth``
+    changes its depth."""
 
     _DONE = object()
 
@@ -153,17 +183,33 @@ class ManagedSubscription(Subscription):
         while (request := self._requests.get()) is not self._DONE:
             yield request
 
-    def subscribe(self, symbols: Sequence[str], *, heartbeat_seconds: float | None = None) -> None:
-        request = market_data_pb2.SubscriptionRequest(subscribe=market_data_pb2.SymbolList(symbols=symbols))
+    def subscribe(
+        self,
+        symbols: Sequence[str],
+        *,
+        data_type: str | int | None = None,
+        depth: int = 0,
+        heartbeat_seconds: float | None = None,
+    ) -> None:
+        """Add ``symbols`` for ``data_type``; ``depth`` levels a side for "order_book" (0: 10)."""
+        request = market_data_pb2.SubscriptionRequest(subscribe=_symbol_list(symbols, data_type, depth))
         if heartbeat_seconds is not None:
             request.heartbeat_seconds = heartbeat_seconds
         self._requests.put(request)
 
-    def unsubscribe(self, symbols: Sequence[str]) -> None:
-        self._requests.put(
-            market_data_pb2.SubscriptionRequest(unsubscribe=market_data_pb2.SymbolList(symbols=symbols))
-        )
+    def unsubscribe(self, symbols: Sequence[str], *, data_type: str | int | None = None) -> None:
+        """Remove ``symbols`` from ``data_type``."""
+        self._requests.put(market_data_pb2.SubscriptionRequest(unsubscribe=_symbol_list(symbols, data_type)))
 
     def cancel(self) -> None:
         self._requests.put(self._DONE)
         super().cancel()
+
+
+def _symbol_list(
+    symbols: Sequence[str], kind: str | int | None, depth: int = 0
+) -> market_data_pb2.SymbolList:
+    listed = market_data_pb2.SymbolList(symbols=list(symbols), depth=depth)
+    if kind is not None:
+        listed.type = data_type(kind)
+    return listed

@@ -1,0 +1,688 @@
+"""MarketEvents read straight from their bytes: order books and trades as numpy columns.
+
+A book_update of 100 symbols at depth 10 carries some 4,000 numbers. Read
+through the generated classes, each becomes a Python object on its way into
+numpy; ``decode_market_event`` reads the event with the wire reader of
+client.decoding instead, under the same rules (fields in any order, arrays
+packed, unpacked or split over several runs, scalars repeated with the last
+one winning, unknown fields of every wire type skipped, a oneof arm that
+comes twice merged, one replaced by another arm dropped; malformed bytes
+raise DecodeError).
+
+The books of one event come out as ``BookColumns``: one entry per book in
+each scalar column (symbol, sequence, ...), and each array field of every
+book end to end in one read-only array, with ``offsets`` saying where each
+book's part starts. Indexing or iterating the columns gives one book at a
+time (``BookArrays``, views into the columns); ``client.book.BookKeeper``
+applies whole columns at once. Trades are the same (``TradeColumns``,
+``TradeArrays``). Events of the other kinds (last prices, heartbeats,
+subscription status, candles) are parsed by the generated class and carried
+as ``DecodedEvent.message``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, fields
+from typing import ClassVar
+
+import numpy as np
+from google.protobuf import timestamp_pb2
+from google.protobuf.descriptor import FieldDescriptor
+
+from marketdata.v1 import market_data_pb2 as pb
+
+from .decoding import _I64, _LEN, _VARINT, DecodeError, _read_varint, _skip
+
+# How a field of a columns message is read, by wire key (field number and wire type).
+_STRING, _UINT, _PACKED8, _ONE8, _PACKED_VARINTS, _ONE_VARINT = range(6)
+_ARRAY_TYPES = {
+    FieldDescriptor.TYPE_DOUBLE: np.dtype("<f8"),
+    FieldDescriptor.TYPE_FIXED64: np.dtype("<u8"),
+    FieldDescriptor.TYPE_SFIXED64: np.dtype("<i8"),
+}
+_UINT_TYPES = {
+    FieldDescriptor.TYPE_UINT64: np.dtype(np.uint64),
+    FieldDescriptor.TYPE_UINT32: np.dtype(np.uint32),
+}
+_ENUM = np.dtype(np.int32)  # protobuf keeps an enum as int32, unknown values included
+
+
+class _Layout:
+    """How the fields of one message type become columns: a string, unsigned scalars, arrays
+    of 8-byte values and arrays of enums (the kinds OrderBook and Trades hold)."""
+
+    def __init__(self, descriptor) -> None:
+        self.names = [f.name for f in descriptor.fields]
+        self.dtypes: dict[str, np.dtype] = {}
+        self.arrays: list[str] = []  # array fields, in number order
+        self.keys: dict[int, tuple[int, int]] = {}  # wire key -> (how to read it, row slot)
+        for slot, f in enumerate(descriptor.fields):
+            if f.type == FieldDescriptor.TYPE_STRING and not f.is_repeated:
+                self.keys[f.number << 3 | _LEN] = (_STRING, slot)
+            elif f.type in _UINT_TYPES and not f.is_repeated:
+                self.dtypes[f.name] = _UINT_TYPES[f.type]
+                self.keys[f.number << 3 | _VARINT] = (_UINT, slot)
+            elif f.is_repeated and f.type in _ARRAY_TYPES:
+                self.dtypes[f.name] = _ARRAY_TYPES[f.type]
+                self.keys[f.number << 3 | _LEN] = (_PACKED8, slot)
+                self.keys[f.number << 3 | _I64] = (_ONE8, slot)
+                self.arrays.append(f.name)
+            elif f.is_repeated and f.type == FieldDescriptor.TYPE_ENUM:
+                self.dtypes[f.name] = _ENUM
+                self.keys[f.number << 3 | _LEN] = (_PACKED_VARINTS, slot)
+                self.keys[f.number << 3 | _VARINT] = (_ONE_VARINT, slot)
+                self.arrays.append(f.name)
+            else:
+                raise TypeError(f"{descriptor.name}.{f.name}: no column kind for this field")
+        # A row starts with every field at its default; arrays count their bytes there.
+        self.empty_row = ["" if self.keys.get(n) == (_STRING, s) else 0 for s, n in enumerate(self.names)]
+        self.array_slots = [self.names.index(name) for name in self.arrays]
+        self.arrays8 = [name for name in self.arrays if self.dtypes[name] != _ENUM]
+        # How the generated serializers write each field (number order, arrays packed): the
+        # fields as the canonical reader looks for them.
+        wire = {_STRING: _LEN, _UINT: _VARINT, _PACKED8: _LEN, _PACKED_VARINTS: _LEN}
+        self.canonical = [
+            (self.names[slot], number_and_wire, how)
+            for number_and_wire, (how, slot) in sorted(self.keys.items())
+            if how in wire and number_and_wire & 7 == wire[how]
+        ]
+
+
+def _columns(data: bytes, start: int, end: int, layout: _Layout) -> tuple[dict, dict]:
+    """Read the messages of field 1 (``books``, ``trades``) of the container at data[start:end]:
+    (columns by field name, offsets by array field name)."""
+    spans = _message_spans(data, start, end)
+    columns = _canonical_columns(data, spans, layout)
+    return columns if columns is not None else _any_columns(data, spans, layout)
+
+
+def _message_spans(data: bytes, pos: int, end: int) -> np.ndarray:
+    """(start, end) of each message of field 1 in the container at data[pos:end], in order."""
+    spans = []
+    while pos < end:
+        key = data[pos]
+        if key != 0x0A:  # not a message of field 1: skipped
+            key, pos = _read_varint(data, pos)
+            pos = _skip_within(data, pos, key, end)
+            continue
+        pos += 1
+        if pos + 1 < end and (low := data[pos]) < 0x80:
+            length = low
+            pos += 1
+        elif pos + 1 < end and (high := data[pos + 1]) < 0x80:  # 128 to 16383 bytes
+            length = (low & 0x7F) | high << 7
+            pos += 2
+        else:
+            length, pos = _varint_within(data, pos, end)
+        stop = pos + length
+        if stop > end:
+            raise DecodeError("truncated message")
+        spans.append((pos, stop))
+        pos = stop
+    return np.array(spans, dtype=np.int64).reshape(-1, 2)
+
+
+_PAD = bytes(16)  # after the bytes, so that reading a varint near the end needs no bounds check
+_SHIFTS = (7 * np.arange(10)).astype(np.uint64)
+
+
+def _canonical_columns(data: bytes, spans: np.ndarray, layout: _Layout) -> tuple[dict, dict] | None:
+    """The columns of messages whose fields come as the generated serializers write them: in
+    number order, each at most once, arrays packed, nothing unknown; read field by field for
+    every message at once. None when some message is written otherwise (or is malformed), for
+    the general reader to read (or to say what is wrong)."""
+    try:
+        found = _canonical_fields(np.frombuffer(data + _PAD, dtype=np.uint8), spans, layout)
+    except IndexError:  # a position ran past the bytes: not canonical, or malformed
+        return None
+    if found is None:
+        return None
+    count = len(spans)
+    nowhere = (np.zeros(count, np.int64), np.zeros(count, np.int64))
+    columns: dict[str, object] = {}
+    offsets: dict[str, np.ndarray] = {}
+    for name in layout.names:
+        dtype = layout.dtypes.get(name)
+        if dtype is None:  # the string
+            begin, length = found.get(name, nowhere)
+            try:
+                columns[name] = tuple(
+                    str(data[a : a + n], "utf-8")
+                    for a, n in zip(begin.tolist(), length.tolist(), strict=True)
+                )
+            except UnicodeDecodeError as err:
+                raise DecodeError("string field is not valid UTF-8") from err
+        elif name not in layout.arrays:
+            columns[name] = _frozen(found[name].astype(dtype) if name in found else np.zeros(count, dtype))
+        elif dtype == _ENUM:
+            begin, length = found.get(name, nowhere)
+            raw = _gather(np.frombuffer(data, dtype=np.uint8), begin, length, 1)
+            columns[name], counts = _varint_array(raw, np.cumsum(length))
+            offsets[name] = _frozen(np.concatenate(([0], counts)))
+    # Every array of 8-byte values in one gather, from a view with a value at every byte.
+    names = layout.arrays8
+    counts = np.concatenate([found.get(name, nowhere)[1] for name in names]) // 8
+    begins = np.concatenate([found.get(name, nowhere)[0] for name in names])
+    every = np.ndarray(shape=(max(len(data) - 7, 0),), dtype="<u8", buffer=data, strides=(1,))
+    values = _frozen(_gather(every, begins, counts, 8))
+    ends = np.concatenate(([0], np.cumsum(counts)))
+    bounds = ends[np.arange(len(names))[:, None] * count + np.arange(count + 1)]  # one row per field
+    relative = _frozen(bounds - bounds[:, :1])
+    for row, name in enumerate(names):
+        columns[name] = _native(values[bounds[row, 0] : bounds[row, -1]].view(layout.dtypes[name]))
+        offsets[name] = relative[row]
+    return columns, offsets
+
+
+def _canonical_fields(padded: np.ndarray, spans: np.ndarray, layout: _Layout) -> dict | None:
+    """Each field of every message, read in number order: (start, length) of strings and
+    arrays, values of scalars; None unless every message ends right after its fields.
+
+    A message lacking a field, or done, is not read at that step. A position only grows, so a
+    message read past its end (a field it lacks matched by the next message's bytes, a length
+    beyond it) never comes back to its end and fails the last check.
+    """
+    size = len(padded) - len(_PAD)
+    pos, ends = spans[:, 0].copy(), spans[:, 1]
+    found: dict[str, object] = {}
+    for name, key, how in layout.canonical:
+        present = padded[pos] == key
+        everywhere = bool(present.all())
+        if not everywhere:
+            present &= pos < ends
+            if not present.any():
+                continue
+        read = _varints(padded, pos + 1, None if everywhere else present)
+        if read is None:
+            return None
+        value, after = read
+        if how == _UINT:
+            found[name] = value if everywhere else np.where(present, value, 0)
+            pos = after if everywhere else np.where(present, after, pos)
+            continue
+        length = np.minimum(value, size).astype(np.int64)  # a larger one is past the end anyway
+        if not everywhere:
+            length = np.where(present, length, 0)
+        found[name] = (after, length)
+        pos = after + length if everywhere else np.where(present, after + length, pos)
+    if not np.array_equal(pos, ends):
+        return None
+    for name, _, how in layout.canonical:
+        if how == _PACKED8 and name in found and (found[name][1] & 7).any():
+            return None
+        if how == _PACKED_VARINTS and name in found:
+            begin, length = found[name]
+            if (padded[begin + length - 1][length > 0] >= 0x80).any():
+                return None
+    return found
+
+
+def _varints(
+    padded: np.ndarray, pos: np.ndarray, present: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The varints at ``pos`` (values as uint64, positions after them), where ``present`` (None:
+    everywhere); None when one there is longer than 10 bytes. Elsewhere the values mean nothing."""
+    byte = padded[pos]
+    more = byte >= 0x80
+    if present is not None:
+        more &= present
+    if not more.any():  # one byte each, the usual case of lengths and small numbers
+        return byte.astype(np.uint64), pos + 1
+    value = (byte & 0x7F).astype(np.uint64)
+    after = pos + 1
+    for shift in _SHIFTS[1:]:
+        byte = padded[after]
+        value |= np.where(more, (byte & 0x7F).astype(np.uint64) << shift, 0)
+        after += more
+        more &= byte >= 0x80
+        if not more.any():
+            return value, after
+    return None
+
+
+def _gather(every: np.ndarray, begin: np.ndarray, count: np.ndarray, width: int) -> np.ndarray:
+    """``count[i]`` values of ``every`` from index ``begin[i]`` in steps of ``width``, for every
+    i, end to end."""
+    starts = np.cumsum(count) - count  # where each run goes in the result
+    within = np.arange(int(count.sum())) - np.repeat(starts, count)
+    return every[np.repeat(begin, count) + width * within]
+
+
+def _any_columns(data: bytes, spans: np.ndarray, layout: _Layout) -> tuple[dict, dict]:
+    """The columns of messages written in any valid way: fields read one by one."""
+    view = memoryview(data)
+    keys = layout.keys
+    empty_row = layout.empty_row
+    pieces: dict[int, list] = {slot: [] for slot in layout.array_slots}
+    rows = []
+    for pos, stop in spans.tolist():
+        row = empty_row.copy()
+        while pos < stop:
+            key = data[pos]
+            if key < 0x80:
+                pos += 1
+            else:
+                key, pos = _read_varint(data, pos)
+            entry = keys.get(key)
+            if entry is None:
+                pos = _skip_within(data, pos, key, stop)
+                continue
+            how, slot = entry
+            if how == _ONE8:
+                if pos + 8 > stop:
+                    raise DecodeError("truncated 8-byte value")
+                pieces[slot].append(view[pos : pos + 8])
+                row[slot] += 8
+                pos += 8
+                continue
+            begin = pos
+            value, pos = _varint_within(data, pos, stop)
+            if how == _UINT:
+                row[slot] = value
+                continue
+            if how == _ONE_VARINT:
+                pieces[slot].append(view[begin:pos])  # one varint is a packed run of one
+                row[slot] += pos - begin
+                continue
+            after = pos + value
+            if after > stop:
+                raise DecodeError("truncated length-delimited field")
+            if how == _PACKED8:
+                if value & 7:
+                    raise DecodeError("packed 8-byte values of a length that is not a multiple of 8")
+                pieces[slot].append(view[pos:after])
+                row[slot] += value
+            elif how == _PACKED_VARINTS:
+                if value and data[after - 1] >= 0x80:
+                    raise DecodeError("packed varints end inside a varint")
+                pieces[slot].append(view[pos:after])
+                row[slot] += value
+            else:
+                try:
+                    row[slot] = str(data[pos:after], "utf-8")
+                except UnicodeDecodeError as err:
+                    raise DecodeError("string field is not valid UTF-8") from err
+            pos = after
+        rows.append(row)
+    return _assemble(layout, rows, pieces)
+
+
+def _assemble(layout: _Layout, rows: list[list], pieces: dict[int, list]) -> tuple[dict, dict]:
+    by_field = list(zip(*rows, strict=True)) if rows else [()] * len(layout.names)
+    columns: dict[str, object] = {}
+    offsets: dict[str, np.ndarray] = {}
+    for slot, name in enumerate(layout.names):
+        values = by_field[slot]
+        dtype = layout.dtypes.get(name)
+        if dtype is None:
+            columns[name] = tuple(values)
+        elif name not in layout.arrays:
+            scalars = np.array(values, dtype=np.uint64)
+            columns[name] = _frozen(scalars if dtype == np.uint64 else scalars.astype(dtype))
+        else:
+            parts = pieces[slot]
+            raw = parts[0] if len(parts) == 1 else b"".join(parts)
+            ends = np.cumsum(np.array(values, dtype=np.int64))
+            if dtype == _ENUM:
+                columns[name], counts = _varint_array(np.frombuffer(raw, dtype=np.uint8), ends)
+            else:
+                columns[name] = _native(np.frombuffer(raw, dtype=dtype))
+                counts = ends // 8
+            offsets[name] = _frozen(np.concatenate(([0], counts)))
+    return columns, offsets
+
+
+def _varint_array(raw: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Packed varints as int32 (an enum's low 32 bits, as protobuf keeps them), and how many of
+    them end before each byte offset of ``ends``."""
+    last = raw < 0x80  # the last byte of each varint
+    stops = np.flatnonzero(last)
+    starts = np.concatenate(([0], stops[:-1] + 1))
+    lengths = stops - starts + 1
+    if len(lengths) and lengths.max() > 10:
+        raise DecodeError("varint longer than 10 bytes")
+    if len(stops) == len(raw):  # one byte each: every value below 128
+        values = raw.astype(np.int32)
+    else:
+        within = np.arange(len(raw)) - np.repeat(starts, lengths)
+        parts = (raw & 0x7F).astype(np.uint64) << (7 * within).astype(np.uint64)
+        values = np.add.reduceat(parts, starts).astype(np.uint32).view(np.int32)
+    counted = np.concatenate(([0], np.cumsum(last)))
+    return _frozen(values), counted[ends]
+
+
+def _varint_within(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    value, pos = _read_varint(data, pos)
+    if pos > end:
+        raise DecodeError("truncated varint")
+    return value, pos
+
+
+def _skip_within(data: bytes, pos: int, key: int, end: int) -> int:
+    number = key >> 3
+    if number == 0:
+        raise DecodeError("field number 0")
+    pos = _skip(data, pos, number, key & 7)
+    if pos > end:
+        raise DecodeError("truncated field")
+    return pos
+
+
+def _native(values: np.ndarray) -> np.ndarray:
+    if not values.dtype.isnative:  # a big-endian host
+        values = values.astype(values.dtype.newbyteorder("="))
+    return _frozen(values)
+
+
+def _frozen(values: np.ndarray) -> np.ndarray:
+    values.flags.writeable = False
+    return values
+
+
+class _Columns:
+    """Messages of one repeated field as columns (see the module docstring)."""
+
+    _layout: ClassVar[_Layout]
+    _row: ClassVar[type]
+
+    offsets: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.symbol)
+
+    def __getitem__(self, index: int):
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} messages")
+        index %= len(self)
+        values = {}
+        for name in self._layout.names:
+            column = getattr(self, name)
+            if name in self.offsets:
+                bounds = self.offsets[name]
+                values[name] = column[bounds[index] : bounds[index + 1]]
+            elif isinstance(column, tuple):
+                values[name] = column[index]
+            else:
+                values[name] = int(column[index])
+        return self._row(**values)
+
+    def __iter__(self) -> Iterator:
+        return (self[i] for i in range(len(self)))
+
+    def counts(self, name: str) -> np.ndarray:
+        """How many elements of array field ``name`` each message has."""
+        bounds = self.offsets[name]
+        return bounds[1:] - bounds[:-1]
+
+    @classmethod
+    def decode(cls, data: bytes, start: int = 0, end: int | None = None):
+        """The messages of a serialized container (OrderBooks, TradeBatch) at data[start:end]."""
+        columns, offsets = _columns(data, start, len(data) if end is None else end, cls._layout)
+        return cls(**columns, offsets=offsets)
+
+    @classmethod
+    def from_messages(cls, messages: Iterable):
+        """Columns of generated messages (OrderBook, Trades) or of rows (BookArrays, TradeArrays)."""
+        messages = list(messages)
+        layout = cls._layout
+        columns: dict[str, object] = {}
+        offsets: dict[str, np.ndarray] = {}
+        for name in layout.names:
+            dtype = layout.dtypes.get(name)
+            values = [getattr(m, name) for m in messages]
+            if dtype is None:
+                columns[name] = tuple(values)
+            elif name in layout.arrays:
+                counts = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+                flat = itertools.chain.from_iterable(values)
+                columns[name] = _frozen(
+                    np.fromiter(flat, dtype=dtype.newbyteorder("="), count=int(counts.sum()))
+                )
+                offsets[name] = _frozen(np.concatenate(([0], np.cumsum(counts))))
+            else:
+                columns[name] = _frozen(np.array(values, dtype=dtype))
+        return cls(**columns, offsets=offsets)
+
+    def select(self, mask: np.ndarray):
+        """The messages where boolean ``mask`` (one entry per message) is True, as columns."""
+        keep = np.flatnonzero(mask)
+        columns: dict[str, object] = {}
+        offsets: dict[str, np.ndarray] = {}
+        for name in self._layout.names:
+            column = getattr(self, name)
+            if isinstance(column, tuple):
+                columns[name] = tuple(column[i] for i in keep)
+            elif name in self.offsets:
+                bounds = self.offsets[name]
+                counts = bounds[keep + 1] - bounds[keep]
+                rows = np.repeat(bounds[keep] - np.concatenate(([0], np.cumsum(counts)[:-1])), counts)
+                columns[name] = _frozen(column[rows + np.arange(int(counts.sum()))])
+                offsets[name] = _frozen(np.concatenate(([0], np.cumsum(counts))))
+            else:
+                columns[name] = _frozen(column[keep])
+        return type(self)(**columns, offsets=offsets)
+
+
+@dataclass(frozen=True, eq=False)
+class BookArrays:
+    """One OrderBook: prices float64, sizes in lots uint64 (read-only views), best levels first."""
+
+    symbol: str
+    sequence: int
+    previous_sequence: int
+    bid_prices: np.ndarray
+    bid_sizes: np.ndarray
+    ask_prices: np.ndarray
+    ask_sizes: np.ndarray
+    depth: int
+
+
+@dataclass(frozen=True, eq=False)
+class BookColumns(_Columns):
+    """The OrderBook messages of one OrderBooks, as columns: ``symbol``, ``sequence``,
+    ``previous_sequence`` and ``depth`` have one entry per book; ``bid_prices`` and the other
+    arrays hold every book's levels, book after book, book i's at
+    ``offsets[name][i]:offsets[name][i + 1]``. ``columns[i]`` is book i as BookArrays."""
+
+    _layout: ClassVar[_Layout] = _Layout(pb.OrderBook.DESCRIPTOR)
+    _row: ClassVar[type] = BookArrays
+
+    symbol: tuple[str, ...]
+    sequence: np.ndarray
+    previous_sequence: np.ndarray
+    bid_prices: np.ndarray
+    bid_sizes: np.ndarray
+    ask_prices: np.ndarray
+    ask_sizes: np.ndarray
+    depth: np.ndarray
+    offsets: dict[str, np.ndarray] = field(repr=False)
+
+
+@dataclass(frozen=True, eq=False)
+class TradeArrays:
+    """One symbol's prints (one Trades message): ids and sizes uint64, prices float64,
+    aggressors int32 (Side: BUY 1, SELL 2), times int64 UTC nanoseconds."""
+
+    symbol: str
+    trade_ids: np.ndarray
+    prices: np.ndarray
+    sizes: np.ndarray
+    aggressors: np.ndarray
+    times: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class TradeColumns(_Columns):
+    """The Trades messages of one TradeBatch as columns, like BookColumns: one ``symbol`` per
+    message, every message's prints end to end in the arrays."""
+
+    _layout: ClassVar[_Layout] = _Layout(pb.Trades.DESCRIPTOR)
+    _row: ClassVar[type] = TradeArrays
+
+    symbol: tuple[str, ...]
+    trade_ids: np.ndarray
+    prices: np.ndarray
+    sizes: np.ndarray
+    aggressors: np.ndarray
+    times: np.ndarray
+    offsets: dict[str, np.ndarray] = field(repr=False)
+
+
+assert [f.name for f in fields(BookArrays)] == BookColumns._layout.names
+assert [f.name for f in fields(TradeArrays)] == TradeColumns._layout.names
+
+_ARMS = {f.number: f.name for f in pb.MarketEvent.DESCRIPTOR.oneofs_by_name["event"].fields}
+BOOK_KINDS = ("book_snapshot", "book_update", "top_of_book")
+_DECODED = {name: BookColumns for name in BOOK_KINDS} | {"trades": TradeColumns}
+_ARM_TYPES = {f.name: f.message_type for f in pb.MarketEvent.DESCRIPTOR.fields}
+
+
+@dataclass(frozen=True, eq=False)
+class DecodedEvent:
+    """A MarketEvent read without the generated classes.
+
+    ``kind`` is the name of the event's oneof arm (as ``MarketEvent.WhichOneof("event")``), None
+    when it has none. Book events (book_snapshot, book_update, top_of_book) carry ``books``,
+    trade events ``trades``; every other kind is parsed by the generated class into
+    ``message``. ``exchange_time_ns`` is the exchange time in UTC nanoseconds.
+    """
+
+    sequence: int
+    exchange_time_ns: int
+    kind: str | None
+    books: BookColumns | None = None
+    trades: TradeColumns | None = None
+    message: pb.MarketEvent | None = None
+
+    @property
+    def exchange_time(self) -> timestamp_pb2.Timestamp:
+        """The exchange time as a Timestamp, as MarketEvent.exchange_time."""
+        stamp = timestamp_pb2.Timestamp()
+        stamp.FromNanoseconds(self.exchange_time_ns)
+        return stamp
+
+
+def event_kind(event: pb.MarketEvent | DecodedEvent) -> str | None:
+    """The oneof arm of a MarketEvent or a DecodedEvent: "snapshot", "book_update", ..."""
+    if isinstance(event, DecodedEvent):
+        return event.kind
+    return event.WhichOneof("event")
+
+
+def exchange_time_ns(event: pb.MarketEvent | DecodedEvent) -> int:
+    if isinstance(event, DecodedEvent):
+        return event.exchange_time_ns
+    return event.exchange_time.ToNanoseconds()
+
+
+def decode_market_event(data: bytes) -> DecodedEvent:
+    """A serialized MarketEvent: books and trades as numpy columns, other kinds parsed by the
+    generated class (see the module docstring). Raises DecodeError on malformed bytes."""
+    sequence = 0
+    stamp: list[bytes] = []
+    arm: str | None = None
+    arm_parts: list[tuple[int, int]] = []
+    replaced: list[tuple[str, list[tuple[int, int]]]] = []
+    pos, end = 0, len(data)
+    while pos < end:
+        key, pos = _read_varint(data, pos)
+        number, wire_type = key >> 3, key & 7
+        if key == 0x08:
+            sequence, pos = _read_varint(data, pos)
+        elif wire_type == _LEN and (number == 2 or number in _ARMS):
+            length, pos = _read_varint(data, pos)
+            if pos + length > end:
+                raise DecodeError("truncated length-delimited field")
+            if number == 2:
+                stamp.append(data[pos : pos + length])
+            elif _ARMS[number] == arm:  # the same arm again: protobuf merges the two
+                arm_parts.append((pos, pos + length))
+            else:  # another arm replaces the one before, which must still be well formed
+                if arm is not None:
+                    replaced.append((arm, arm_parts))
+                arm, arm_parts = _ARMS[number], [(pos, pos + length)]
+            pos += length
+        else:
+            pos = _skip_within(data, pos, key, end)
+    for name, parts in replaced:
+        _check_arm(data, name, parts)
+    nanoseconds = _timestamp_ns(b"".join(stamp))
+    decoder = _DECODED.get(arm)
+    if decoder is None:
+        message = pb.MarketEvent.FromString(data) if arm is not None else None
+        return DecodedEvent(sequence, nanoseconds, arm, message=message)
+    columns = _decode_arm(decoder, data, arm_parts)
+    if decoder is TradeColumns:
+        return DecodedEvent(sequence, nanoseconds, arm, trades=columns)
+    return DecodedEvent(sequence, nanoseconds, arm, books=columns)
+
+
+def _decode_arm(decoder: type[_Columns], data: bytes, parts: list[tuple[int, int]]) -> _Columns:
+    if len(parts) == 1:
+        return decoder.decode(data, *parts[0])
+    return decoder.decode(b"".join(data[a:b] for a, b in parts))
+
+
+def _check_arm(data: bytes, name: str, parts: list[tuple[int, int]]) -> None:
+    """Whether an arm that a later one replaced was well formed, as protobuf checks it."""
+    decoder = _DECODED.get(name)
+    if decoder is not None:
+        _decode_arm(decoder, data, parts)
+        return
+    message = getattr(pb, _ARM_TYPES[name].name)
+    try:
+        message.FromString(b"".join(data[a:b] for a, b in parts))
+    except Exception as err:  # the generated parser's own error type
+        raise DecodeError(f"malformed {name}") from err
+
+
+def _timestamp_ns(data: bytes) -> int:
+    """A serialized google.protobuf.Timestamp in nanoseconds (seconds int64, nanos int32)."""
+    seconds = nanos = 0
+    pos, end = 0, len(data)
+    while pos < end:
+        key, pos = _read_varint(data, pos)
+        if key == 0x08:
+            seconds, pos = _read_varint(data, pos)
+        elif key == 0x10:
+            nanos, pos = _read_varint(data, pos)
+        else:
+            pos = _skip_within(data, pos, key, end)
+    seconds -= (seconds >> 63) << 64  # two's complement
+    nanos &= 0xFFFFFFFF
+    nanos -= (nanos >> 31) << 32
+    return seconds * 1_000_000_000 + nanos
+
+
+def book_columns(books: BookColumns | pb.OrderBooks | pb.OrderBook | BookArrays | Iterable) -> BookColumns:
+    """Books in any form as BookColumns: decoded columns (as they are), an OrderBooks message,
+    one OrderBook or BookArrays, or an iterable of them."""
+    if isinstance(books, BookColumns):
+        return books
+    if isinstance(books, pb.OrderBooks):
+        return BookColumns.from_messages(books.books)
+    if isinstance(books, pb.OrderBook | BookArrays):
+        return BookColumns.from_messages([books])
+    return BookColumns.from_messages(books)
+
+
+def event_books(event: pb.MarketEvent | DecodedEvent) -> BookColumns | None:
+    """The books of a book event (book_snapshot, book_update, top_of_book) as columns; None
+    for other kinds."""
+    if isinstance(event, DecodedEvent):
+        return event.books
+    kind = event.WhichOneof("event")
+    if kind not in BOOK_KINDS:
+        return None
+    return BookColumns.from_messages(getattr(event, kind).books)
+
+
+def event_trades(event: pb.MarketEvent | DecodedEvent) -> TradeColumns | None:
+    """The trades of a trades event as columns; None for other kinds."""
+    if isinstance(event, DecodedEvent):
+        return event.trades
+    if event.WhichOneof("event") != "trades":
+        return None
+    return TradeColumns.from_messages(event.trades.trades)
