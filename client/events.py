@@ -77,7 +77,7 @@ class _Layout:
             else:
                 raise TypeError(f"{descriptor.name}.{f.name}: no column kind for this field")
         # A row starts with every field at its default; arrays count their bytes there.
-        self.empty_row = ["" if self.keys.get(n) == (_STRING, s) else 0 for s, n in enumerate(self.names)]
+        self.empty_row = ["" if name not in self.dtypes else 0 for name in self.names]
         self.array_slots = [self.names.index(name) for name in self.arrays]
         self.arrays8 = [name for name in self.arrays if self.dtypes[name] != _ENUM]
         # How the generated serializers write each field (number order, arrays packed): the
@@ -611,7 +611,7 @@ def decode_market_event(data: bytes) -> DecodedEvent:
     nanoseconds = _timestamp_ns(b"".join(stamp))
     decoder = _DECODED.get(arm)
     if decoder is None:
-        message = pb.MarketEvent.FromString(data) if arm is not None else None
+        message = _parse(pb.MarketEvent, data, "MarketEvent") if arm is not None else None
         return DecodedEvent(sequence, nanoseconds, arm, message=message)
     columns = _decode_arm(decoder, data, arm_parts)
     if decoder is TradeColumns:
@@ -631,11 +631,14 @@ def _check_arm(data: bytes, name: str, parts: list[tuple[int, int]]) -> None:
     if decoder is not None:
         _decode_arm(decoder, data, parts)
         return
-    message = getattr(pb, _ARM_TYPES[name].name)
+    _parse(getattr(pb, _ARM_TYPES[name].name), b"".join(data[a:b] for a, b in parts), name)
+
+
+def _parse(message: type, data: bytes, what: str):
     try:
-        message.FromString(b"".join(data[a:b] for a, b in parts))
+        return message.FromString(data)
     except Exception as err:  # the generated parser's own error type
-        raise DecodeError(f"malformed {name}") from err
+        raise DecodeError(f"malformed {what}") from err
 
 
 def _timestamp_ns(data: bytes) -> int:
