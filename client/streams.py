@@ -127,13 +127,13 @@ class Subscription(SequenceGaps, _CancelOnExit):
                 for event in self._call:
                     failures = 0
                     kind = event_kind(event)
-                    if resumed and kind not in _STARTS_OVER:
-                        if self._behind(event, kind):
+                    if kind not in _STARTS_OVER:
+                        if resumed and self._behind(event, kind):
                             continue
                         resumed = False
-                    self._last = (event.sequence, exchange_time_ns(event))
-                    if kind in _BY_KIND:
-                        self._last_of[kind] = self._last
+                        self._last = (event.sequence, exchange_time_ns(event))
+                        if kind in _BY_KIND:
+                            self._last_of[kind] = self._last
                     yield self._count(event)
                 return
             except grpc.RpcError as error:

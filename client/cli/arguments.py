@@ -88,6 +88,15 @@ def unsigned(bits: int) -> Callable[[str], int]:
     return parse
 
 
+def levels(text: str) -> int:
+    """Levels a side of an order book: a whole number from 1 (an argparse type; the server
+    says how deep it goes)."""
+    value = unsigned(32)(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of levels from 1, got {value}")
+    return value
+
+
 def numbers(text: str) -> list[float]:
     """Comma-separated numbers (an argparse type)."""
     try:
@@ -220,16 +229,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--ticks-per-second", type=float, help="pace the stream (default: as fast as possible)"
     )
     stream.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
-    sub_live = sub.add_parser("subscribe", help="live market prices, one JSON object per line (Subscribe)")
+    sub_live = sub.add_parser(
+        "subscribe", help="live market prices, order books or trades, one JSON object per line (Subscribe)"
+    )
     sub_live.add_argument("symbols", nargs="*", help="symbols to follow (default: every instrument)")
+    sub_live.add_argument(
+        "--book",
+        type=levels,
+        metavar="LEVELS",
+        help="order books this many levels a side instead of last prices: a price ladder on a "
+        "terminal (server maximum 50 by default)",
+    )
+    sub_live.add_argument(
+        "--trades", action="store_true", help="trade prints instead of last prices (with --book: both)"
+    )
     sub_live.add_argument(
         "--heartbeat", type=float, help="seconds of quiet before a heartbeat (server default 1)"
     )
     sub_live.add_argument(
-        "--count", type=unsigned(64), help="stop after this many price updates (default: run until Ctrl-C)"
+        "--count",
+        type=unsigned(64),
+        help="stop after this many updates: price updates, book updates, ticks with trades "
+        "(default: run until Ctrl-C)",
     )
     sub_live.add_argument(
-        "--json", action="store_true", help="JSON lines even on a terminal (default there: a live table)"
+        "--json",
+        action="store_true",
+        help="JSON lines even on a terminal (default there: a live table, or a ladder with --book)",
     )
     health = sub.add_parser(
         "health", help="ask the standard health service; exit 0 when SERVING (for probes and scripts)"

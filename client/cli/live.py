@@ -1,4 +1,5 @@
-"""The subscribe command: live prices as JSON lines, or as a table redrawn in place on a terminal."""
+"""The subscribe command: live prices as JSON lines, or as a table redrawn in place on a terminal;
+books and trades (--book, --trades) are client.cli.books'."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import IO
 from marketdata.v1 import market_data_pb2
 
 from ..api import MarketDataClient
+from .books import run_data_subscribe
 
 
 class LiveTable:
@@ -39,6 +41,9 @@ class LiveTable:
 
 def run_subscribe(md: MarketDataClient, args: argparse.Namespace, out: IO[str]) -> None:
     """Follow the live market until --count updates (or Ctrl-C): a table on a terminal, else JSON lines."""
+    if args.book or args.trades:
+        run_data_subscribe(md, args, out)
+        return
     updates = 0
     table = LiveTable(out) if out.isatty() and not args.json else None
     with md.subscribe(args.symbols, heartbeat_seconds=args.heartbeat, timeout=args.timeout) as subscription:
