@@ -33,6 +33,10 @@ from client.events import decode_market_event, event_books
 from marketdata.v1 import market_data_pb2 as pb
 from server.sim.book import BookModel, Side, diff
 
+# The first sequence: a market some 28 hours of 10 ticks a second old, whose sequence numbers
+# take three varint bytes, as they soon do.
+FIRST_SEQUENCE = 1_000_000
+
 
 def make_events(symbols: int, depth: int, ticks: int, seed: int = 7) -> list[bytes]:
     """A book_snapshot and then ``ticks`` book_update events, serialized."""
@@ -40,10 +44,11 @@ def make_events(symbols: int, depth: int, ticks: int, seed: int = 7) -> list[byt
     rng = np.random.default_rng(seed)
     names = [f"SYM{i:03d}" for i in range(symbols)]
     prices = rng.uniform(20, 200, symbols).round(2)
-    books = [model.book_at(seed, i, 0, prices[i], 0.01, depth) for i in range(symbols)]
+    first = FIRST_SEQUENCE
+    books = [model.book_at(seed, i, first, prices[i], 0.01, depth) for i in range(symbols)]
     snapshot = pb.OrderBooks(books=[_whole(n, b, depth) for n, b in zip(names, books, strict=True)])
-    events = [pb.MarketEvent(sequence=0, book_snapshot=snapshot).SerializeToString()]
-    for sequence in range(1, ticks + 1):
+    events = [pb.MarketEvent(sequence=first, book_snapshot=snapshot).SerializeToString()]
+    for sequence in range(first + 1, first + ticks + 1):
         prices = np.maximum(0.01, prices + 0.01 * np.rint(rng.normal(0, 2, symbols)))
         update = pb.OrderBooks()
         for i, name in enumerate(names):

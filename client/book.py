@@ -134,40 +134,6 @@ class Book:
         return keeper[book.symbol]
 
 
-class _Side:
-    """The levels of one side of every book, as one sorted array of complex keys (symbol index
-    + 1j * price, the price negated for bids so that the best comes first) and their sizes."""
-
-    def __init__(self, sign: float) -> None:
-        self.sign = sign
-        self.keys = np.empty(0, dtype=np.complex128)
-        self.sizes = np.empty(0, dtype=np.int64)
-
-    def bounds(self, owners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Where each book's levels start and end."""
-        low = np.searchsorted(self.keys, owners + complex(0, -np.inf))
-        return low, np.searchsorted(self.keys, owners + complex(1, -np.inf))
-
-    def levels(self, owner: int) -> tuple[np.ndarray, np.ndarray]:
-        low, high = self.bounds(np.array([owner], dtype=np.float64))
-        keys = self.keys[low[0] : high[0]]
-        if not len(keys):
-            return _EMPTY_PRICES, _EMPTY_SIZES
-        prices = keys.imag * self.sign  # a new array
-        sizes = self.sizes[low[0] : high[0]]
-        prices.flags.writeable = False
-        return prices, sizes
-
-    def drop(self, lookup: np.ndarray) -> None:
-        """Remove the levels of the books where the per-symbol boolean ``lookup`` is True."""
-        keep = ~lookup[self.keys.real.astype(np.int64)]
-        self.keys, self.sizes = self.keys[keep], self.sizes[keep]
-
-    def set(self, keys: np.ndarray, sizes: np.ndarray) -> None:
-        self.keys, self.sizes = keys, sizes
-        sizes.flags.writeable = False
-
-
 class BookKeeper:
     """The books of a subscription, per symbol (see the module docstring).
 
@@ -189,7 +155,11 @@ class BookKeeper:
         self._seen = np.zeros(0, dtype=bool)  # had a snapshot
         self._waiting = np.zeros(0, dtype=bool)  # stale, and said so: waits for a snapshot
         self._reasons: dict[int, str] = {}
-        self._bids, self._asks = _Side(-1.0), _Side(1.0)
+        # Every level of every book, sorted: a complex key, its real part the side of a book
+        # (2 x the symbol's index for its bids, that + 1 for its asks), its imaginary part the
+        # price, negated for bids so that each side's best comes first; and the sizes.
+        self._keys = np.empty(0, dtype=np.complex128)
+        self._sizes = np.empty(0, dtype=np.int64)
         self._recent: dict[tuple[str, ...], np.ndarray] = {}
 
     # --- reading ---------------------------------------------------------------------------
@@ -198,8 +168,9 @@ class BookKeeper:
         index = self._index.get(symbol)
         if index is None:
             raise KeyError(f"no book of {symbol!r}: no snapshot or update of it yet")
-        bid_prices, bid_sizes = self._bids.levels(index)
-        ask_prices, ask_sizes = self._asks.levels(index)
+        bounds = np.searchsorted(self._keys, [complex(2 * index + g, -np.inf) for g in range(3)]).tolist()
+        bid_prices, bid_sizes = self._levels(bounds[0], bounds[1], -1.0)
+        ask_prices, ask_sizes = self._levels(bounds[1], bounds[2], 1.0)
         seen = bool(self._seen[index])
         return Book(
             symbol=symbol,
@@ -212,6 +183,13 @@ class BookKeeper:
             ask_prices=ask_prices,
             ask_sizes=ask_sizes,
         )
+
+    def _levels(self, low: int, high: int, sign: float) -> tuple[np.ndarray, np.ndarray]:
+        if low == high:
+            return _EMPTY_PRICES, _EMPTY_SIZES
+        prices = self._keys[low:high].imag * sign  # a new array
+        prices.flags.writeable = False
+        return prices, self._sizes[low:high]
 
     def __contains__(self, symbol: object) -> bool:
         return symbol in self._index
@@ -234,10 +212,7 @@ class BookKeeper:
             return
         self._symbols[index] = None
         self._recent.clear()
-        lookup = np.zeros(len(self._symbols), dtype=bool)
-        lookup[index] = True
-        self._bids.drop(lookup)
-        self._asks.drop(lookup)
+        self._drop(np.array([index]))
         self._fresh[index] = self._seen[index] = self._waiting[index] = False
         self._reasons.pop(index, None)
 
@@ -254,9 +229,7 @@ class BookKeeper:
             return self.apply_snapshot(event_books(event))
         return ()
 
-    def apply_snapshot(
-        self, books: BookColumns | pb.OrderBooks | pb.OrderBook | BookArrays | Iterable
-    ) -> tuple[str, ...]:
+    def apply_snapshot(self, books: Books) -> tuple[str, ...]:
         """Replace the books of the symbols in ``books`` (whole books); the symbols applied."""
         columns = book_columns(books)
         if len(set(columns.symbol)) < len(columns):
@@ -264,29 +237,24 @@ class BookKeeper:
         owners = self._owners(columns.symbol)
         bad = np.zeros(len(columns), dtype=bool)
         reasons: dict[int, str] = {}
-        sides = []
-        for side, prices, sizes in (
-            (self._bids, columns.bid_prices, columns.bid_sizes),
-            (self._asks, columns.ask_prices, columns.ask_sizes),
-        ):
-            rows, keys, lots = self._rows(columns, owners, side, prices, sizes, bad, reasons)
-            if self.check and len(rows) > 1:
-                follows = rows[1:] == rows[:-1]
-                unsorted = follows & ~(keys[1:] > keys[:-1])  # not strictly best first
-                self._flag(rows[1:][unsorted], bad, reasons, f"{_name(side)} not strictly sorted best first")
-            sides.append((rows, keys, lots))
+        groups, keys, lots, rows = self._levels_of(columns, owners, bad, reasons, update=False)
+        rows = rows()
         depth = columns.depth.astype(np.int64)
+        if self.check and len(rows):
+            # Within a side of a book, each key above the one before: strictly best first.
+            follows = groups[1:] == groups[:-1]
+            unsorted = follows & ~(keys[1:] > keys[:-1])
+            side = np.where(groups[1:][unsorted] % 2 == 0, "bid", "ask")
+            for book, name in zip(rows[1:][unsorted].tolist(), side.tolist(), strict=True):
+                self._flag_one(book, bad, reasons, f"{name} not strictly sorted best first")
+        self._drop(owners)
+        use = ~bad[rows]
+        merged = np.concatenate((self._keys, _keys(groups[use], keys[use])))
+        order = np.argsort(merged, kind="stable")
+        merged, sizes = merged[order], np.concatenate((self._sizes, lots[use]))[order]
         if self.check:
-            self._check_depth(columns, depth, bad, reasons)
-            self._check_crossed(columns, sides, bad, reasons)
-        replaced = np.zeros(len(self._symbols), dtype=bool)
-        replaced[owners] = True
-        for side, (rows, keys, lots) in zip((self._bids, self._asks), sides, strict=True):
-            side.drop(replaced)
-            use = ~bad[rows]
-            merged = np.concatenate((side.keys, _keys(owners[rows[use]], keys[use])))
-            order = np.argsort(merged, kind="stable")
-            side.set(merged[order], np.concatenate((side.sizes, lots[use]))[order])
+            self._check(columns, owners, depth, merged, bad, reasons)
+        self._set(merged, sizes, owners[bad])
         good = ~bad
         self._sequence[owners] = columns.sequence
         self._depth[owners] = depth
@@ -297,69 +265,54 @@ class BookKeeper:
             self._reasons.pop(owner, None)
         return self._finish(columns, owners, good, reasons, [])
 
-    def apply_update(
-        self, books: BookColumns | pb.OrderBooks | pb.OrderBook | BookArrays | Iterable
-    ) -> tuple[str, ...]:
+    def apply_update(self, books: Books) -> tuple[str, ...]:
         """Apply the changed levels in ``books`` to the books they follow; the symbols applied."""
         columns = book_columns(books)
         if len(set(columns.symbol)) < len(columns):
             return self._one_by_one(columns, self.apply_update)
         owners = self._owners(columns.symbol)
         follows = self._fresh[owners] & (columns.previous_sequence == self._sequence[owners])
-        gapped = ~follows & ~self._waiting[owners]  # a book already waiting is not counted again
         gaps = []
-        for i in np.flatnonzero(gapped).tolist():
-            owner = int(owners[i])
-            symbol = columns.symbol[i]
-            gaps.append(
-                f"{symbol}: update {columns.sequence[i]} follows {columns.previous_sequence[i]}, "
-                f"the book is at {self._sequence[owner]}"
-                if self._seen[owner]
-                else f"{symbol}: update {columns.sequence[i]} before any snapshot"
-            )
-            self._reasons[owner] = "gap: " + gaps[-1].split(": ", 1)[1]
-        self.gaps += len(gaps)
-        self._fresh[owners] = follows
-        self._waiting[owners] |= gapped
         if not follows.all():
+            gapped = ~follows & ~self._waiting[owners]  # a book already waiting is not counted again
+            for i in np.flatnonzero(gapped).tolist():
+                owner = int(owners[i])
+                gaps.append(
+                    f"{columns.symbol[i]}: update {columns.sequence[i]} follows "
+                    f"{columns.previous_sequence[i]}, the book is at {self._sequence[owner]}"
+                    if self._seen[owner]
+                    else f"{columns.symbol[i]}: update {columns.sequence[i]} before any snapshot"
+                )
+                self._reasons[owner] = "gap: " + gaps[-1].split(": ", 1)[1]
+            self.gaps += len(gaps)
+            self._fresh[owners] = follows
+            self._waiting[owners] |= gapped
             columns, owners = columns.select(follows), owners[follows]
         bad = np.zeros(len(columns), dtype=bool)
         reasons: dict[int, str] = {}
-        merged_sides = []
-        for side, prices, sizes in (
-            (self._bids, columns.bid_prices, columns.bid_sizes),
-            (self._asks, columns.ask_prices, columns.ask_sizes),
-        ):
-            rows, keys, lots = self._rows(columns, owners, side, prices, sizes, bad, reasons, update=True)
-            if bad.any():
-                use = ~bad[rows]
-                rows, keys, lots = rows[use], keys[use], lots[use]
-            merged = np.concatenate((side.keys, _keys(owners[rows], keys)))
-            order = np.argsort(merged, kind="stable")  # the state first, then the changes in order
-            merged = merged[order]
-            lots = np.concatenate((side.sizes, lots))[order]
-            last = np.ones(len(merged), dtype=bool)
-            np.not_equal(merged[1:], merged[:-1], out=last[:-1])  # the last word on each level
-            keep = last & (lots != 0)
-            merged_sides.append((merged[keep], lots[keep]))
-        if self.check:
-            self._check_merged(columns, owners, merged_sides, bad, reasons)
-        for side, (keys, lots) in zip((self._bids, self._asks), merged_sides, strict=True):
-            side.set(keys, lots)
+        groups, keys, lots, rows = self._levels_of(columns, owners, bad, reasons, update=True)
         if bad.any():
-            dropped = np.zeros(len(self._symbols), dtype=bool)
-            dropped[owners[bad]] = True
-            self._bids.drop(dropped)
-            self._asks.drop(dropped)
-            self._fresh[owners[bad]] = False
-            self._waiting[owners[bad]] = True
+            use = ~bad[rows()]
+            groups, keys, lots = groups[use], keys[use], lots[use]
+        merged = np.concatenate((self._keys, _keys(groups, keys)))
+        order = np.argsort(merged, kind="stable")  # the books first, then the changes in order
+        merged, sizes = merged[order], np.concatenate((self._sizes, lots))[order]
+        last = np.ones(len(merged), dtype=bool)
+        np.not_equal(merged[1:], merged[:-1], out=last[:-1])  # the last word on each level
+        keep = last & (sizes != 0)
+        merged, sizes = merged[keep], sizes[keep]
+        if self.check:
+            self._check(columns, owners, self._depth[owners], merged, bad, reasons)
+        self._set(merged, sizes, owners[bad])
+        self._fresh[owners[bad]] = False
+        self._waiting[owners[bad]] = True
         self._sequence[owners] = columns.sequence
         return self._finish(columns, owners, ~bad, reasons, gaps)
 
     # --- the parts -------------------------------------------------------------------------
 
     def _owners(self, symbols: tuple[str, ...]) -> np.ndarray:
-        """Each symbol's index as a float (the real part of the level keys), new ones added."""
+        """Each symbol's index, new ones added."""
         owners = self._recent.get(symbols)
         if owners is not None:
             return owners
@@ -381,66 +334,79 @@ class BookKeeper:
         self._recent[symbols] = owners
         return owners
 
-    def _rows(self, columns, owners, side, prices, sizes, bad, reasons, update=False):
-        """One side's levels of every book: the book each belongs to (its position in
-        ``columns``), its key (the price, negated for bids) and its size as int64."""
-        name = _name(side)
-        counts = columns.counts(f"{name}_prices")
-        size_counts = columns.counts(f"{name}_sizes")
-        if not np.array_equal(counts, size_counts):  # not parallel: the book is dropped
-            mismatched = counts != size_counts
-            for i in np.flatnonzero(mismatched).tolist():
-                self._flag_one(i, bad, reasons, f"{counts[i]} {name} prices but {size_counts[i]} sizes")
-            prices = prices[np.repeat(~mismatched, counts)]
-            sizes = sizes[np.repeat(~mismatched, size_counts)]
-            counts = np.where(mismatched, 0, counts)
-        rows = np.repeat(np.arange(len(columns)), counts)
-        keys = -prices if side.sign < 0 else prices
-        lots = sizes.view(np.int64)  # sizes of 2^63 lots and more turn negative: caught below
+    def _levels_of(self, columns, owners, bad, reasons, *, update: bool):
+        """Every level in ``columns``, bids then asks: the side of the book it belongs to (2 x
+        its symbol's index, + 1 for asks), its key (the price, negated for bids), its size as
+        int64; and for each level the book it belongs to (its position in ``columns``)."""
+        offsets = columns.offsets
+        bid_prices, bid_sizes = columns.bid_prices, columns.bid_sizes
+        ask_prices, ask_sizes = columns.ask_prices, columns.ask_sizes
+        bid_counts, ask_counts = columns.counts("bid_prices"), columns.counts("ask_prices")
+        if (offsets["bid_prices"] != offsets["bid_sizes"]).any() or (
+            offsets["ask_prices"] != offsets["ask_sizes"]
+        ).any():  # not parallel: the book is dropped
+            sides = [(bid_prices, bid_sizes, bid_counts, "bid"), (ask_prices, ask_sizes, ask_counts, "ask")]
+            for side, (prices, sizes, counts, name) in enumerate(sides):
+                size_counts = columns.counts(f"{name}_sizes")
+                mismatched = counts != size_counts
+                for i in np.flatnonzero(mismatched).tolist():
+                    self._flag_one(i, bad, reasons, f"{counts[i]} {name} prices but {size_counts[i]} sizes")
+                kept = np.where(mismatched, 0, counts)
+                sides[side] = (
+                    prices[np.repeat(~mismatched, counts)],
+                    sizes[np.repeat(~mismatched, size_counts)],
+                    kept,
+                )
+            (bid_prices, bid_sizes, bid_counts), (ask_prices, ask_sizes, ask_counts) = sides
+        groups = np.concatenate((np.repeat(2 * owners, bid_counts), np.repeat(2 * owners + 1, ask_counts)))
+        keys = np.concatenate((-bid_prices, ask_prices))
+        lots = np.concatenate((bid_sizes, ask_sizes)).view(np.int64)  # 2^63 lots and more: negative
+        books = np.arange(len(columns))
+        rows = lambda: np.concatenate((np.repeat(books, bid_counts), np.repeat(books, ask_counts)))  # noqa: E731
         if self.check:
-            self._flag(rows[~np.isfinite(keys)], bad, reasons, f"{name} price not finite")
             small = lots < 0 if update else lots <= 0  # in an update, 0 removes a level
-            self._flag(rows[small], bad, reasons, f"{name} size not above 0 lots")
-        return rows, keys, lots
+            wrong = ~np.isfinite(keys) | small
+            if wrong.any():
+                where = rows()
+                for at in np.flatnonzero(wrong).tolist():
+                    name = "bid" if at < len(bid_prices) else "ask"
+                    what = "size not above 0 lots" if small[at] else "price not finite"
+                    self._flag_one(int(where[at]), bad, reasons, f"{name} {what}")
+        return groups, keys, lots, rows
 
-    def _check_depth(self, columns, depth, bad, reasons):
-        for name in ("bid", "ask"):
-            over = (depth > 0) & (columns.counts(f"{name}_prices") > depth)
-            self._flag(np.flatnonzero(over), bad, reasons, f"more {name} levels than the depth")
+    def _check(self, columns, owners, depth, merged, bad, reasons):
+        """The books of ``columns`` in the ``merged`` levels: within the depth, not crossed."""
+        if not len(merged):
+            return
+        groups = merged.real.astype(np.int64)
+        count = 2 * len(self._symbols)
+        firsts = np.ones(len(groups), dtype=bool)
+        np.not_equal(groups[1:], groups[:-1], out=firsts[1:])
+        best = np.full(count, np.nan)
+        best[groups[firsts]] = merged.imag[firsts]
+        levels = np.bincount(groups, minlength=count).reshape(-1, 2)[owners]
+        crossed = -best[2 * owners] >= best[2 * owners + 1]  # nan where a side is empty: False
+        over = (depth > 0)[:, None] & (levels > depth[:, None])
+        for i in np.flatnonzero(over.any(axis=1)).tolist():
+            name = "bid" if over[i, 0] else "ask"
+            self._flag_one(i, bad, reasons, f"more {name} levels than the depth")
+        for i in np.flatnonzero(crossed).tolist():
+            self._flag_one(i, bad, reasons, "crossed: best bid at or above best ask")
 
-    def _check_crossed(self, columns, sides, bad, reasons):
-        """Snapshot books: the first bid below the first ask."""
-        best = np.full((2, len(columns)), np.nan)
-        for row, (rows, keys, _) in enumerate(sides):
-            firsts = np.flatnonzero(np.concatenate(([True], rows[1:] != rows[:-1])))[: len(rows)]
-            best[row, rows[firsts]] = keys[firsts]
-        crossed = -best[0] >= best[1]  # False where a side is empty (nan)
-        self._flag(np.flatnonzero(crossed), bad, reasons, "crossed: best bid at or above best ask")
+    def _drop(self, owners: np.ndarray) -> None:
+        """Remove every level of the books of ``owners``."""
+        if not len(owners) or not len(self._keys):
+            return
+        gone = np.zeros(2 * len(self._symbols), dtype=bool)
+        gone[2 * owners] = gone[2 * owners + 1] = True
+        keep = ~gone[self._keys.real.astype(np.int64)]
+        self._keys, self._sizes = self._keys[keep], self._sizes[keep]
 
-    def _check_merged(self, columns, owners, merged_sides, bad, reasons):
-        """Updated books after the merge: within the depth, not crossed."""
-        count = len(self._symbols)
-        book = np.full(count, -1)  # each symbol's position in ``columns``, -1 if not updated
-        book[owners] = np.arange(len(owners))
-        best = np.full((2, count), np.nan)
-        for row, (name, (keys, _)) in enumerate(zip(("bid", "ask"), merged_sides, strict=True)):
-            if not len(keys):
-                continue
-            symbols = keys.real.astype(np.int64)
-            firsts = np.ones(len(symbols), dtype=bool)
-            np.not_equal(symbols[1:], symbols[:-1], out=firsts[1:])
-            best[row, symbols[firsts]] = keys.imag[firsts]
-            over = (self._depth > 0) & (np.bincount(symbols, minlength=count) > self._depth)
-            reason = f"more {name} levels than the depth (a removal missing)"
-            self._flag(book[over & (book >= 0)], bad, reasons, reason)
-        crossed = -best[0] >= best[1]  # the bid keys are negated prices; nan where a side is empty
-        self._flag(book[crossed & (book >= 0)], bad, reasons, "crossed: best bid at or above best ask")
-
-    @staticmethod
-    def _flag(books: np.ndarray, bad: np.ndarray, reasons: dict[int, str], reason: str) -> None:
-        if len(books):
-            for i in np.unique(books).tolist():
-                BookKeeper._flag_one(i, bad, reasons, reason)
+    def _set(self, keys: np.ndarray, sizes: np.ndarray, dropped: np.ndarray) -> None:
+        """The new levels, without those of the ``dropped`` books."""
+        self._keys, self._sizes = keys, sizes
+        self._drop(dropped)
+        self._sizes.flags.writeable = False
 
     @staticmethod
     def _flag_one(i: int, bad: np.ndarray, reasons: dict[int, str], reason: str) -> None:
@@ -454,7 +420,6 @@ class BookKeeper:
                 self._reasons[int(owners[i])] = "invalid: " + reason
                 lines.append(f"{columns.symbol[i]}: {reason}")
             self.invalid += len(lines)
-            self._fresh[owners[~good]] = False
             raise InvalidBook([columns.symbol[i] for i in sorted(reasons)], lines)
         if gaps and self.raise_on_gap:
             raise BookGap([line.split(":", 1)[0] for line in gaps], gaps)
@@ -472,13 +437,9 @@ class BookKeeper:
         return tuple(applied)
 
 
-def _keys(owners: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """Level keys: the symbol's index + 1j * the side's key."""
+def _keys(groups: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Level keys: the side of a book + 1j * the level's key."""
     out = np.empty(len(keys), dtype=np.complex128)
-    out.real = owners
+    out.real = groups
     out.imag = keys
     return out
-
-
-def _name(side: _Side) -> str:
-    return "bid" if side.sign < 0 else "ask"

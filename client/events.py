@@ -230,6 +230,12 @@ def _varints(
         more &= present
     if not more.any():  # one byte each, the usual case of lengths and small numbers
         return byte.astype(np.uint64), pos + 1
+    if present is None and len(pos) > 1:  # the same number everywhere (a book's sequence, say)?
+        first = padded[pos[0] : pos[0] + 10]
+        width = int(np.argmax(first < 0x80)) + 1
+        if first[width - 1] < 0x80 and (padded[pos[:, None] + np.arange(width)] == first[:width]).all():
+            value = _read_varint(first[:width].tobytes(), 0)[0]
+            return np.full(len(pos), value, dtype=np.uint64), pos + width
     value = (byte & 0x7F).astype(np.uint64)
     after = pos + 1
     for shift in _SHIFTS[1:]:
