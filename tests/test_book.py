@@ -126,8 +126,7 @@ def test_books_and_trades_are_pure_functions_whatever_the_call_order():
     prices = TickGrid(0.01).prices(np.rint(prices / 0.01))
     walked = [MODEL.book_at(8, 1, n, prices[n], 0.01, 10) for n in range(61)]
     walked_trades = [MODEL.trades_between(8, 1, n, prices[n - 1], prices[n], 0.01) for n in range(1, 61)]
-    for cached in (book_module._page, book_module._two_pages, book_module._tick_draws):
-        cached.cache_clear()
+    book_module.clear_caches()
     MODEL.book_at(8, 1, 10**8, 3.0, 0.25)  # unrelated work in between
     for n in rng.permutation(61).tolist():
         _assert_same_book(MODEL.book_at(8, 1, n, prices[n], 0.01, 10), walked[n])

@@ -136,19 +136,10 @@ def _digest(name: str, books: dict, trades: dict) -> str:
     return h.hexdigest()
 
 
-def _clear_caches() -> None:
-    clear = getattr(book_module, "clear_caches", None)
-    if clear is not None:
-        clear()
-    else:  # the first implementation's caches
-        for cached in (book_module._page, book_module._two_pages, book_module._tick_draws):
-            cached.cache_clear()
-
-
 @pytest.mark.parametrize("name", list(CASES))
 def test_books_trades_and_diffs_match_their_recorded_fingerprints(name):
     walked = _digest(name, *_outputs(name, list(range(WALK + 1))))
-    _clear_caches()
+    book_module.clear_caches()
     shuffled = np.random.default_rng(len(name)).permutation(WALK + 1).tolist()
     scattered = _digest(name, *_outputs(name, shuffled))
     assert walked == scattered

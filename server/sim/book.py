@@ -73,7 +73,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .checks import ParameterError, check_range, quoted
-from .ticks import TICK_SIZE_MAX, TICK_SIZE_MIN, TickGrid
+from .ticks import TICK_SIZE_MAX, TICK_SIZE_MIN, decimal_grid
 
 # The first element of every book stream's spawn key: apart from a path's volume stream
 # (seeding.VOLUME_STREAM, key (1000,)) and the market's instruments (one 64-bit key each).
@@ -175,6 +175,11 @@ class BookModel:
 
     def __init__(self, params: BookParams | None = None) -> None:
         self.params = params if params is not None else BookParams()
+        steps = np.arange(self.params.levels, dtype=np.int64)
+        # Mean lots by distance from the touch, and the distances as floats for prices.
+        self._mean = _frozen(self.params.touch_lots * (1.0 + self.params.growth * steps))
+        self._steps = _frozen(steps.astype(np.float64))
+        self._means: dict[tuple[int, int], np.ndarray] = {}  # at most (levels + 1)^2 entries
 
     def book_at(
         self,
@@ -216,74 +221,142 @@ class BookModel:
             raise ParameterError("sequence", f"sequence must be at least 1 for trades, got {sequence}")
         tick = _check_tick(tick_size)
         start, end = _ticks(prev_price, tick, "prev_price", positive), _ticks(price, tick, "price", positive)
-        block, offset = divmod(sequence, self.params.refresh_ticks)
-        u_happens, u_side, u_size = _tick_draws(seed, instrument, block, self.params.refresh_ticks)[offset]
-        old = self._levels(seed, instrument, sequence - 1, start, tick, positive)
+        params = self.params
+        block, offset = divmod(sequence, params.refresh_ticks)
+        u_happens, u_side, u_size = _tick_draws(seed, instrument, block, offset, params.refresh_ticks)
+        best_bid, best_ask = _touch(start, tick, params.spread_bps, positive)
         if end == start:
-            if u_happens >= self.params.quiet_print_probability:
+            if u_happens >= params.quiet_print_probability:
                 return _trades(sequence, [], [], Side.BUY, tick)
+            # A buyer meets the best ask, a seller the best bid.
             side = Side.BUY if u_side < 0.5 else Side.SELL
-            ticks, sizes = old[Side(-side)]  # a buyer meets the asks, a seller the bids
-            return _trades(sequence, ticks[:1], [_fraction(u_size, sizes[0])], side, tick)
-        side = Side.BUY if end > start else Side.SELL
-        ticks, sizes = old[Side(-side)]
-        taken = int(np.count_nonzero(ticks <= end if side is Side.BUY else ticks >= end))
-        prints, lots = list(ticks[:taken]), list(sizes[:taken])
+            best = best_ask if side is Side.BUY else best_bid
+            (touch_lots,) = self._side_lots(seed, instrument, sequence - 1, Side(-side), best, 1).tolist()
+            return _trades(sequence, [best], [_fraction(u_size, touch_lots)], side, tick)
+        # Only the levels the move takes are sized: the prefix of the side it meets.
+        if end > start:
+            side, best, step = Side.BUY, best_ask, 1
+            taken = max(0, min(end - best_ask + 1, params.levels))
+        else:
+            side, best, step = Side.SELL, best_bid, -1
+            taken = max(0, min(best_bid - end + 1, _bid_count(best_bid, params.levels, positive)))
+        lots = self._side_lots(seed, instrument, sequence - 1, Side(-side), best, max(taken, 1)).tolist()
+        prints = list(range(best, best + step * taken, step))
+        lots, touch_lots = lots[:taken], lots[0]
         if not prints or prints[-1] != end:  # inside the spread, or past the last level
             prints.append(end)
-            lots.append(_fraction(u_size, sizes[0]))
+            lots.append(_fraction(u_size, touch_lots))
         return _trades(sequence, prints, lots, side, tick)
-
-    def _levels(
-        self, seed: int, instrument: int, sequence: int, at: int, tick: float, positive: bool
-    ) -> dict[Side, tuple[np.ndarray, np.ndarray]]:
-        """Both sides of the full book as (integer ticks, lots), best first."""
-        params = self.params
-        best_bid, best_ask = _touch(at, tick, params.spread_bps, positive)
-        steps = np.arange(params.levels, dtype=np.int64)
-        bids = best_bid - steps
-        if positive:
-            bids = bids[bids >= 1]
-        asks = best_ask + steps
-        mean = params.touch_lots * (1.0 + params.growth * steps)
-        out = {}
-        for side, ticks in ((Side.BUY, bids), (Side.SELL, asks)):
-            z = _noise(seed, instrument, side, sequence, ticks, params.refresh_ticks)
-            sigma = params.size_noise
-            raw = mean[: len(ticks)] * np.exp(sigma * z - sigma * sigma / 2)
-            out[side] = ticks, np.clip(np.rint(raw), 1, LOTS_MAX).astype(np.int64)
-        return out
 
     def _book(
         self, seed: int, instrument: int, sequence: int, at: int, tick: float, positive: bool, depth: int
     ) -> Book:
-        levels = self._levels(seed, instrument, sequence, at, tick, positive)
-        grid = TickGrid(tick)
-        (bids, bid_sizes), (asks, ask_sizes) = levels[Side.BUY], levels[Side.SELL]
-        return Book(
-            sequence,
-            _frozen(grid.prices(bids[:depth].astype(np.float64))),
-            _frozen(bid_sizes[:depth]),
-            _frozen(grid.prices(asks[:depth].astype(np.float64))),
-            _frozen(ask_sizes[:depth]),
-        )
+        """Both sides to ``depth`` levels: every level's size depends only on its side, price
+        and sequence and its distance from the touch, so a shallower book is computed as such."""
+        best_bid, best_ask = _touch(at, tick, self.params.spread_bps, positive)
+        bids = min(depth, _bid_count(best_bid, self.params.levels, positive))
+        lots = self._lots(seed, instrument, sequence, best_bid, bids, best_ask, depth)
+        units, scale = decimal_grid(tick)
+        prices = np.empty(bids + depth)  # bids best first, then asks best first, as ticks
+        np.subtract(best_bid, self._steps[:bids], out=prices[:bids])
+        np.add(best_ask, self._steps[:depth], out=prices[bids:])
+        prices *= units  # then as TickGrid.prices writes them: exact decimals, no -0.0
+        prices /= scale
+        prices += 0.0
+        prices.setflags(write=False)  # its views, the book's arrays, are read-only too
+        return Book(sequence, prices[:bids], lots[:bids], prices[bids:], lots[bids:])
+
+    def _side_lots(
+        self, seed: int, instrument: int, sequence: int, side: Side, best: int, count: int
+    ) -> np.ndarray:
+        """Lots of the first ``count`` levels of ``side`` whose best level is at tick ``best``."""
+        if side is Side.BUY:
+            return self._lots(seed, instrument, sequence, best, count, 0, 0)
+        return self._lots(seed, instrument, sequence, 0, 0, best, count)
+
+    def _lots(
+        self, seed: int, instrument: int, sequence: int, best_bid: int, bids: int, best_ask: int, asks: int
+    ) -> np.ndarray:
+        """Lots of the first ``bids`` bid levels from ``best_bid`` down, then of the first
+        ``asks`` ask levels from ``best_ask`` up (int64, read-only). Each operation is the
+        model's formula applied element by element, so the values are those of any other
+        evaluation of it."""
+        params = self.params
+        block, offset = divmod(sequence, params.refresh_ticks)
+        z = _noise_draws(seed, instrument, block, best_bid, bids, best_ask, asks)
+        if offset:  # from this block's draws towards the next block's, at unit variance
+            w = offset / params.refresh_ticks
+            there = _noise_draws(seed, instrument, block + 1, best_bid, bids, best_ask, asks)
+            z *= 1 - w
+            there *= w
+            z += there
+            z /= math.sqrt((1 - w) ** 2 + w * w)
+        sigma = params.size_noise
+        z *= sigma  # log-normal with mean one, times the mean of each level's distance
+        z -= sigma * sigma / 2
+        np.exp(z, out=z)
+        z *= self._level_means(bids, asks)
+        np.rint(z, out=z)
+        np.maximum(z, 1, out=z)
+        np.minimum(z, LOTS_MAX, out=z)
+        return _frozen(z.astype(np.int64))
+
+    def _level_means(self, bids: int, asks: int) -> np.ndarray:
+        means = self._means.get((bids, asks))
+        if means is None:
+            means = self._means[bids, asks] = _frozen(np.concatenate((self._mean[:bids], self._mean[:asks])))
+        return means
 
 
 def diff(old: Book, new: Book) -> list[LevelChange]:
     """The level changes that turn ``old`` into ``new``: every level of ``new`` that is not
     in ``old`` at the same size, and size 0 for every level of ``old`` gone from ``new``
-    (moved away, crossed, or out of the depth). Bids first, then asks, each best first."""
+    (moved away, crossed, or out of the depth). Bids first, then asks, each best first.
+    Both books' sides are in their documented order, best first, as the model makes them."""
     changes: list[LevelChange] = []
     for side in (Side.BUY, Side.SELL):
         old_prices, old_sizes = old.side(side)
         new_prices, new_sizes = new.side(side)
-        before = dict(zip(old_prices.tolist(), old_sizes.tolist(), strict=True))
-        after = dict(zip(new_prices.tolist(), new_sizes.tolist(), strict=True))
-        changed = {p: s for p, s in after.items() if before.get(p) != s}
-        changed.update((p, 0) for p in before if p not in after)
-        best_first = sorted(changed, reverse=side is Side.BUY)
-        changes.extend(LevelChange(side, p, changed[p]) for p in best_first)
+        changes += _side_changes(
+            side, old_prices.tolist(), old_sizes.tolist(), new_prices.tolist(), new_sizes.tolist()
+        )
     return changes
+
+
+def _side_changes(
+    side: Side, old_prices: list, old_sizes: list, new_prices: list, new_sizes: list
+) -> list[LevelChange]:
+    """One side's changes, by merging the two best-first lists of levels."""
+    if old_prices == new_prices:  # the same levels: only sizes may differ
+        return [
+            _change((side, price, size))
+            for price, size, was in zip(new_prices, new_sizes, old_sizes, strict=True)
+            if size != was
+        ]
+    bids = side is Side.BUY
+    changes = []
+    i = j = 0
+    while i < len(old_prices) and j < len(new_prices):
+        was, now = old_prices[i], new_prices[j]
+        if was == now:
+            if old_sizes[i] != new_sizes[j]:
+                changes.append(_change((side, now, new_sizes[j])))
+            i += 1
+            j += 1
+        elif (was > now) is bids:  # the old level comes first: the new book lacks it
+            changes.append(_change((side, was, 0)))
+            i += 1
+        else:
+            changes.append(_change((side, now, new_sizes[j])))
+            j += 1
+    changes += [_change((side, was, 0)) for was in old_prices[i:]]
+    changes += [_change((side, now, size)) for now, size in zip(new_prices[j:], new_sizes[j:], strict=True)]
+    return changes
+
+
+def _change(level: tuple) -> LevelChange:
+    """A LevelChange from a (side, price, size) tuple, without NamedTuple's keyword parsing."""
+    return tuple.__new__(LevelChange, level)
 
 
 def apply_diff(book: Book, changes: list[LevelChange], sequence: int) -> Book:
@@ -306,9 +379,16 @@ def apply_diff(book: Book, changes: list[LevelChange], sequence: int) -> Book:
     return Book(sequence, *arrays)
 
 
+def clear_caches() -> None:
+    """Empty the caches of random draws (they only save work: results never depend on them)."""
+    _page.cache_clear()
+    _draw_rows.cache_clear()
+
+
 def _touch(at: int, tick: float, spread_bps: float, positive: bool) -> tuple[int, int]:
     """Best bid and ask in ticks around the price ``at`` ticks: the rounding of quotes.quotes."""
-    price = float(TickGrid(tick).prices(at))  # the published price, as quotes.quotes sees it
+    units, scale = decimal_grid(tick)
+    price = at * units / scale + 0.0  # the published price (TickGrid.prices), as quotes.quotes sees it
     half = abs(price) * (spread_bps / 1e4 / 2)
     bid = math.floor((price - half) / tick + 1e-9)
     if positive:
@@ -316,35 +396,37 @@ def _touch(at: int, tick: float, spread_bps: float, positive: bool) -> tuple[int
     return bid, max(math.ceil((price + half) / tick - 1e-9), bid + 1)
 
 
-def _noise(
-    seed: int, instrument: int, side: Side, sequence: int, ticks: np.ndarray, refresh: int
+def _bid_count(best_bid: int, levels: int, positive: bool) -> int:
+    """How many bid levels the full book has: a positive instrument's stop at one tick."""
+    return min(levels, best_bid) if positive else levels
+
+
+def _noise_draws(
+    seed: int, instrument: int, block: int, best_bid: int, bids: int, best_ask: int, asks: int
 ) -> np.ndarray:
-    """Unit-variance noise of the levels at ``ticks`` on ``side`` at ``sequence``: the
-    block's draws moving linearly towards the next block's."""
-    block, offset = divmod(sequence, refresh)
-    here = _block_noise(seed, instrument, side, block, ticks)
-    if offset == 0:
-        return here
-    w = offset / refresh
-    there = _block_noise(seed, instrument, side, block + 1, ticks)
-    return ((1 - w) * here + w * there) / math.sqrt((1 - w) ** 2 + w * w)
+    """The block's standard normals of the first ``bids`` bid levels from ``best_bid`` down,
+    then of the first ``asks`` ask levels up from ``best_ask``: a new array."""
+    parts = [
+        part[::-1] for part in reversed(_run(seed, instrument, Side.BUY, block, best_bid - bids + 1, bids))
+    ]
+    parts += _run(seed, instrument, Side.SELL, block, best_ask, asks)
+    return np.concatenate(parts)
 
 
-def _block_noise(seed: int, instrument: int, side: Side, block: int, ticks: np.ndarray) -> np.ndarray:
-    """The block's draws at ``ticks``: consecutive ticks, at most PAGE_TICKS of them, so
-    within the two pages from the lowest one."""
-    if not len(ticks):
-        return np.empty(0)
-    first = int(ticks.min()) // PAGE_TICKS
-    return _two_pages(seed, instrument, int(side), block, first)[ticks - first * PAGE_TICKS]
+def _run(seed: int, instrument: int, side: Side, block: int, low: int, count: int) -> list[np.ndarray]:
+    """Views of the block's draws at the ``count`` consecutive ticks from ``low`` up: at most
+    PAGE_TICKS ticks, so within one page or two."""
+    if not count:
+        return []
+    page, at = divmod(low, PAGE_TICKS)
+    first = _page(seed, instrument, int(side), block, page)
+    if at + count <= PAGE_TICKS:
+        return [first[at : at + count]]
+    return [first[at:], _page(seed, instrument, int(side), block, page + 1)[: at + count - PAGE_TICKS]]
 
 
-@functools.lru_cache(maxsize=4096)
-def _two_pages(seed: int, instrument: int, side: int, block: int, page: int) -> np.ndarray:
-    pair = (_page(seed, instrument, side, block, page), _page(seed, instrument, side, block, page + 1))
-    return _frozen(np.concatenate(pair))
-
-
+# A page is 64 draws (about 0.7 KB with its cache entry): this bounds the cache near 6 MB and
+# holds the pages of about a thousand instruments moving through their blocks.
 @functools.lru_cache(maxsize=8192)
 def _page(seed: int, instrument: int, side: int, block: int, page: int) -> np.ndarray:
     """PAGE_TICKS standard normals, one per tick of ``page`` (which may be negative)."""
@@ -354,11 +436,25 @@ def _page(seed: int, instrument: int, side: int, block: int, page: int) -> np.nd
     return _frozen(_stream(seed, key).standard_normal(PAGE_TICKS))
 
 
-@functools.lru_cache(maxsize=1024)
-def _tick_draws(seed: int, instrument: int, block: int, refresh: int) -> np.ndarray:
-    """Three uniforms per sequence of ``block``: whether a quiet tick prints, its side, and
-    the size of a quiet or closing print."""
-    return _frozen(_stream(seed, (BOOK_STREAM, instrument, _TICK_DRAWS, block)).random((refresh, 3)))
+def _tick_draws(seed: int, instrument: int, block: int, offset: int, refresh: int) -> np.ndarray:
+    """The three uniforms of the sequence ``offset`` into ``block``: whether a quiet tick
+    prints, its side, and the size of a quiet or closing print. The block's stream holds
+    them row by row; they are drawn DRAW_ROWS rows at a time."""
+    chunk, row = divmod(offset, _DRAW_ROWS)
+    return _draw_rows(seed, instrument, block, chunk, min(_DRAW_ROWS, refresh - chunk * _DRAW_ROWS))[row]
+
+
+# Rows of tick draws made at once: a block of up to 4,096 sequences is drawn in pieces, so
+# a cache entry stays under 2 KB whatever refresh_ticks is.
+_DRAW_ROWS = 64
+
+
+@functools.lru_cache(maxsize=4096)
+def _draw_rows(seed: int, instrument: int, block: int, chunk: int, rows: int) -> np.ndarray:
+    """Rows ``chunk * _DRAW_ROWS`` on of the block's (refresh_ticks, 3) uniforms."""
+    stream = _stream(seed, (BOOK_STREAM, instrument, _TICK_DRAWS, block))
+    stream.bit_generator.advance(3 * _DRAW_ROWS * chunk)  # one 64-bit output per uniform
+    return _frozen(stream.random((rows, 3)))
 
 
 def _stream(seed: int, key: tuple[int, ...]) -> np.random.Generator:
@@ -372,11 +468,14 @@ def _fraction(u: float, lots: int) -> int:
 
 def _trades(sequence: int, ticks: list[int], lots: list[int], side: Side, tick: float) -> Trades:
     count = len(ticks)
-    ids = sequence * TRADE_ID_STRIDE + np.arange(count, dtype=np.int64)
-    prices = TickGrid(tick).prices(np.array(ticks, dtype=np.float64))
+    units, scale = decimal_grid(tick)
+    prices = np.array(ticks, dtype=np.float64)
+    prices *= units  # as TickGrid.prices writes them
+    prices /= scale
+    prices += 0.0
     return Trades(
         sequence,
-        _frozen(ids),
+        _frozen(sequence * TRADE_ID_STRIDE + _INDEXES[:count]),
         _frozen(prices),
         _frozen(np.array(lots, dtype=np.int64)),
         _frozen(np.full(count, int(side), dtype=np.int8)),
@@ -388,13 +487,20 @@ def _frozen(array: np.ndarray) -> np.ndarray:
     return array
 
 
+_INDEXES = _frozen(np.arange(TRADE_ID_STRIDE, dtype=np.int64))
+
+
 def _number(field: str, value: object) -> float:
+    if isinstance(value, float):  # float and numpy's float64, the common case
+        return float(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ParameterError(field, f"{field} must be a number, got {quoted(value)}")
     return float(value)
 
 
 def _check_int(field: str, value: object, low: int, high: int) -> int:
+    if type(value) is int and low <= value <= high:  # the common case, before the general check
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not low <= value <= high:
         raise ParameterError(field, f"{field} must be an integer in [{low}, {high}], got {quoted(value)}")
     return int(value)
