@@ -7,7 +7,8 @@ tick sizes, positive instruments and ones that may go negative, walks of consecu
 sequences across block and page boundaries, quiet ticks, moves past the book's last level,
 depth limits, diffs between books of different depths, and non-default parameters. Every
 group is computed once in walk order and once scattered (shuffled, caches emptied), so a
-cache that carried anything from call to call would also show here.
+cache that carried anything from call to call would also show here, and once more by the
+batched calls (books_at, trades_of), which must give the same results.
 """
 
 from __future__ import annotations
@@ -103,8 +104,9 @@ def _trades_bytes(h, trades: Trades) -> None:
     _feed(h, "trades", trades.sequence, trades.ids, trades.prices, trades.sizes, trades.sides)
 
 
-def _outputs(name: str, order: list[int]) -> tuple[dict, dict]:
-    """Every book (each depth) and trades of the case's walk, computed in ``order``."""
+def _outputs(name: str, order: list[int], *, batched: bool = False) -> tuple[dict, dict]:
+    """Every book (each depth) and trades of the case's walk, computed in ``order``, by the
+    single calls or by the batched ones (a batch of one instrument)."""
     params, seed, instrument, tick, positive, _, _ = CASES[name]
     model = BookModel(params)
     sequences, prices = _walk(name)
@@ -113,8 +115,16 @@ def _outputs(name: str, order: list[int]) -> tuple[dict, dict]:
         n, price = sequences[i], prices[i]
         for depth in DEPTHS:
             levels = depth if depth is None else min(depth, params.levels)
-            books[i, depth] = model.book_at(seed, instrument, n, price, tick, levels, positive=positive)
-        if i:
+            if batched:
+                (book,) = model.books_at(seed, [instrument], n, [price], tick, levels, positive=positive)
+            else:
+                book = model.book_at(seed, instrument, n, price, tick, levels, positive=positive)
+            books[i, depth] = book
+        if i and batched:
+            (trades[i],) = model.trades_of(
+                seed, [instrument], n, [prices[i - 1]], [price], tick, positive=positive
+            )
+        elif i:
             trades[i] = model.trades_between(
                 seed, instrument, n, prices[i - 1], price, tick, positive=positive
             )
@@ -142,5 +152,7 @@ def test_books_trades_and_diffs_match_their_recorded_fingerprints(name):
     book_module.clear_caches()
     shuffled = np.random.default_rng(len(name)).permutation(WALK + 1).tolist()
     scattered = _digest(name, *_outputs(name, shuffled))
-    assert walked == scattered
+    book_module.clear_caches()
+    batched = _digest(name, *_outputs(name, list(range(WALK + 1)), batched=True))
+    assert walked == scattered == batched
     assert walked == DIGESTS[name]
