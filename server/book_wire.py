@@ -193,13 +193,13 @@ class DepthEncoding:
         return whole_book(self._symbols[position], self._depth.book(position), depth)
 
     def _update(self, position: int, depth: int) -> bytes:
-        """The changed levels at ``depth`` since the last published tick; b"" when none."""
+        """The changed levels at ``depth`` since the last published tick (perhaps none)."""
         new = truncated(self._depth.book(position), depth)
         old = truncated(self._previous.book(position), depth)
         bids = side_changes(old.bid_prices, old.bid_sizes, new.bid_prices, new.bid_sizes, bids=True)
         asks = side_changes(old.ask_prices, old.ask_sizes, new.ask_prices, new.ask_sizes, bids=False)
-        if not bids[0] and not asks[0]:
-            return b""
+        # An entry even when nothing changed: each symbol's book sequence moves with every
+        # update, so a client checks previous_sequence against the last one it applied.
         return book_entry(self._symbols[position], new.sequence, old.sequence, depth, bids, asks)
 
     def _trades(self, position: int, _: object = None) -> bytes:

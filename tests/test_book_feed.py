@@ -159,6 +159,41 @@ def test_incremental_updates_rebuild_the_servers_book_at_every_sequence(live):
         reader.call.cancel()
 
 
+def test_an_unchanged_book_still_moves_its_sequence_so_the_next_update_follows():
+    # Without size noise, a book whose price did not move is the same book: its update
+    # entry has no levels, and the next one must still apply to the book the client holds.
+    still = MarketConfig(
+        instruments=(Instrument("CALM", 100.0, 0.0, 0.001), Instrument("MOVER", 100.0, 0.0, 0.9)),
+        seed=3,
+        book=BookParams(size_noise=0.0, levels=5),
+    )
+    srv = ServerThread(market=still, feed_limits=FeedLimits(buffer_ticks=1_000))
+    try:
+        channel, stub = _stub(srv)
+        with channel:
+            request = pb.SubscribeRequest(data=[pb.DataSubscription(type=pb.ORDER_BOOK, depth=5)])
+            reader = Reader(stub.Subscribe(request, timeout=60))
+            books = {"CALM": LocalBook(), "MOVER": LocalBook()}
+            for book in reader.until("book_snapshot").book_snapshot.books:
+                books[book.symbol].snapshot(book)
+            empty = 0
+            for sequence in range(1, 21):
+                srv.advance_market(1)
+                update = reader.until("book_update", sequence).book_update.books
+                assert [b.symbol for b in update] == ["CALM", "MOVER"]
+                for change in update:
+                    empty += not (change.bid_prices or change.ask_prices)
+                    books[change.symbol].update(change)  # asserts it follows
+                    assert books[change.symbol].sequence == sequence
+            assert empty > 0, "the calm instrument's book never stood still: the case is not tested"
+            for symbol, book in books.items():
+                reply = stub.GetOrderBook(pb.GetOrderBookRequest(symbol=symbol, depth=5), timeout=10)
+                assert book.levels() == _levels(reply.book)
+            reader.call.cancel()
+    finally:
+        srv.stop()
+
+
 def test_top_of_book_is_the_books_first_level_at_every_tick(live):
     channel, stub = _stub(live)
     with channel:
