@@ -97,6 +97,9 @@ class MarketFeed:
             self.depth, None, config.symbols, self.encoding.time, _nanoseconds(self.exchange_time), self.tape
         )
         self.book_subscriptions = 0  # (subscriber, symbol) pairs of ORDER_BOOK and TOP_OF_BOOK
+        # Positions whose books some subscriber follows, replaced whole (the clock's thread reads it).
+        self._watched: frozenset[int] = frozenset()
+        self._watchers: collections.Counter[int] = collections.Counter()  # position -> subscribers
 
     @property
     def subscriber_count(self) -> int:
@@ -207,6 +210,14 @@ class MarketFeed:
             )
         self.book_subscriptions += count
 
+    def _watch(self, subscriber: Subscriber, sign: int) -> None:
+        """Count (sign 1) or uncount (-1) the books ``subscriber`` follows among the watched."""
+        for kind, positions, _ in subscriber.data_key:
+            if kind in BOOK_TYPES:
+                self._watchers.update({p: sign for p in positions})
+        self._watchers = +self._watchers  # drop the positions nobody follows any more
+        self._watched = frozenset(self._watchers)
+
     def _rekey(self, subscriber: Subscriber) -> None:
         """Recompute a subscriber's DepthEncoding key after its data types changed."""
         key = []
@@ -231,6 +242,7 @@ class MarketFeed:
         with self._changed:
             self._subscribers.add(subscriber)
             self._changed.notify_all()
+        self._watch(subscriber, 1)
         if self.metrics is not None:
             self.metrics.subscribers.set(len(self._subscribers))
         return subscriber
@@ -302,8 +314,10 @@ class MarketFeed:
             if added:
                 return outcome, self.encoding.event(tuple(self.market.index_of(list(added))), EVENT_SNAPSHOT)
         else:
+            self._watch(subscriber, -1)
             subscriber.data[kind] = current
             self._rekey(subscriber)
+            self._watch(subscriber, 1)
             if added:
                 positions = tuple(self.market.index_of(list(added)))
                 subscriber.push(self.depth_encoding.snapshot(kind, positions, tuple(added.values())))
@@ -322,6 +336,7 @@ class MarketFeed:
         with self._changed:
             if subscriber in self._subscribers:
                 self.book_subscriptions -= _book_count(subscriber)
+                self._watch(subscriber, -1)
             self._subscribers.discard(subscriber)
             self._changed.notify_all()
         if self.metrics is not None:
@@ -350,8 +365,9 @@ class MarketFeed:
 
     def depth_at(self, tick: MarketTick) -> DepthTick:
         """The books and trades of ``tick``, the next one to publish; called once per published
-        tick, in order, from the thread that computes them."""
-        return self._depth_model.next(tick)
+        tick, in order, from the thread that computes them. The books subscribers follow are
+        computed here (on the clock's thread when it runs), not on the event loop."""
+        return self._depth_model.next(tick, self._watched)
 
     def publish(self, tick: MarketTick, exchange_time: float, depth: DepthTick | None = None) -> None:
         """Make ``tick`` (and ``depth``, its books and trades, computed here when None) the last

@@ -368,7 +368,9 @@ def test_manage_subscription_by_type_and_depth(live):
             ("AAA", pb.SymbolStatus.UNSUBSCRIBED),
             ("BBB", pb.SymbolStatus.NOT_SUBSCRIBED),
         ]
-        assert live.running.servicer.feed.book_subscriptions == 0
+        feed = live.running.servicer.feed
+        assert feed.book_subscriptions == 0
+        assert not feed._watched, "the clock still computes books nobody follows"
         requests.put(None)
         call.cancel()
 
@@ -440,6 +442,7 @@ def test_book_limits_refuse_with_their_flags_and_free_on_leaving():
             feed = srv.running.servicer.feed
             assert feed.wait_subscribers(lambda n: n == 1, timeout=10)
             assert feed.book_subscriptions == 1
+            assert feed._watched == {0}, "only the managed subscriber's AAA book is still followed"
             next(iter(stub.Subscribe(two, timeout=10)))  # room again
             requests.put(None)
             managed.call.cancel()

@@ -14,7 +14,7 @@ prints by exchange time. Everything here is pure: no clock, no I/O.
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,9 +76,10 @@ class MarketDepth:
             positive=self._positive[position],
         )
 
-    def next(self, tick: MarketTick) -> DepthTick:
+    def next(self, tick: MarketTick, books: Iterable[int] = ()) -> DepthTick:
         """The trades since the tick before ``tick``, if that was the last one given, and its
-        books on demand; remembers ``tick`` for the next call."""
+        books: those of the positions in ``books`` now, any other when asked for; remembers
+        ``tick`` for the next call."""
         previous, self._previous = self._previous, tick
         follows = previous is not None and previous.sequence == tick.sequence - 1 and tick.sequence >= 1
         prices = tick.prices.tolist()
@@ -93,7 +94,10 @@ class MarketDepth:
                     self._keys, before, prices, self._ticks, self._positive, strict=True
                 )
             ]
-        return DepthTick(tick.sequence, prices, tuple(trades), self.book)
+        depth = DepthTick(tick.sequence, prices, tuple(trades), self.book)
+        for position in books:
+            depth.book(position)
+        return depth
 
 
 def truncated(book: Book, depth: int) -> Book:
