@@ -96,10 +96,21 @@ class MarketFeed:
         self.depth_encoding = DepthEncoding(
             self.depth, None, config.symbols, self.encoding.time, _nanoseconds(self.exchange_time), self.tape
         )
-        self.book_subscriptions = 0  # (subscriber, symbol) pairs of ORDER_BOOK and TOP_OF_BOOK
+        self._book_subscriptions = 0  # (subscriber, symbol) pairs of ORDER_BOOK and TOP_OF_BOOK
         # Positions whose books some subscriber follows, replaced whole (the clock's thread reads it).
         self._watched: frozenset[int] = frozenset()
         self._watchers: collections.Counter[int] = collections.Counter()  # position -> subscribers
+
+    @property
+    def book_subscriptions(self) -> int:
+        """Order-book and top-of-book subscriptions held: one per symbol of each subscriber."""
+        return self._book_subscriptions
+
+    @book_subscriptions.setter
+    def book_subscriptions(self, count: int) -> None:
+        self._book_subscriptions = count
+        if self.metrics is not None:
+            self.metrics.book_subscriptions.set(count)
 
     @property
     def subscriber_count(self) -> int:

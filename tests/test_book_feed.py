@@ -3,14 +3,18 @@ the market themselves (the clock is off)."""
 
 from __future__ import annotations
 
+import json
 import math
 import queue
 import threading
 import time
+import urllib.error
+import urllib.request
 
 import grpc
 import numpy as np
 import pytest
+from google.protobuf import json_format
 
 from client import field_violations
 from marketdata.v1 import market_data_pb2 as pb
@@ -489,3 +493,37 @@ def test_list_instruments_reports_lot_sizes(live):
     with channel:
         infos = stub.ListInstruments(pb.ListInstrumentsRequest(), timeout=10).instruments
     assert [i.lot_size for i in infos] == [100, 1, 1]
+
+
+def test_books_and_trades_over_http_are_the_grpc_replies():
+    srv = ServerThread(market=MARKET, http_port=0)
+    try:
+        srv.advance_market(5)
+        channel, stub = _stub(srv)
+        with channel:
+            book = stub.GetOrderBook(pb.GetOrderBookRequest(symbol="BBB", depth=4), timeout=10)
+            trades = stub.GetTrades(pb.GetTradesRequest(symbol="BBB"), timeout=10)
+        base = f"http://127.0.0.1:{srv.running.http_port}/marketdata.v1.MarketDataService"
+        for method, body, expected in (
+            ("GetOrderBook", {"symbol": "BBB", "depth": 4}, book),
+            ("GetTrades", {"symbol": "BBB"}, trades),
+        ):
+            request = urllib.request.Request(
+                f"{base}/{method}",
+                data=json.dumps(body).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=10) as reply:
+                got = json_format.Parse(reply.read(), type(expected)())
+            assert got == expected
+        request = urllib.request.Request(
+            f"{base}/GetOrderBook",
+            data=json.dumps({"symbol": "BBB", "depth": 21}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(request, timeout=10)
+        assert caught.value.code == 400
+        assert "depth must be in [0, 20]" in json.loads(caught.value.read())["message"]
+    finally:
+        srv.stop()
