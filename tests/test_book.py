@@ -18,8 +18,11 @@ from server.sim.book import (
     diff,
 )
 from server.sim.checks import ParameterError
+from server.sim.depth import MarketDepth
+from server.sim.market import Market, symbol_key
 from server.sim.quotes import quotes
 from server.sim.ticks import TickGrid
+from server.sim.universe import Instrument, MarketConfig
 
 TICKS = (0.01, 0.05, 0.25, 1.0, 0.0001)
 MODEL = BookModel()
@@ -405,3 +408,41 @@ def test_diff_of_any_sorted_books_even_with_gaps_is_the_level_by_level_compariso
         changes = diff(old, new)
         assert [tuple(c) for c in changes] == _reference_diff(old, new)
         _assert_same_book(apply_diff(old, changes, new.sequence), new)
+
+
+def test_the_live_markets_batched_books_and_trades_are_each_instruments_own():
+    # MarketDepth asks for every instrument's trades, and the watched books, in one batch
+    # per tick: each must be what a call for that instrument alone gives.
+    config = MarketConfig(
+        instruments=(
+            Instrument("AAA", 100.0, 0.05, 0.2),
+            Instrument("BBB", 20.0, 0.0, 0.9, tick_size=0.05),
+            Instrument.of_model(
+                "RATE", "ornstein_uhlenbeck", {"start": 0.02, "mean": 0.0, "kappa": 1.0, "sigma": 0.5}, 0.001
+            ),
+        ),
+        seed=5,
+        book=BookParams(levels=20),
+    )
+    market, depth = Market(config), MarketDepth(config, 5)
+    model, keys = BookModel(config.book), [symbol_key(i.symbol) for i in config.instruments]
+    previous = None
+    for _ in range(45):
+        tick = market.tick()
+        computed = depth.next(tick, books={0, 2})
+        for position, instrument in enumerate(config.instruments):
+            price, tick_size, positive = (
+                float(tick.prices[position]),
+                instrument.tick_size,
+                instrument.positive,
+            )
+            if position in (0, 2):
+                alone = model.book_at(5, keys[position], tick.sequence, price, tick_size, positive=positive)
+                _assert_same_book(computed.book(position), alone)
+            if previous is not None:
+                before = float(previous.prices[position])
+                alone = model.trades_between(
+                    5, keys[position], tick.sequence, before, price, tick_size, positive=positive
+                )
+                assert _same_trades(computed.trades[position], alone)
+        previous = tick
