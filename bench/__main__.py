@@ -316,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rss-prices", type=int, default=100_000_000)
     parser.add_argument(
         "--rows",
-        default="1,2,3,4,5,6,7,8,9,10,11,12",
+        default="1,2,3,4,5,6,7,8,9,10,11,12,13",
         help="which rows to measure (default %(default)s; rows 2 and 7 measure row 1 too)",
     )
     parser.add_argument(
@@ -369,6 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         10: lambda: observability_rows(args, row),  # what metrics and the access log cost
         11: lambda: http_gbm_rows(args, row),  # the original URL on the HTTP port against Flask
         12: lambda: sse_rows(args, row),  # live subscribers over SSE
+        13: lambda: book_rows(row),  # live order-book subscribers
     }
     for number, measure in measurements.items():
         if number in wanted:
@@ -435,6 +436,56 @@ def subscriber_rows(row: Callable[..., None]) -> None:
                     break
                 best = count
             row("6. subscribers held with p99 lag < 50 ms", f"{best:,}", "largest step that passed")
+        finally:
+            service.stop()
+
+
+BOOK_SUBSCRIBERS = 100
+BOOK_DEPTH = 10
+BOOK_P99_MS = 50.0
+
+
+def book_rows(row: Callable[..., None]) -> None:
+    """Book updates delivered to 100 subscribers of every symbol's depth-10 book in a
+    100-instrument, 10-tick/s market (issue 13's target: p99 lag under 50 ms), and the server's CPU."""
+    with tempfile.TemporaryDirectory() as tmp:
+        market = busy_market(Path(tmp))
+        service = launch_server("--market", str(market))
+        try:
+            cpu_before, started = service.cpu_seconds(), time.perf_counter()
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.book_subscribers",
+                    "--target",
+                    f"127.0.0.1:{service.port}",
+                    "--subscribers",
+                    str(BOOK_SUBSCRIBERS),
+                    "--depth",
+                    str(BOOK_DEPTH),
+                    "--seconds",
+                    "5",
+                ],
+                cwd=REPO_ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=600,
+            )
+            cpu = (service.cpu_seconds() - cpu_before) / (time.perf_counter() - started)
+            result = json.loads(done.stdout)
+            met = (
+                not result["ended_early"] and result["p99_ms"] is not None and result["p99_ms"] < BOOK_P99_MS
+            )
+            row(
+                f"13. books, 100 symbols x 10 ticks/s, {BOOK_SUBSCRIBERS} depth-{BOOK_DEPTH} subscribers",
+                f"{result['book_updates_per_second']:,.0f} book updates/s, p99 lag {result['p99_ms']:.1f} ms",
+                f"p50 {result['p50_ms']:.1f} ms; {result['events']:,} events; "
+                f"{result['not_following']} updates not following their book; "
+                f"server CPU {cpu:.0%} of a core; "
+                f"target p99 < {BOOK_P99_MS:.0f} ms {'met' if met else 'MISSED'}",
+            )
         finally:
             service.stop()
 

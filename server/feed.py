@@ -20,17 +20,41 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 from marketdata.v1 import market_data_pb2
 
+from .book_wire import DataKey, DepthEncoding
 from .limits import FeedLimits, LimitExceeded
 from .metrics import ServiceMetrics
 from .sim.checks import ParameterError, listed, quoted
+from .sim.depth import DepthTick, MarketDepth, Tape
 from .sim.market import Market, MarketTick
 from .sim.universe import MarketConfig
-from .wire import TickEncoding
+from .wire import EVENT_SNAPSHOT, TickEncoding
 
 _LOGGER = logging.getLogger(__name__)
+
+_TYPES = market_data_pb2.DataType
+LAST_PRICE, TOP_OF_BOOK, ORDER_BOOK = _TYPES.LAST_PRICE, _TYPES.TOP_OF_BOOK, _TYPES.ORDER_BOOK
+_TYPE_NAMES = {value: name for name, value in _TYPES.items() if value}
+# Data types that count against --max-book-subscriptions.
+BOOK_TYPES = (TOP_OF_BOOK, ORDER_BOOK)
+# Levels a side of a book asked for with depth 0.
+DEFAULT_BOOK_DEPTH = 10
+
+
+class DataRequest(NamedTuple):
+    """One DataSubscription of a SubscribeRequest: a data type, its symbols (empty: every
+    instrument) and, for ORDER_BOOK, the depth (0: DEFAULT_BOOK_DEPTH)."""
+
+    kind: int
+    symbols: tuple[str, ...]
+    depth: int
+
+
+def _book_count(subscriber: Subscriber) -> int:
+    return sum(len(subscriber.data.get(kind, ())) for kind in BOOK_TYPES)
 
 
 class MarketFeed:
@@ -64,6 +88,29 @@ class MarketFeed:
         self._changed = threading.Condition()  # for tests and operators on other threads
         self._published = self.market.last
         self.encoding = TickEncoding(self.market.last, config.symbols, self.exchange_time)
+        # Books and trades follow the published ticks: computed with each (on the clock's
+        # thread when it runs), kept for the unary calls, encoded once for every subscriber.
+        self._depth_model = MarketDepth(config, self.market.seed)
+        self.depth: DepthTick = self._depth_model.next(self.market.last)
+        self.tape = Tape(len(config.instruments), self.limits.trade_history, self.limits.candle_history)
+        self.depth_encoding = DepthEncoding(
+            self.depth, None, config.symbols, self.encoding.time, _nanoseconds(self.exchange_time), self.tape
+        )
+        self._book_subscriptions = 0  # (subscriber, symbol) pairs of ORDER_BOOK and TOP_OF_BOOK
+        # Positions whose books some subscriber follows, replaced whole (the clock's thread reads it).
+        self._watched: frozenset[int] = frozenset()
+        self._watchers: collections.Counter[int] = collections.Counter()  # position -> subscribers
+
+    @property
+    def book_subscriptions(self) -> int:
+        """Order-book and top-of-book subscriptions held: one per symbol of each subscriber."""
+        return self._book_subscriptions
+
+    @book_subscriptions.setter
+    def book_subscriptions(self, count: int) -> None:
+        self._book_subscriptions = count
+        if self.metrics is not None:
+            self.metrics.book_subscriptions.set(count)
 
     @property
     def subscriber_count(self) -> int:
@@ -83,15 +130,114 @@ class MarketFeed:
                 flag="--max-symbols",
             )
 
-    def subscribe(self, symbols: Sequence[str]) -> Subscriber:
-        """Register a subscriber; ParameterError for unknown or repeated symbols, LimitExceeded
-        for limits."""
-        symbols = tuple(symbols) or self.config.symbols
-        self.check_symbol_count(len(symbols), "a subscription")
-        repeated = [s for s, n in collections.Counter(symbols).items() if n > 1]
-        if repeated:  # each copy would cost a price entry on every tick
-            raise ParameterError("symbols", f"symbols must not repeat; repeated: {listed(repeated)}")
-        return self._register(Subscriber(tuple(self.market.index_of(symbols)), symbols, self.limits))
+    def subscribe(self, symbols: Sequence[str], data: Sequence[DataRequest] = ()) -> Subscriber:
+        """Register a subscriber to the last prices of ``symbols`` or to ``data`` (per data type);
+        ParameterError for unknown or repeated symbols and bad types or depths, LimitExceeded
+        for limits. Both empty: the last prices of every instrument."""
+        if data and symbols:
+            raise ParameterError(
+                "symbols",
+                "give either symbols or data, not both: ask for last prices with a LAST_PRICE entry of data",
+            )
+        if len(data) > len(_TYPE_NAMES):
+            raise ParameterError(
+                "data",
+                f"data may hold at most {len(_TYPE_NAMES)} entries, one per data type, got {len(data)}",
+            )
+        if not data:
+            data = [DataRequest(LAST_PRICE, tuple(symbols), 0)]
+        wanted: dict[int, dict[str, int]] = {}
+        for n, request in enumerate(data):
+            kind = self.data_type(request.kind, f"data[{n}].type")
+            if kind in wanted:
+                raise ParameterError(
+                    f"data[{n}].type",
+                    f"each data type may be asked for once; {_TYPE_NAMES[kind]} is repeated",
+                )
+            names = tuple(request.symbols) or self.config.symbols
+            self.check_symbol_count(len(names), "a subscription")
+            repeated = [s for s, count in collections.Counter(names).items() if count > 1]
+            if repeated:  # each copy would cost an entry on every tick
+                raise ParameterError("symbols", f"symbols must not repeat; repeated: {listed(repeated)}")
+            self.market.index_of(names)  # unknown symbols
+            depth = self.book_depth(request.depth, f"data[{n}].depth") if kind == ORDER_BOOK else 0
+            wanted[kind] = dict.fromkeys(names, depth)
+        self._reserve_books(sum(len(v) for k, v in wanted.items() if k in BOOK_TYPES))
+        prices = tuple(wanted.pop(LAST_PRICE, ()))
+        subscriber = Subscriber(tuple(self.market.index_of(prices)), prices, self.limits)
+        subscriber.data = wanted
+        self._rekey(subscriber)
+        try:
+            return self._register(subscriber)
+        except LimitExceeded:
+            self.book_subscriptions -= _book_count(subscriber)
+            raise
+
+    def first_events(self, subscriber: Subscriber) -> None:
+        """Queue what a new subscription gets first: a snapshot of its prices, its books whole."""
+        if subscriber.positions:
+            subscriber.send(self.encoding.event(subscriber.positions, EVENT_SNAPSHOT))
+        for kind, positions, depths in subscriber.data_key:
+            subscriber.push(self.depth_encoding.snapshot(kind, positions, depths))
+
+    def book_depth(self, depth: int, field: str) -> int:
+        """A requested book depth, checked: 0 means DEFAULT_BOOK_DEPTH (or every level the
+        model has, if fewer); more than the model's levels is invalid, more than
+        --max-book-depth refused."""
+        levels = self.config.book.levels
+        if depth == 0:
+            depth = min(DEFAULT_BOOK_DEPTH, levels)
+        if not 1 <= depth <= levels:
+            raise ParameterError(
+                field,
+                f"{field} must be in [0, {levels}] (0 means {min(DEFAULT_BOOK_DEPTH, levels)}), got {depth}",
+            )
+        if depth > self.limits.max_book_depth:
+            raise LimitExceeded(
+                f"{field} may be at most {self.limits.max_book_depth} levels (server flag --max-book-depth), "
+                f"got {depth}",
+                flag="--max-book-depth",
+            )
+        return depth
+
+    @staticmethod
+    def data_type(kind: int, field: str) -> int:
+        """A DataType from a request (unset: LAST_PRICE); ParameterError naming ``field``."""
+        kind = kind or LAST_PRICE
+        if kind not in _TYPE_NAMES:
+            raise ParameterError(
+                field, f"{field} must be one of {', '.join(_TYPE_NAMES.values())}, got {kind}"
+            )
+        return kind
+
+    def _reserve_books(self, count: int) -> None:
+        """Count ``count`` more book subscriptions, or LimitExceeded past --max-book-subscriptions."""
+        most = self.limits.max_book_subscriptions
+        if self.book_subscriptions + count > most:
+            raise LimitExceeded(
+                f"the server holds {self.book_subscriptions} order-book and top-of-book subscriptions "
+                f"and {count} more would pass its limit of {most} (server flag --max-book-subscriptions)",
+                flag="--max-book-subscriptions",
+            )
+        self.book_subscriptions += count
+
+    def _watch(self, subscriber: Subscriber, sign: int) -> None:
+        """Count (sign 1) or uncount (-1) the books ``subscriber`` follows among the watched."""
+        for kind, positions, _ in subscriber.data_key:
+            if kind in BOOK_TYPES:
+                self._watchers.update({p: sign for p in positions})
+        self._watchers = +self._watchers  # drop the positions nobody follows any more
+        self._watched = frozenset(self._watchers)
+
+    def _rekey(self, subscriber: Subscriber) -> None:
+        """Recompute a subscriber's DepthEncoding key after its data types changed."""
+        key = []
+        for kind in sorted(subscriber.data):
+            symbols = subscriber.data[kind]
+            if symbols:
+                positions = tuple(self.market.index_of(list(symbols)))
+                key.append((kind, positions, tuple(symbols.values())))
+        subscriber.data_key = tuple(key)
 
     def open_managed(self) -> Subscriber:
         """A subscriber with no symbols yet (ManageSubscription); LimitExceeded when full."""
@@ -107,25 +253,41 @@ class MarketFeed:
         with self._changed:
             self._subscribers.add(subscriber)
             self._changed.notify_all()
+        self._watch(subscriber, 1)
         if self.metrics is not None:
             self.metrics.subscribers.set(len(self._subscribers))
         return subscriber
 
     def change(
-        self, subscriber: Subscriber, add: Sequence[str], remove: Sequence[str]
-    ) -> tuple[list[tuple[str, int, str]], tuple[int, ...]]:
-        """Apply one change; per-symbol (symbol, SymbolStatus code, message), and the positions added."""
+        self,
+        subscriber: Subscriber,
+        add: Sequence[str],
+        remove: Sequence[str],
+        kind: int = LAST_PRICE,
+        depth: int = 0,
+    ) -> tuple[list[tuple[str, int, str]], bytes | None]:
+        """Apply one change to the ``kind`` data of a subscriber: per symbol (symbol,
+        SymbolStatus code, message), and the price snapshot of the symbols added, to send after
+        the status (books added are queued whole, in tick order). ``depth`` is checked (book_depth)."""
         codes = market_data_pb2.SymbolStatus
-        current = dict.fromkeys(subscriber.symbols)  # ordered, and each look-up O(1)
+        if kind == LAST_PRICE:
+            current = dict.fromkeys(subscriber.symbols, 0)  # ordered, and each look-up O(1)
+        else:
+            current = dict(subscriber.data.get(kind, {}))
+        if kind == ORDER_BOOK and add:
+            depth = self.book_depth(depth, "subscribe.depth")
         outcome: list[tuple[str, int, str]] = []
-        added: list[int] = []
+        added: dict[str, int] = {}
         for symbol in add:
-            if symbol in current:
+            if symbol in current and current[symbol] == (depth if kind == ORDER_BOOK else 0):
                 outcome.append((symbol, codes.ALREADY_SUBSCRIBED, ""))
             elif not self.market.knows(symbol):
                 outcome.append(
                     (symbol, codes.UNKNOWN_SYMBOL, f"no instrument {quoted(symbol)} in this market")
                 )
+            elif symbol in current:  # another depth: a new snapshot follows
+                current[symbol] = added[symbol] = depth
+                outcome.append((symbol, codes.SUBSCRIBED, ""))
             elif len(current) >= self.limits.max_symbols:
                 outcome.append(
                     (
@@ -134,29 +296,58 @@ class MarketFeed:
                         f"at most {self.limits.max_symbols} symbols per subscription",
                     )
                 )
+            elif kind in BOOK_TYPES and self.book_subscriptions >= self.limits.max_book_subscriptions:
+                outcome.append(
+                    (
+                        symbol,
+                        codes.LIMIT_EXCEEDED,
+                        f"the server holds its limit of {self.limits.max_book_subscriptions} order-book "
+                        "and top-of-book subscriptions (server flag --max-book-subscriptions)",
+                    )
+                )
             else:
-                current[symbol] = None
-                added.append(self.market.index_of([symbol])[0])
+                if kind in BOOK_TYPES:
+                    self.book_subscriptions += 1
+                current[symbol] = added[symbol] = depth if kind == ORDER_BOOK else 0
                 outcome.append((symbol, codes.SUBSCRIBED, ""))
         for symbol in remove:
             if symbol in current:
                 del current[symbol]
+                added.pop(symbol, None)
+                if kind in BOOK_TYPES:
+                    self.book_subscriptions -= 1
                 outcome.append((symbol, codes.UNSUBSCRIBED, ""))
             else:
                 outcome.append((symbol, codes.NOT_SUBSCRIBED, ""))
-        subscriber.symbols = tuple(current)
-        subscriber.positions = tuple(self.market.index_of(current))
-        return outcome, tuple(added)
+        if kind == LAST_PRICE:
+            subscriber.symbols = tuple(current)
+            subscriber.positions = tuple(self.market.index_of(current))
+            if added:
+                return outcome, self.encoding.event(tuple(self.market.index_of(list(added))), EVENT_SNAPSHOT)
+        else:
+            self._watch(subscriber, -1)
+            subscriber.data[kind] = current
+            self._rekey(subscriber)
+            self._watch(subscriber, 1)
+            if added:
+                positions = tuple(self.market.index_of(list(added)))
+                subscriber.push(self.depth_encoding.snapshot(kind, positions, tuple(added.values())))
+        return outcome, None
 
-    def status_event(self, outcome: list[tuple[str, int, str]]) -> bytes:
-        """A MarketEvent carrying a SubscriptionStatus, stamped with the last tick."""
+    def status_event(self, outcome: list[tuple[str, int, str]], kind: int = LAST_PRICE) -> bytes:
+        """A MarketEvent carrying a SubscriptionStatus about ``kind``, stamped with the last tick."""
         status = market_data_pb2.SubscriptionStatus(
-            symbols=[market_data_pb2.SymbolStatus(symbol=s, code=c, message=m) for s, c, m in outcome]
+            symbols=[
+                market_data_pb2.SymbolStatus(symbol=s, code=c, message=m, type=kind) for s, c, m in outcome
+            ]
         )
         return self.encoding.status(status.SerializeToString())
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         with self._changed:
+            if subscriber in self._subscribers:
+                self.book_subscriptions -= _book_count(subscriber)
+                self._watch(subscriber, -1)
             self._subscribers.discard(subscriber)
             self._changed.notify_all()
         if self.metrics is not None:
@@ -183,19 +374,47 @@ class MarketFeed:
         self.publish(tick, self._wall_clock() if exchange_time is None else exchange_time)
         return tick
 
-    def publish(self, tick: MarketTick, exchange_time: float) -> None:
-        """Make ``tick`` the last one and queue it for every subscriber (on the event loop)."""
+    def depth_at(self, tick: MarketTick) -> DepthTick:
+        """The books and trades of ``tick``, the next one to publish; called once per published
+        tick, in order, from the thread that computes them. The books subscribers follow are
+        computed here (on the clock's thread when it runs), not on the event loop."""
+        return self._depth_model.next(tick, self._watched)
+
+    def publish(self, tick: MarketTick, exchange_time: float, depth: DepthTick | None = None) -> None:
+        """Make ``tick`` (and ``depth``, its books and trades, computed here when None) the last
+        one and queue it for every subscriber (on the event loop)."""
+        if depth is None:
+            depth = self.depth_at(tick)
         self._published = tick
         self.exchange_time = exchange_time
         self.encoding = TickEncoding(tick, self.config.symbols, exchange_time)
+        time_ns = _nanoseconds(exchange_time)
+        for position, trades in enumerate(depth.trades):
+            if trades is not None:
+                self.tape.add(position, trades, time_ns)
+        previous, self.depth = self.depth, depth
+        self.depth_encoding = DepthEncoding(
+            depth, previous, self.config.symbols, self.encoding.time, time_ns, self.tape
+        )
         dropped = 0
         for subscriber in self._subscribers:
-            if subscriber.positions:
-                dropped += subscriber.offer(self.encoding.event(subscriber.positions))
+            if subscriber.positions or subscriber.data_key:
+                dropped += subscriber.make_room()
+                if not subscriber.overflowed:
+                    subscriber.push(self._bundle(subscriber))
         if self.metrics is not None:
             self.metrics.market_sequence.set(tick.sequence)
             if dropped:
                 self.metrics.conflated.inc(dropped)
+
+    def _bundle(self, subscriber: Subscriber) -> list[bytes]:
+        """A subscriber's events of the tick just published: its prices, then books, trades
+        and candles (whole books if it asked for a fresh snapshot)."""
+        events = [self.encoding.event(subscriber.positions)] if subscriber.positions else []
+        if subscriber.data_key:
+            events += self.depth_encoding.events(subscriber.data_key, subscriber.resnapshot)
+            subscriber.resnapshot = False
+        return events
 
     def due_sequence(self, now: float) -> int:
         """The sequence number of the last tick due at wall time ``now`` (0 or less before
@@ -315,6 +534,11 @@ PROGRESS_SECONDS = 10.0
 WARNING_SECONDS = 10.0
 
 
+def _nanoseconds(seconds: float) -> int:
+    """A wall time in seconds as integer nanoseconds, as its Timestamp holds it."""
+    return round(seconds * 1e9)
+
+
 def _utc(seconds: float) -> str:
     """A wall time as ISO 8601 UTC, for the log."""
     stamp = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
@@ -357,8 +581,9 @@ class _Clock(threading.Thread):
                     self._behind,
                 )
                 self._behind, self._next_warning = 0, time.monotonic() + WARNING_SECONDS
+            depth = feed.depth_at(tick)  # here, not on the event loop
             try:
-                self._loop.call_soon_threadsafe(feed.publish, tick, exchange_time)
+                self._loop.call_soon_threadsafe(feed.publish, tick, exchange_time, depth)
             except RuntimeError:  # the loop has closed: the server is gone
                 return
 
@@ -367,10 +592,16 @@ class Subscriber:
     """One subscription's bounded queue of encoded updates."""
 
     def __init__(self, positions: tuple[int, ...], symbols: tuple[str, ...], limits: FeedLimits) -> None:
-        self.positions = positions
+        self.positions = positions  # LAST_PRICE: market positions of its symbols
         self.symbols = symbols
+        # Other data types: type -> {symbol: depth (ORDER_BOOK) or 0}, in the order subscribed,
+        # and the same as market positions (DepthEncoding's key).
+        self.data: dict[int, dict[str, int]] = {}
+        self.data_key: DataKey = ()
+        self.resnapshot = False  # its next books must be whole: it skipped ticks
         self._limits = limits
-        self._queue: collections.deque[bytes] = collections.deque()
+        # One entry per tick: that tick's events, sent in order.
+        self._queue: collections.deque[collections.deque[bytes]] = collections.deque()
         self._control: collections.deque[bytes] = collections.deque()  # never conflated
         self._wake = asyncio.Event()
         self.problem: Exception | None = None  # set by a request reader to end the stream
@@ -379,21 +610,33 @@ class Subscriber:
         self.skipped = 0  # updates dropped by conflation
 
     def offer(self, update: bytes) -> int:
-        """Queue an update without ever blocking the market; how many queued ones it dropped."""
-        dropped = 0
-        if len(self._queue) >= self._limits.buffer_ticks:
-            if self._limits.slow_policy == "disconnect":
-                self.overflowed = True
-            else:
-                # Every update carries all of the subscriber's symbols, so the
-                # newest one holds the latest price of each: keep only it.
-                dropped = len(self._queue)
-                self.skipped += dropped
-                self._queue.clear()
+        """Queue one tick's update without ever blocking the market; how many queued ticks it dropped."""
+        dropped = self.make_room()
         if not self.overflowed:
-            self._queue.append(update)
-        self._wake.set()
+            self.push([update])
         return dropped
+
+    def make_room(self) -> int:
+        """Before a tick is queued: when --subscriber-buffer ticks wait already, drop them all
+        (conflate: every tick carries each symbol's latest price, and books come whole after
+        it) or mark the subscriber overflowed (disconnect); how many ticks were dropped."""
+        if len(self._queue) < self._limits.buffer_ticks:
+            return 0
+        if self._limits.slow_policy == "disconnect":
+            self.overflowed = True
+            self._wake.set()
+            return 0
+        dropped = len(self._queue)
+        self.skipped += dropped
+        self._queue.clear()
+        self.resnapshot = True
+        return dropped
+
+    def push(self, events: Sequence[bytes]) -> None:
+        """Queue one tick's events (after make_room); an empty tick queues nothing."""
+        if events:
+            self._queue.append(collections.deque(events))
+            self._wake.set()
 
     def send(self, message: bytes) -> None:
         """Queue a control message (a status or snapshot): sent before updates, never dropped.
@@ -430,4 +673,10 @@ class Subscriber:
                 return None
         if self._control:
             return self._control.popleft()
-        return self._queue.popleft() if self._queue else None
+        if not self._queue:
+            return None
+        tick = self._queue[0]
+        event = tick.popleft()
+        if not tick:
+            self._queue.popleft()
+        return event

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import Field, dataclass, field, fields
 
+from .sim.book import MAX_LEVELS as MAX_BOOK_LEVELS
 from .sim.paths import PathPlan
 
 # gRPC refuses to receive messages over 4 MiB unless both sides raise the limit.
@@ -140,10 +141,36 @@ class FeedLimits:
         choices=SLOW_POLICIES,
     )
 
+    max_book_depth: int = limit(
+        50,
+        "--max-book-depth",
+        "levels a side of an order book a subscription or GetOrderBook may ask for (1 to 50)",
+    )
+    max_book_subscriptions: int = limit(
+        10_000,
+        "--max-book-subscriptions",
+        "order-book and top-of-book subscriptions held at once, one per symbol of each subscriber",
+    )
+    trade_history: int = limit(1_000, "--trade-history", "trade prints kept per instrument for GetTrades")
+    candle_history: int = limit(
+        3_600, "--candle-history", "candles kept per instrument and interval (1s, 1m) for GetCandles"
+    )
+
     def __post_init__(self) -> None:
         if self.slow_policy not in SLOW_POLICIES:
             raise ValueError(f"slow policy must be one of {SLOW_POLICIES}, got {self.slow_policy!r}")
-        _at_least_one(self, "max_subscribers", "max_subscribers_per_peer", "max_symbols", "buffer_ticks")
+        _at_least_one(
+            self,
+            "max_subscribers",
+            "max_subscribers_per_peer",
+            "max_symbols",
+            "buffer_ticks",
+            "max_book_subscriptions",
+            "trade_history",
+            "candle_history",
+        )
+        if not 1 <= self.max_book_depth <= MAX_BOOK_LEVELS:
+            raise ValueError(f"max_book_depth must be in [1, {MAX_BOOK_LEVELS}], got {self.max_book_depth}")
         if not HEARTBEAT_MIN <= self.heartbeat_seconds <= HEARTBEAT_MAX:
             raise ValueError(f"heartbeat must be in [{HEARTBEAT_MIN}, {HEARTBEAT_MAX}] s")
 

@@ -159,6 +159,13 @@ class ServiceMetrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+        self.book_subscriptions = Gauge(
+            "marketdata_book_subscriptions",
+            "Order-book and top-of-book subscriptions held now, one per symbol of each subscriber "
+            "(limit: --max-book-subscriptions).",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
         self.market_sequence = Gauge(
             "marketdata_market_sequence",
             "Sequence number of the live market's last published tick.",

@@ -18,7 +18,8 @@ from marketdata.v1 import market_data_pb2, market_data_pb2_grpc
 
 from . import status
 from .admission import STREAM, SUBSCRIPTION, UNARY, Admission
-from .feed import MarketFeed
+from .book_wire import book_message, candle_message, trades_payload
+from .feed import DataRequest, MarketFeed
 from .handlers import run_first
 from .limits import LimitExceeded, Limits
 from .metrics import StreamTracker
@@ -29,13 +30,15 @@ from .requests import (
     plan_stream_gbm_prices,
     plan_stream_prices,
 )
-from .sim.checks import ParameterError
-from .sim.universe import DEFAULT_MARKET
+from .sim.checks import ParameterError, check_range, quoted
+from .sim.universe import DEFAULT_MARKET, SYMBOL_MAX_CHARS
 from .streaming import Drain, Generation, PathStreamer
 from .subscriptions import apply_requests, heartbeat_seconds, pump
-from .wire import ENCODERS, EVENT_SNAPSHOT, Undecodable, exchange_timestamp, request_decoder
+from .wire import ENCODERS, Undecodable, exchange_timestamp, request_decoder
 
 _LOGGER = logging.getLogger(__name__)
+# Prints GetTrades returns when its limit is 0.
+DEFAULT_TRADES = 100
 
 WIRES = tuple(ENCODERS)
 SERVICE = market_data_pb2.DESCRIPTOR.services_by_name["MarketDataService"]
@@ -122,6 +125,7 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
                     sigma=i.sigma,
                     tick_size=i.tick_size,
                     model=i.model,
+                    lot_size=i.lot_size,
                 )
                 for i in config.instruments
             ],
@@ -154,16 +158,90 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
         reply.exchange_time.CopyFrom(exchange_timestamp(self.feed.exchange_time))
         return reply
 
-    async def Subscribe(self, request: pb.SubscribeRequest, context: grpc.aio.ServicerContext) -> None:
+    async def GetOrderBook(
+        self, request: pb.GetOrderBookRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetOrderBookResponse:
         feed = self.feed
         try:
-            heartbeat = heartbeat_seconds(request, feed.limits.heartbeat_seconds)
-            subscriber = feed.subscribe(list(request.symbols))
+            position = self._position(request.symbol)
+            depth = feed.book_depth(request.depth, "depth")
         except ParameterError as err:
             await status.abort_invalid(context, err)
         except LimitExceeded as err:
             await status.refuse(context, err)
-        subscriber.send(feed.encoding.event(subscriber.positions, EVENT_SNAPSHOT))
+        reply = pb.GetOrderBookResponse(
+            sequence=feed.depth.sequence,
+            book=book_message(request.symbol, feed.depth.book(position), depth),
+        )
+        reply.exchange_time.CopyFrom(exchange_timestamp(feed.exchange_time))
+        return reply
+
+    async def GetTrades(
+        self, request: pb.GetTradesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetTradesResponse:
+        feed = self.feed
+        most = feed.limits.trade_history
+        try:
+            position = self._position(request.symbol)
+            check_range(
+                "limit", request.limit, 0, most, unit=f"prints (0 means {min(100, most)}; --trade-history)"
+            )
+        except ParameterError as err:
+            await status.abort_invalid(context, err)
+        prints = feed.tape.prints(position, request.limit or min(DEFAULT_TRADES, most))
+        ids, prices, sizes, sides, times = zip(*prints, strict=True) if prints else ((),) * 5
+        reply = pb.GetTradesResponse(
+            sequence=feed.last.sequence,
+            trades=pb.Trades.FromString(trades_payload(request.symbol, ids, prices, sizes, sides, times)),
+        )
+        reply.exchange_time.CopyFrom(exchange_timestamp(feed.exchange_time))
+        return reply
+
+    async def GetCandles(
+        self, request: pb.GetCandlesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetCandlesResponse:
+        feed = self.feed
+        most = feed.limits.candle_history
+        names = {pb.CANDLE_INTERVAL_1S: "1s", pb.CANDLE_INTERVAL_1M: "1m"}
+        try:
+            position = self._position(request.symbol)
+            if request.interval not in names:
+                raise ParameterError(
+                    "interval",
+                    f"interval must be CANDLE_INTERVAL_1S or CANDLE_INTERVAL_1M, got {request.interval}",
+                )
+            check_range("limit", request.limit, 0, most, unit="candles (0 means all kept; --candle-history)")
+        except ParameterError as err:
+            await status.abort_invalid(context, err)
+        interval = names[request.interval]
+        candles = feed.tape.candles(position, interval, request.limit or None)
+        reply = pb.GetCandlesResponse(
+            sequence=feed.last.sequence,
+            candles=[candle_message(request.symbol, interval, c) for c in candles],
+        )
+        reply.exchange_time.CopyFrom(exchange_timestamp(feed.exchange_time))
+        return reply
+
+    def _position(self, symbol: str) -> int:
+        """The market position of one requested symbol; ParameterError naming ``symbol``."""
+        if not self.feed.market.knows(symbol):
+            raise ParameterError(
+                "symbol",
+                f"no instrument {quoted(symbol[: SYMBOL_MAX_CHARS + 1])} in this market; see ListInstruments",
+            )
+        return self.feed.market.index_of([symbol])[0]
+
+    async def Subscribe(self, request: pb.SubscribeRequest, context: grpc.aio.ServicerContext) -> None:
+        feed = self.feed
+        try:
+            heartbeat = heartbeat_seconds(request, feed.limits.heartbeat_seconds)
+            data = [DataRequest(d.type, tuple(d.symbols), d.depth) for d in request.data]
+            subscriber = feed.subscribe(list(request.symbols), data)
+        except ParameterError as err:
+            await status.abort_invalid(context, err)
+        except LimitExceeded as err:
+            await status.refuse(context, err)
+        feed.first_events(subscriber)
         await pump(feed, subscriber, context, lambda: heartbeat, self._drain, self.limits.stall_seconds)
 
     async def ManageSubscription(

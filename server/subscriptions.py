@@ -16,7 +16,7 @@ from .limits import HEARTBEAT_MAX, HEARTBEAT_MIN, LimitExceeded
 from .sim.checks import ParameterError, check_range, listed
 from .sim.universe import SYMBOL_MAX_CHARS
 from .streaming import Drain, Stalled, send
-from .wire import EVENT_SNAPSHOT, Undecodable
+from .wire import Undecodable
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -56,11 +56,14 @@ async def apply_requests(
                     "symbols",
                     f"market symbols have at most {SYMBOL_MAX_CHARS} characters; got {listed(too_long)}",
                 )
-            outcome, added = feed.change(subscriber, list(add), list(remove))
+            action = request.subscribe if request.HasField("subscribe") else request.unsubscribe
+            kind = feed.data_type(action.type, "type")
+            # The status goes first (it jumps the queue); the snapshots follow in tick order.
+            outcome, snapshot = feed.change(subscriber, list(add), list(remove), kind, action.depth)
             if outcome:
-                subscriber.send(feed.status_event(outcome))
-            if added:
-                subscriber.send(feed.encoding.event(added, EVENT_SNAPSHOT))
+                subscriber.send(feed.status_event(outcome, kind))
+            if snapshot is not None:
+                subscriber.send(snapshot)
     except (ParameterError, LimitExceeded) as err:
         subscriber.fail(err)
 

@@ -180,6 +180,11 @@ OVERSIZED = {
         pb.SubscribeRequest(symbols=["ACME"] * MANY),
         "--max-symbols",
     ),
+    ("SubscribeRequest", "data"): (
+        "Subscribe",
+        pb.SubscribeRequest(data=[pb.DataSubscription(type=pb.TRADES)] * MANY),
+        "one per data type",
+    ),
     ("SubscriptionRequest", "subscribe.symbols"): (
         "ManageSubscription",
         pb.SubscriptionRequest(subscribe=pb.SymbolList(symbols=["ACME"] * MANY)),
@@ -378,14 +383,15 @@ def test_a_stream_whose_reader_takes_nothing_is_ended_after_the_stall_limit():
 
 
 def test_a_subscription_whose_reader_takes_nothing_is_ended_after_the_stall_limit():
-    # Updates of 1,000 symbols (about 20 kB) a hundred times a second fill any flow-control
-    # window within seconds.
-    wide = tuple(Instrument(f"S{i:04d}", 100.0, 0.0, 0.2) for i in range(1000))
-    market = MarketConfig(instruments=wide, wall_seconds_per_tick=0.01)
+    # Whole books of 100 symbols, 50 levels a side (about 160 kB a tick: every level's size
+    # drifts), twenty times a second fill any flow-control window within seconds.
+    wide = tuple(Instrument(f"S{i:04d}", 100.0, 0.0, 0.2) for i in range(100))
+    market = MarketConfig(instruments=wide, wall_seconds_per_tick=0.05)
     srv = ServerThread(Limits(stall_seconds=1.0), market=market, market_clock=True)
     try:
         with _connection(srv.target) as channel:
-            silent = MarketDataServiceStub(channel).Subscribe(pb.SubscribeRequest(), timeout=120)
+            books = pb.DataSubscription(type=pb.ORDER_BOOK, depth=50)
+            silent = MarketDataServiceStub(channel).Subscribe(pb.SubscribeRequest(data=[books]), timeout=120)
             feed = srv.running.servicer.feed
             assert feed.wait_subscribers(lambda n: n == 1, timeout=30)
             assert feed.wait_subscribers(lambda n: n == 0, timeout=90), "the unread subscription stayed"

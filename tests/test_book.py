@@ -18,8 +18,11 @@ from server.sim.book import (
     diff,
 )
 from server.sim.checks import ParameterError
+from server.sim.depth import MarketDepth
+from server.sim.market import Market, symbol_key
 from server.sim.quotes import quotes
 from server.sim.ticks import TickGrid
+from server.sim.universe import Instrument, MarketConfig
 
 TICKS = (0.01, 0.05, 0.25, 1.0, 0.0001)
 MODEL = BookModel()
@@ -126,8 +129,7 @@ def test_books_and_trades_are_pure_functions_whatever_the_call_order():
     prices = TickGrid(0.01).prices(np.rint(prices / 0.01))
     walked = [MODEL.book_at(8, 1, n, prices[n], 0.01, 10) for n in range(61)]
     walked_trades = [MODEL.trades_between(8, 1, n, prices[n - 1], prices[n], 0.01) for n in range(1, 61)]
-    for cached in (book_module._page, book_module._two_pages, book_module._tick_draws):
-        cached.cache_clear()
+    book_module.clear_caches()
     MODEL.book_at(8, 1, 10**8, 3.0, 0.25)  # unrelated work in between
     for n in rng.permutation(61).tolist():
         _assert_same_book(MODEL.book_at(8, 1, n, prices[n], 0.01, 10), walked[n])
@@ -307,3 +309,140 @@ def test_bad_arguments_raise_parameter_errors_naming_them(call, field):
     with pytest.raises(ParameterError) as raised:
         call()
     assert raised.value.field == field and str(raised.value).startswith(field)
+
+
+def _batch_case(rng: np.random.Generator, count: int, positive_share: float) -> dict:
+    """Instruments with their own keys, ticks, signs and moves: quiet, small, or sweeps."""
+    ticks = rng.choice(TICKS, count)
+    flags = rng.random(count) < positive_share
+    start = np.exp(rng.uniform(0.0, np.log(1e6), count)).astype(np.int64)
+    start = np.where(flags, start, start - 500)  # the others around zero too
+    moves = rng.choice([0, 1, 3, 80], count) * rng.choice([-1, 1], count)
+    end = np.where(flags, np.maximum(start + moves, 1), start + moves)
+    return {
+        "keys": rng.integers(0, 2**63, count).tolist(),
+        "ticks": ticks.tolist(),
+        "flags": flags.tolist(),
+        "before": [float(TickGrid(t).prices(s)) for t, s in zip(ticks, start, strict=True)],
+        "after": [float(TickGrid(t).prices(e)) for t, e in zip(ticks, end, strict=True)],
+    }
+
+
+@pytest.mark.parametrize(
+    "params",
+    [BookParams(), BookParams(levels=12, refresh_ticks=3, spread_bps=40.0, quiet_print_probability=0.9)],
+)
+def test_a_batch_gives_each_instrument_the_book_and_trades_of_its_own_call(params):
+    model = BookModel(params)
+    rng = np.random.default_rng(29)
+    for sequence in (1, 19, 20, 21, 40, 12_345):  # around block starts (offset 0) and inside
+        case = _batch_case(rng, 40, 0.8)
+        keys, ticks, flags = case["keys"], case["ticks"], case["flags"]
+        depth = [None, 1, 10][sequence % 3]
+        books = model.books_at(9, keys, sequence, case["after"], ticks, depth, positive=flags)
+        trades = model.trades_of(9, keys, sequence, case["before"], case["after"], ticks, positive=flags)
+        assert len(books) == len(trades) == len(keys)
+        for i, key in enumerate(keys):
+            single = model.book_at(9, key, sequence, case["after"][i], ticks[i], depth, positive=flags[i])
+            _assert_same_book(books[i], single)
+            alone = model.trades_between(
+                9, key, sequence, case["before"][i], case["after"][i], ticks[i], positive=flags[i]
+            )
+            assert trades[i].sequence == sequence and _same_trades(trades[i], alone)
+    # One tick and one sign for all, prices as a numpy array: the same as per instrument.
+    case = _batch_case(rng, 30, 1.0)
+    prices = TickGrid(0.05).prices(np.maximum(np.rint(np.array(case["after"]) / 0.05), 1.0))
+    shared = model.books_at(9, case["keys"], 77, prices, 0.05)
+    each = model.books_at(9, case["keys"], 77, prices, [0.05] * 30, positive=[True] * 30)
+    for a, b in zip(shared, each, strict=True):
+        _assert_same_book(a, b)
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (lambda: MODEL.books_at(1, [1, -2], 5, [10.0, 10.0], 0.01), "instruments[1]"),
+        (lambda: MODEL.books_at(1, [1, 2], 5, [10.0, math.nan], 0.01), "prices[1]"),
+        (lambda: MODEL.books_at(1, [1, 2], 5, [10.0, "10"], 0.01), "prices[1]"),
+        (lambda: MODEL.books_at(1, [1, 2], 5, [10.0], 0.01), "prices"),
+        (lambda: MODEL.books_at(1, [1, 2], 5, [10.0, 10.0], [0.01, 0.0]), "tick_sizes[1]"),
+        (lambda: MODEL.books_at(1, [1, 2], 5, [10.0, 10.0], [0.01]), "tick_sizes"),
+        (lambda: MODEL.books_at(1, [1, 2], 5, [10.0, 10.0], 0.01, positive=[True]), "positive"),
+        (lambda: MODEL.books_at(1, [1, 2], 5, [10.0, 10.0], 0.01, 0), "depth"),
+        (lambda: MODEL.trades_of(1, [1, 2], 0, [10.0, 10.0], [10.0, 10.0], 0.01), "sequence"),
+        (lambda: MODEL.trades_of(1, [1, 2], 5, [10.0, 0.0], [10.0, 10.0], 0.01), "prev_prices[1]"),
+    ],
+)
+def test_a_batch_names_the_entry_that_is_wrong(call, field):
+    with pytest.raises(ParameterError) as raised:
+        call()
+    assert raised.value.field == field and str(raised.value).startswith(field + " must")
+
+
+def _reference_diff(old: Book, new: Book) -> list[tuple]:
+    """Level by level: every new level not in the old book at its size, every old level gone."""
+    changes = []
+    for side in (Side.BUY, Side.SELL):
+        before = dict(zip(*(a.tolist() for a in old.side(side)), strict=True))
+        after = dict(zip(*(a.tolist() for a in new.side(side)), strict=True))
+        changed = {p: s for p, s in after.items() if before.get(p) != s}
+        changed.update((p, 0) for p in before if p not in after)
+        changes += [(side, p, changed[p]) for p in sorted(changed, reverse=side is Side.BUY)]
+    return changes
+
+
+def test_diff_of_any_sorted_books_even_with_gaps_is_the_level_by_level_comparison():
+    rng = np.random.default_rng(31)
+    ladder = np.arange(1, 41, dtype=np.float64) / 4
+
+    def book(sequence: int) -> Book:
+        sides = []
+        for side in (Side.BUY, Side.SELL):
+            prices = np.sort(rng.choice(ladder, int(rng.integers(0, 12)), replace=False))
+            prices = prices[::-1] if side is Side.BUY else prices
+            sides += [prices.copy(), rng.integers(1, 4, len(prices)).astype(np.int64)]
+        return Book(sequence, *sides)
+
+    for sequence in range(400):
+        old, new = book(sequence), book(sequence + 1)
+        changes = diff(old, new)
+        assert [tuple(c) for c in changes] == _reference_diff(old, new)
+        _assert_same_book(apply_diff(old, changes, new.sequence), new)
+
+
+def test_the_live_markets_batched_books_and_trades_are_each_instruments_own():
+    # MarketDepth asks for every instrument's trades, and the watched books, in one batch
+    # per tick: each must be what a call for that instrument alone gives.
+    config = MarketConfig(
+        instruments=(
+            Instrument("AAA", 100.0, 0.05, 0.2),
+            Instrument("BBB", 20.0, 0.0, 0.9, tick_size=0.05),
+            Instrument.of_model(
+                "RATE", "ornstein_uhlenbeck", {"start": 0.02, "mean": 0.0, "kappa": 1.0, "sigma": 0.5}, 0.001
+            ),
+        ),
+        seed=5,
+        book=BookParams(levels=20),
+    )
+    market, depth = Market(config), MarketDepth(config, 5)
+    model, keys = BookModel(config.book), [symbol_key(i.symbol) for i in config.instruments]
+    previous = None
+    for _ in range(45):
+        tick = market.tick()
+        computed = depth.next(tick, books={0, 2})
+        for position, instrument in enumerate(config.instruments):
+            price, tick_size, positive = (
+                float(tick.prices[position]),
+                instrument.tick_size,
+                instrument.positive,
+            )
+            if position in (0, 2):
+                alone = model.book_at(5, keys[position], tick.sequence, price, tick_size, positive=positive)
+                _assert_same_book(computed.book(position), alone)
+            if previous is not None:
+                before = float(previous.prices[position])
+                alone = model.trades_between(
+                    5, keys[position], tick.sequence, before, price, tick_size, positive=positive
+                )
+                assert _same_trades(computed.trades[position], alone)
+        previous = tick

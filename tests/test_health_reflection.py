@@ -33,6 +33,9 @@ def test_reflection_lists_and_describes_the_service(channel):
         "GetLastPrices",
         "Subscribe",
         "ManageSubscription",
+        "GetOrderBook",
+        "GetTrades",
+        "GetCandles",
     }
     assert methods["StreamGbmPrices"].output_type.full_name == "marketdata.v1.GbmPriceChunk"
     assert "seed" in methods["GetGbmPrices"].input_type.fields_by_name

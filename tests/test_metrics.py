@@ -202,6 +202,14 @@ def test_service_metrics_follow_streams_refusals_and_subscribers(observed):
         samples = wait_for_samples(port, lambda s: value(s, "marketdata_subscribers") == 0)
         assert value(samples, "marketdata_subscribers") == 0
 
+        books = pb.DataSubscription(type=pb.ORDER_BOOK, symbols=["ACME", "GLOBEX"])
+        book_subscription = stub.Subscribe(pb.SubscribeRequest(data=[books]))
+        next(book_subscription)  # the books, whole
+        assert value(scrape(port), "marketdata_book_subscriptions") == 2
+        book_subscription.cancel()
+        samples = wait_for_samples(port, lambda s: value(s, "marketdata_book_subscriptions") == 0)
+        assert value(samples, "marketdata_book_subscriptions") == 0
+
         change = pb.SubscriptionRequest(subscribe=pb.SymbolList(symbols=["ACME", "NOPE"]))
         managed = stub.ManageSubscription(iter([change]))
         next(managed), next(managed)  # the status of each symbol, then the snapshot of ACME

@@ -56,9 +56,15 @@ instrument, block) for the draws of quiet and closing prints, each made
 from ``numpy.random.SeedSequence`` with a spawn key that starts with
 ``BOOK_STREAM`` (the counter-based scheme: any stream is reached from its
 key without the ones before). Those streams are pure functions of their
-keys and cached (``functools.lru_cache``), so a live feed that asks for
-consecutive sequences draws a new stream only once per block; the cache
-holds no state that could change a result.
+keys and kept in bounded caches (``functools.lru_cache``; pages, pairs of
+pages, rows of tick draws, price ladders: about 15 MB at most), so a live
+feed that asks for consecutive sequences draws a new stream only once per
+block; the caches hold nothing that could change a result.
+
+Cost: a live feed should ask for all its instruments at once with
+``BookModel.books_at`` and ``trades_of`` (bench/book_model.py measures
+them); each instrument then costs a fraction of a ``book_at`` and
+``trades_between`` of its own, with identical results.
 """
 
 from __future__ import annotations
@@ -67,13 +73,16 @@ import enum
 import functools
 import math
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain, compress, repeat
+from operator import ne
 from typing import NamedTuple
 
 import numpy as np
 
 from .checks import ParameterError, check_range, quoted
-from .ticks import TICK_SIZE_MAX, TICK_SIZE_MIN, TickGrid
+from .ticks import TICK_SIZE_MAX, TICK_SIZE_MIN, decimal_grid
 
 # The first element of every book stream's spawn key: apart from a path's volume stream
 # (seeding.VOLUME_STREAM, key (1000,)) and the market's instruments (one 64-bit key each).
@@ -171,10 +180,25 @@ class LevelChange(NamedTuple):
 
 class BookModel:
     """Books and trades of the model with ``params``; every method is a pure function
-    of its arguments (see the module docstring)."""
+    of its arguments (see the module docstring).
+
+    ``books_at`` and ``trades_of`` are the batched forms of ``book_at`` and
+    ``trades_between``, for many instruments at one sequence, as a live feed asks at each
+    tick: the same results, with the array work done once for the whole batch, so that an
+    instrument in a batch costs a fraction of a call of its own. The single calls work in
+    Python scalars where the batched ones have arrays; tests/test_book_fingerprints.py pins
+    both to the same outputs. A batch's books (or trades) are read-only views of arrays
+    the batch shares.
+    """
 
     def __init__(self, params: BookParams | None = None) -> None:
         self.params = params if params is not None else BookParams()
+        self._steps = _frozen(np.arange(self.params.levels, dtype=np.int64))
+        # Mean lots by distance from the touch, as an array and as Python floats; the means
+        # of (bids, asks) levels side by side, at most (levels + 1)^2 of them.
+        self._mean = _frozen(self.params.touch_lots * (1.0 + self.params.growth * self._steps))
+        self._mean_list = self._mean.tolist()
+        self._means: dict[tuple[int, int], np.ndarray] = {}
 
     def book_at(
         self,
@@ -191,12 +215,35 @@ class BookModel:
         at most (all the model's levels when None). ``instrument`` is any integer key of the
         instrument in [0, 2^64 - 1]; ``positive`` is False for instruments whose values may be
         zero or negative (spreads, rates), whose bids may then go below one tick."""
-        levels = self.params.levels
-        depth = levels if depth is None else _check_int("depth", depth, 1, levels)
+        depth = self._depth(depth)
         _check_keys(seed, instrument, sequence)
         tick = _check_tick(tick_size)
         at = _ticks(price, tick, "price", positive)
-        return self._book(seed, instrument, sequence, at, tick, positive, depth)
+        return self._book(seed, instrument, sequence, at, tick, bool(positive), depth)
+
+    def books_at(
+        self,
+        seed: int,
+        instruments: Sequence[int],
+        sequence: int,
+        prices: Sequence[float] | np.ndarray,
+        tick_sizes: float | Sequence[float],
+        depth: int | None = None,
+        *,
+        positive: bool | Sequence[bool] = True,
+    ) -> list[Book]:
+        """``book_at`` for each instrument of ``instruments`` at its price of ``prices``, all at
+        ``sequence``: the same books, at a fraction of the cost of separate calls.
+        ``tick_sizes`` and ``positive`` are one value for all or one per instrument; errors
+        name the entry, e.g. ``prices[3]``."""
+        depth = self._depth(depth)
+        _check_int("seed", seed, 0, 2**64 - 1)
+        _check_int("sequence", sequence, 0, SEQUENCE_MAX)
+        keys = _instrument_keys(instruments)
+        grid = _tick_column(tick_sizes, len(keys))
+        flags = _flag_column(positive, len(keys))
+        at = _price_column("price", prices, grid, flags)
+        return self._books(seed, keys, sequence, at, grid, flags, depth) if keys else []
 
     def trades_between(
         self,
@@ -212,78 +259,352 @@ class BookModel:
         """The prints of tick ``sequence`` (>= 1), the instrument going from ``prev_price`` (its
         price at ``sequence - 1``) to ``price``, against the full book at ``sequence - 1``."""
         _check_keys(seed, instrument, sequence)
-        if sequence < 1:
-            raise ParameterError("sequence", f"sequence must be at least 1 for trades, got {sequence}")
+        _check_trade_sequence(sequence)
         tick = _check_tick(tick_size)
         start, end = _ticks(prev_price, tick, "prev_price", positive), _ticks(price, tick, "price", positive)
-        block, offset = divmod(sequence, self.params.refresh_ticks)
-        u_happens, u_side, u_size = _tick_draws(seed, instrument, block, self.params.refresh_ticks)[offset]
-        old = self._levels(seed, instrument, sequence - 1, start, tick, positive)
-        if end == start:
-            if u_happens >= self.params.quiet_print_probability:
-                return _trades(sequence, [], [], Side.BUY, tick)
-            side = Side.BUY if u_side < 0.5 else Side.SELL
-            ticks, sizes = old[Side(-side)]  # a buyer meets the asks, a seller the bids
-            return _trades(sequence, ticks[:1], [_fraction(u_size, sizes[0])], side, tick)
-        side = Side.BUY if end > start else Side.SELL
-        ticks, sizes = old[Side(-side)]
-        taken = int(np.count_nonzero(ticks <= end if side is Side.BUY else ticks >= end))
-        prints, lots = list(ticks[:taken]), list(sizes[:taken])
-        if not prints or prints[-1] != end:  # inside the spread, or past the last level
-            prints.append(end)
-            lots.append(_fraction(u_size, sizes[0]))
-        return _trades(sequence, prints, lots, side, tick)
+        return self._trade(seed, instrument, sequence, start, end, tick, bool(positive))
 
-    def _levels(
-        self, seed: int, instrument: int, sequence: int, at: int, tick: float, positive: bool
-    ) -> dict[Side, tuple[np.ndarray, np.ndarray]]:
-        """Both sides of the full book as (integer ticks, lots), best first."""
-        params = self.params
-        best_bid, best_ask = _touch(at, tick, params.spread_bps, positive)
-        steps = np.arange(params.levels, dtype=np.int64)
-        bids = best_bid - steps
-        if positive:
-            bids = bids[bids >= 1]
-        asks = best_ask + steps
-        mean = params.touch_lots * (1.0 + params.growth * steps)
-        out = {}
-        for side, ticks in ((Side.BUY, bids), (Side.SELL, asks)):
-            z = _noise(seed, instrument, side, sequence, ticks, params.refresh_ticks)
-            sigma = params.size_noise
-            raw = mean[: len(ticks)] * np.exp(sigma * z - sigma * sigma / 2)
-            out[side] = ticks, np.clip(np.rint(raw), 1, LOTS_MAX).astype(np.int64)
-        return out
+    def trades_of(
+        self,
+        seed: int,
+        instruments: Sequence[int],
+        sequence: int,
+        prev_prices: Sequence[float] | np.ndarray,
+        prices: Sequence[float] | np.ndarray,
+        tick_sizes: float | Sequence[float],
+        *,
+        positive: bool | Sequence[bool] = True,
+    ) -> list[Trades]:
+        """``trades_between`` for each instrument of ``instruments`` going from its price of
+        ``prev_prices`` to its price of ``prices`` at ``sequence``: the same trades, batched
+        as ``books_at`` is."""
+        _check_int("seed", seed, 0, 2**64 - 1)
+        _check_int("sequence", sequence, 0, SEQUENCE_MAX)
+        _check_trade_sequence(sequence)
+        keys = _instrument_keys(instruments)
+        grid = _tick_column(tick_sizes, len(keys))
+        flags = _flag_column(positive, len(keys))
+        start = _price_column("prev_price", prev_prices, grid, flags)
+        end = _price_column("price", prices, grid, flags)
+        return self._trades(seed, keys, sequence, start, end, grid, flags) if keys else []
+
+    def _depth(self, depth: int | None) -> int:
+        levels = self.params.levels
+        return levels if depth is None else _check_int("depth", depth, 1, levels)
 
     def _book(
         self, seed: int, instrument: int, sequence: int, at: int, tick: float, positive: bool, depth: int
     ) -> Book:
-        levels = self._levels(seed, instrument, sequence, at, tick, positive)
-        grid = TickGrid(tick)
-        (bids, bid_sizes), (asks, ask_sizes) = levels[Side.BUY], levels[Side.SELL]
-        return Book(
-            sequence,
-            _frozen(grid.prices(bids[:depth].astype(np.float64))),
-            _frozen(bid_sizes[:depth]),
-            _frozen(grid.prices(asks[:depth].astype(np.float64))),
-            _frozen(ask_sizes[:depth]),
+        """One instrument's book: ``_books`` for a batch of one, in Python scalars where a
+        batch has arrays (a single call pays for a dozen array operations, not dozens)."""
+        params = self.params
+        best_bid, best_ask = _touch(at, tick, params.spread_bps, positive)
+        bids = min(depth, _bid_count(best_bid, params.levels, positive))
+        block, offset = divmod(sequence, params.refresh_ticks)
+        bid_draws = _window(seed, instrument, Side.BUY, block, best_bid, bids)
+        draws = np.concatenate(
+            (bid_draws, _window(seed, instrument, Side.SELL, block, best_ask, depth)), axis=1
         )
+        raw = self._factors(draws[0], draws[1], offset)
+        raw *= self._level_means(bids, depth)
+        lots = _whole_lots(raw)
+        bid_prices = _ladder_prices(tick, best_bid, bids, Side.BUY)
+        return Book(
+            sequence, bid_prices, lots[:bids], _ladder_prices(tick, best_ask, depth, Side.SELL), lots[bids:]
+        )
+
+    def _trade(
+        self, seed: int, instrument: int, sequence: int, start: int, end: int, tick: float, positive: bool
+    ) -> Trades:
+        """One instrument's trades: ``_trades`` for a batch of one, in Python scalars. The few
+        levels it sizes are worked out one at a time with the same operations as the
+        arrays of a batch (numpy's exp for the factors), so they come out the same."""
+        params = self.params
+        refresh = params.refresh_ticks
+        block, offset = divmod(sequence, refresh)
+        u_happens, u_side, u_size = _tick_draws(seed, instrument, block, offset, refresh).tolist()
+        best_bid, best_ask = _touch(start, tick, params.spread_bps, positive)
+        if end == start:
+            if u_happens >= params.quiet_print_probability:
+                return Trades(sequence, _NO_IDS, _NO_PRICES, _NO_IDS, _NO_SIDES)
+            side = Side.BUY if u_side < 0.5 else Side.SELL
+            best = best_ask if side is Side.BUY else best_bid
+            prints, taken = [best], 0
+        else:
+            if end > start:
+                side, best, step = Side.BUY, best_ask, 1
+                taken = max(0, min(end - best_ask + 1, params.levels))
+            else:
+                side, best, step = Side.SELL, best_bid, -1
+                taken = max(0, min(best_bid - end + 1, _bid_count(best_bid, params.levels, positive)))
+            prints = list(range(best, best + step * taken, step))
+            if not prints or prints[-1] != end:
+                prints.append(end)
+        book_block, book_offset = divmod(sequence - 1, refresh)
+        sized = max(taken, 1)
+        here, there = _window(seed, instrument, -side, book_block, best, sized).tolist()
+        if book_offset:
+            w = book_offset / refresh
+            norm = math.sqrt((1 - w) ** 2 + w * w)
+            here = [((1 - w) * a + w * b) / norm for a, b in zip(here, there, strict=True)]
+        sigma = params.size_noise
+        factors = np.exp(np.array(here) * sigma - sigma * sigma / 2).tolist()
+        lots = [min(max(round(m * f), 1), LOTS_MAX) for m, f in zip(self._mean_list, factors, strict=False)]
+        if len(prints) > taken:
+            lots = lots[:taken] + [_fraction(u_size, lots[0])]
+        units, scale = decimal_grid(tick)
+        first = sequence * TRADE_ID_STRIDE
+        return Trades(
+            sequence,
+            _frozen(np.arange(first, first + len(prints), dtype=np.int64)),
+            _frozen(np.array([t * units / scale + 0.0 for t in prints], dtype=np.float64)),  # TickGrid.prices
+            _frozen(np.array(lots, dtype=np.int64)),
+            _frozen(np.full(len(prints), int(side), dtype=np.int8)),
+        )
+
+    def _level_means(self, bids: int, asks: int) -> np.ndarray:
+        means = self._means.get((bids, asks))
+        if means is None:
+            means = self._means[bids, asks] = _frozen(np.concatenate((self._mean[:bids], self._mean[:asks])))
+        return means
+
+    def _touches(self, at: np.ndarray, grid: _Grid, flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Best bids and asks in ticks (int64) around prices of ``at`` ticks: the rounding of
+        quotes.quotes, around the price as the market publishes it (TickGrid.prices)."""
+        price = at * grid.units / grid.scale + 0.0
+        half = np.abs(price) * (self.params.spread_bps / 1e4 / 2)
+        bid = np.floor((price - half) / grid.ticks + 1e-9)
+        bid = np.where(flags, np.maximum(bid, 1.0), bid)
+        ask = np.maximum(np.ceil((price + half) / grid.ticks - 1e-9), bid + 1)
+        return bid.astype(np.int64), ask.astype(np.int64)
+
+    def _books(
+        self,
+        seed: int,
+        keys: list[int],
+        sequence: int,
+        at: np.ndarray,
+        grid: _Grid,
+        flags: np.ndarray,
+        depth: int,
+    ) -> list[Book]:
+        """The books of instruments ``keys`` at prices of ``at`` ticks, ``depth`` levels a side.
+        A level's size depends only on its side, price, sequence and distance from the touch,
+        so a shallower book is computed as such. Bids are sized to ``depth`` even where a
+        positive instrument's stop at one tick, and cut after."""
+        params = self.params
+        best_bid, best_ask = self._touches(at, grid, flags)
+        block, offset = divmod(sequence, params.refresh_ticks)
+        windows = []
+        for key, bid, ask in zip(keys, best_bid.tolist(), best_ask.tolist(), strict=True):
+            windows.append(_window(seed, key, Side.BUY, block, bid, depth))
+            windows.append(_window(seed, key, Side.SELL, block, ask, depth))
+        draws = np.concatenate(windows, axis=1)
+        raw = self._factors(draws[0], draws[1], offset).reshape(-1, depth)
+        raw *= self._mean[:depth]  # (bids, asks) of each instrument, as rows
+        lots = _whole_lots(raw)
+        steps = self._steps[:depth]
+        units, scale = grid.at((slice(None), np.newaxis))  # a column: one row per instrument
+        bid_prices = _frozen((best_bid[:, np.newaxis] - steps).astype(np.float64) * units / scale + 0.0)
+        ask_prices = _frozen((best_ask[:, np.newaxis] + steps).astype(np.float64) * units / scale + 0.0)
+        counts = np.where(flags, np.minimum(best_bid, depth), depth).tolist()
+        books = []
+        for bids, bid_lots, ask_lots, ask_prices_row, count in zip(
+            bid_prices, lots[0::2], lots[1::2], ask_prices, counts, strict=True
+        ):
+            if count < depth:  # a positive instrument's bids stop at one tick
+                bids, bid_lots = bids[:count], bid_lots[:count]
+            books.append(Book(sequence, bids, bid_lots, ask_prices_row, ask_lots))
+        return books
+
+    def _trades(
+        self,
+        seed: int,
+        keys: list[int],
+        sequence: int,
+        start: np.ndarray,
+        end: np.ndarray,
+        grid: _Grid,
+        flags: np.ndarray,
+    ) -> list[Trades]:
+        """The trades at ``sequence`` of instruments ``keys`` going from ``start`` to ``end``
+        ticks. A move sizes only the levels it takes, a quiet tick only the touch."""
+        params = self.params
+        refresh = params.refresh_ticks
+        block, offset = divmod(sequence, refresh)
+        u = np.array([_tick_draws(seed, key, block, offset, refresh) for key in keys]).reshape(-1, 3)
+        best_bid, best_ask = self._touches(start, grid, flags)
+        quiet = end == start
+        quiet_prints = quiet & (u[:, 0] < params.quiet_print_probability)
+        # The aggressor: on a quiet tick a buyer or a seller with even odds; a buyer meets the
+        # asks from the best ask up, a seller the bids from the best bid down.
+        buy = np.where(quiet, u[:, 1] < 0.5, end > start)
+        side = np.where(buy, 1, -1)
+        best = np.where(buy, best_ask, best_bid)
+        levels = np.where(buy | ~flags, params.levels, np.minimum(best_bid, params.levels))
+        taken = np.where(quiet, 0, np.clip(np.where(buy, end - best_ask, best_bid - end) + 1, 0, levels))
+        # One more print where the last level taken is not at the new price (inside the
+        # spread, or past the last level), or the quiet tick's print at the touch.
+        closes = np.where(quiet, quiet_prints, (taken == 0) | (best + side * (taken - 1) != end))
+        close_tick = np.where(quiet, best, end)
+        sized = np.where(quiet, quiet_prints, np.maximum(taken, 1))  # the levels taken, or the touch
+        book_block, book_offset = divmod(sequence - 1, refresh)  # the book the move meets
+        windows = [
+            _window(seed, key, -s, book_block, b, n)
+            for key, s, b, n in zip(keys, side.tolist(), best.tolist(), sized.tolist(), strict=True)
+            if n
+        ]
+        lot_start = np.cumsum(sized) - sized
+        level = np.arange(int(sized.sum())) - np.repeat(lot_start, sized)
+        if windows:
+            draws = np.concatenate(windows, axis=1)
+            raw = self._factors(draws[0], draws[1], book_offset)
+            raw *= self._mean[level]
+            lots = _whole_lots(raw)
+        else:
+            lots = np.empty(0, dtype=np.int64)
+        # The touch's size where the move sized levels (a placeholder where it did not).
+        touch = lots[np.minimum(lot_start, len(lots) - 1)] if len(lots) else np.ones(len(keys), np.int64)
+        close_size = np.minimum(touch, 1 + (u[:, 2] * touch).astype(np.int64))  # uniform in [1, touch]
+        counts = taken + closes
+        first = np.cumsum(counts) - counts
+        owner = np.repeat(np.arange(len(keys)), counts)
+        index = np.arange(int(counts.sum())) - first[owner]
+        at_level = index < taken[owner]
+        ticks = np.where(at_level, best[owner] + side[owner] * index, close_tick[owner])
+        level_lots = lots[np.where(at_level, lot_start[owner] + index, 0)] if len(lots) else index
+        units, scale = grid.at(owner)
+        arrays = (
+            _frozen(sequence * TRADE_ID_STRIDE + index),
+            _frozen(ticks.astype(np.float64) * units / scale + 0.0),
+            _frozen(np.where(at_level, level_lots, close_size[owner])),
+            _frozen(side[owner].astype(np.int8)),
+        )
+        trades = []
+        for begin, stop in zip(first.tolist(), (first + counts).tolist(), strict=True):
+            trades.append(Trades(sequence, *(array[begin:stop] for array in arrays)))
+        return trades
+
+    def _factors(self, here: np.ndarray, there: np.ndarray, offset: int) -> np.ndarray:
+        """The size factors exp(size_noise * z - size_noise^2 / 2), z going from the draws
+        ``here`` of a block towards ``there`` of the next, ``offset`` sequences into the block,
+        rescaled to unit variance. Each operation is elementwise, so a level's factor is the
+        same however many are worked out with it. Overwrites ``here`` and ``there``."""
+        params = self.params
+        refresh = params.refresh_ticks
+        z = here
+        if offset:
+            w = offset / refresh
+            z *= 1 - w
+            there *= w
+            z += there
+            z /= math.sqrt((1 - w) ** 2 + w * w)
+        sigma = params.size_noise
+        z *= sigma
+        z -= sigma * sigma / 2
+        return np.exp(z, out=z)
+
+
+class _Grid:
+    """A batch's tick sizes (one for all, or one per instrument) and their exact decimals,
+    units / scale (see ticks.decimal_grid)."""
+
+    def __init__(self, ticks: float | np.ndarray) -> None:
+        self.ticks = ticks
+        if np.ndim(ticks) == 0:
+            self.units, self.scale = decimal_grid(float(ticks))
+        else:
+            self.units, self.scale = np.array([decimal_grid(t) for t in ticks.tolist()]).reshape(-1, 2).T
+
+    def at(self, index: object) -> tuple[float | np.ndarray, float | np.ndarray]:
+        """Units and scale of the instruments at ``index`` (any numpy index of the batch)."""
+        if np.ndim(self.units) == 0:
+            return self.units, self.scale
+        return self.units[index], self.scale[index]
 
 
 def diff(old: Book, new: Book) -> list[LevelChange]:
     """The level changes that turn ``old`` into ``new``: every level of ``new`` that is not
     in ``old`` at the same size, and size 0 for every level of ``old`` gone from ``new``
-    (moved away, crossed, or out of the depth). Bids first, then asks, each best first."""
-    changes: list[LevelChange] = []
-    for side in (Side.BUY, Side.SELL):
-        old_prices, old_sizes = old.side(side)
-        new_prices, new_sizes = new.side(side)
-        before = dict(zip(old_prices.tolist(), old_sizes.tolist(), strict=True))
-        after = dict(zip(new_prices.tolist(), new_sizes.tolist(), strict=True))
-        changed = {p: s for p, s in after.items() if before.get(p) != s}
-        changed.update((p, 0) for p in before if p not in after)
-        best_first = sorted(changed, reverse=side is Side.BUY)
-        changes.extend(LevelChange(side, p, changed[p]) for p in best_first)
-    return changes
+    (moved away, crossed, or out of the depth). Bids first, then asks, each best first.
+    Both books' sides are in their documented order, best first, as the model makes them."""
+    return _side_changes(
+        Side.BUY,
+        old.bid_prices.tolist(),
+        old.bid_sizes.tolist(),
+        new.bid_prices.tolist(),
+        new.bid_sizes.tolist(),
+    ) + _side_changes(
+        Side.SELL,
+        old.ask_prices.tolist(),
+        old.ask_sizes.tolist(),
+        new.ask_prices.tolist(),
+        new.ask_sizes.tolist(),
+    )
+
+
+def _side_changes(
+    side: Side, old_prices: list, old_sizes: list, new_prices: list, new_sizes: list
+) -> list[LevelChange]:
+    """One side's changes, both lists best first. A model's book is a run of consecutive
+    ticks, so after a move the new levels are mostly the old ones shifted: one lookup finds
+    the run the two share, whose sizes are then compared pairwise; other books are merged
+    level by level."""
+    if old_prices == new_prices:  # the same levels: only sizes may differ
+        return list(
+            map(_change, compress(zip(repeat(side), new_prices, new_sizes), map(ne, new_sizes, old_sizes)))
+        )
+    old_start = new_start = 0
+    if new_prices and old_prices and new_prices[0] != old_prices[0]:
+        try:
+            if (new_prices[0] < old_prices[0]) is (side is Side.BUY):  # the old book had better levels
+                old_start = old_prices.index(new_prices[0])
+            else:  # the new book has better levels
+                new_start = new_prices.index(old_prices[0])
+        except ValueError:  # the two share no level
+            return _merged(side, old_prices, old_sizes, new_prices, new_sizes)
+    shared = min(len(old_prices) - old_start, len(new_prices) - new_start)
+    old_end, new_end = old_start + shared, new_start + shared
+    if old_prices[old_start:old_end] != new_prices[new_start:new_end]:  # not one run
+        return _merged(side, old_prices, old_sizes, new_prices, new_sizes)
+    # The old sizes beside the new levels (None where the old book had no such level); the
+    # old book's better or worse levels beyond the run are gone.
+    before = [None] * new_start + old_sizes[old_start:old_end] + [None] * (len(new_prices) - new_end)
+    levels = chain(
+        zip(repeat(side), old_prices[:old_start], repeat(0)),
+        compress(zip(repeat(side), new_prices, new_sizes), map(ne, new_sizes, before)),
+        zip(repeat(side), old_prices[old_end:], repeat(0)),
+    )
+    return list(map(_change, levels))  # iterators all the way: no Python step per level
+
+
+def _merged(
+    side: Side, old_prices: list, old_sizes: list, new_prices: list, new_sizes: list
+) -> list[LevelChange]:
+    """One side's changes by merging the two best-first lists level by level."""
+    bids = side is Side.BUY
+    levels = []
+    i = j = 0
+    while i < len(old_prices) and j < len(new_prices):
+        was, now = old_prices[i], new_prices[j]
+        if was == now:
+            if old_sizes[i] != new_sizes[j]:
+                levels.append((side, now, new_sizes[j]))
+            i += 1
+            j += 1
+        elif (was > now) is bids:  # the old level comes first: the new book lacks it
+            levels.append((side, was, 0))
+            i += 1
+        else:
+            levels.append((side, now, new_sizes[j]))
+            j += 1
+    levels += [(side, was, 0) for was in old_prices[i:]]
+    levels += zip(repeat(side), new_prices[j:], new_sizes[j:], strict=False)
+    return list(map(_change, levels))
+
+
+# A LevelChange from a (side, price, size) tuple, without NamedTuple's argument handling.
+_change = functools.partial(tuple.__new__, LevelChange)
 
 
 def apply_diff(book: Book, changes: list[LevelChange], sequence: int) -> Book:
@@ -306,9 +627,17 @@ def apply_diff(book: Book, changes: list[LevelChange], sequence: int) -> Book:
     return Book(sequence, *arrays)
 
 
+def clear_caches() -> None:
+    """Empty the caches of random draws and weights: they only save work, results never
+    depend on them."""
+    for cached in (_page, _two_pages, _ladder, _draw_rows):
+        cached.cache_clear()
+
+
 def _touch(at: int, tick: float, spread_bps: float, positive: bool) -> tuple[int, int]:
-    """Best bid and ask in ticks around the price ``at`` ticks: the rounding of quotes.quotes."""
-    price = float(TickGrid(tick).prices(at))  # the published price, as quotes.quotes sees it
+    """BookModel._touches for one price, in Python scalars: the same operations."""
+    units, scale = decimal_grid(tick)
+    price = at * units / scale + 0.0
     half = abs(price) * (spread_bps / 1e4 / 2)
     bid = math.floor((price - half) / tick + 1e-9)
     if positive:
@@ -316,36 +645,70 @@ def _touch(at: int, tick: float, spread_bps: float, positive: bool) -> tuple[int
     return bid, max(math.ceil((price + half) / tick - 1e-9), bid + 1)
 
 
-def _noise(
-    seed: int, instrument: int, side: Side, sequence: int, ticks: np.ndarray, refresh: int
-) -> np.ndarray:
-    """Unit-variance noise of the levels at ``ticks`` on ``side`` at ``sequence``: the
-    block's draws moving linearly towards the next block's."""
-    block, offset = divmod(sequence, refresh)
-    here = _block_noise(seed, instrument, side, block, ticks)
-    if offset == 0:
-        return here
-    w = offset / refresh
-    there = _block_noise(seed, instrument, side, block + 1, ticks)
-    return ((1 - w) * here + w * there) / math.sqrt((1 - w) ** 2 + w * w)
+def _bid_count(best_bid: int, levels: int, positive: bool) -> int:
+    """How many bid levels the full book has: a positive instrument's stop at one tick."""
+    return min(levels, best_bid) if positive else levels
 
 
-def _block_noise(seed: int, instrument: int, side: Side, block: int, ticks: np.ndarray) -> np.ndarray:
-    """The block's draws at ``ticks``: consecutive ticks, at most PAGE_TICKS of them, so
-    within the two pages from the lowest one."""
-    if not len(ticks):
-        return np.empty(0)
-    first = int(ticks.min()) // PAGE_TICKS
-    return _two_pages(seed, instrument, int(side), block, first)[ticks - first * PAGE_TICKS]
+def _fraction(u: float, lots: int) -> int:
+    """A size uniform in [1, lots] from the uniform ``u`` in [0, 1)."""
+    return min(int(lots), 1 + int(u * lots))
 
 
-@functools.lru_cache(maxsize=4096)
+def _ladder_prices(tick: float, best: int, count: int, side: Side) -> np.ndarray:
+    """Prices of ``count`` levels of ``side`` from tick ``best``, best first: a slice of a ladder."""
+    page, at = divmod(best, PAGE_TICKS)
+    if side is Side.BUY:
+        at = PAGE_TICKS - 1 - at
+    return _ladder(tick, page, side is Side.BUY)[at : at + count]
+
+
+@functools.lru_cache(maxsize=1024)
+def _ladder(tick: float, page: int, descending: bool) -> np.ndarray:
+    """Prices (as TickGrid.prices writes them) of 2 * PAGE_TICKS consecutive ticks: from the
+    page's lowest tick up, or from its highest tick down."""
+    units, scale = decimal_grid(tick)
+    low = page * PAGE_TICKS
+    steps = np.arange(2 * PAGE_TICKS, dtype=np.int64)
+    ticks = (low + PAGE_TICKS - 1 - steps if descending else low + steps).astype(np.float64)
+    return _frozen(ticks * units / scale + 0.0)
+
+
+def _whole_lots(raw: np.ndarray) -> np.ndarray:
+    """Mean times factor, rounded to whole lots in [1, LOTS_MAX] (int64, read-only)."""
+    np.rint(raw, out=raw)
+    np.maximum(raw, 1.0, out=raw)
+    np.minimum(raw, LOTS_MAX, out=raw)
+    return _frozen(raw.astype(np.int64))
+
+
+def _window(seed: int, instrument: int, side: int, block: int, best: int, count: int) -> np.ndarray:
+    """(2, count) draws of the first ``count`` levels of ``side`` from tick ``best``, best first:
+    of ``block`` (first row) and of the next block (second row)."""
+    page, at = divmod(best, PAGE_TICKS)
+    if side == Side.BUY:  # bid pages are stored from their highest tick down
+        at = PAGE_TICKS - 1 - at
+    return _two_pages(seed, instrument, side, block, page)[:, at : at + count]
+
+
+# Two pages of a side in a block and the next, 2 KB with its cache entry: 2,048 of them
+# (about 5 MB) hold the current draws of about 700 instruments.
+@functools.lru_cache(maxsize=2048)
 def _two_pages(seed: int, instrument: int, side: int, block: int, page: int) -> np.ndarray:
-    pair = (_page(seed, instrument, side, block, page), _page(seed, instrument, side, block, page + 1))
-    return _frozen(np.concatenate(pair))
+    """(2, 2 * PAGE_TICKS) draws of ``block`` and of the next block: for asks, the ticks of
+    ``page`` and the page above, up; for bids, those of ``page`` and the page below, down.
+    A side's levels from a best tick in ``page`` are then a slice."""
+    pages = (page, page + 1) if side == Side.SELL else (page, page - 1)
+    rows = []
+    for b in (block, block + 1):
+        parts = [_page(seed, instrument, side, b, p) for p in pages]
+        rows.append(np.concatenate(parts if side == Side.SELL else [part[::-1] for part in parts]))
+    return _frozen(np.stack(rows))
 
 
-@functools.lru_cache(maxsize=8192)
+# A page is 64 draws (about 0.7 KB with its cache entry): 4,096 of them (about 3 MB) keep
+# the pages of the current draws until the next block needs them too.
+@functools.lru_cache(maxsize=4096)
 def _page(seed: int, instrument: int, side: int, block: int, page: int) -> np.ndarray:
     """PAGE_TICKS standard normals, one per tick of ``page`` (which may be negative)."""
     page_key = 2 * page if page >= 0 else -2 * page - 1
@@ -354,33 +717,29 @@ def _page(seed: int, instrument: int, side: int, block: int, page: int) -> np.nd
     return _frozen(_stream(seed, key).standard_normal(PAGE_TICKS))
 
 
-@functools.lru_cache(maxsize=1024)
-def _tick_draws(seed: int, instrument: int, block: int, refresh: int) -> np.ndarray:
-    """Three uniforms per sequence of ``block``: whether a quiet tick prints, its side, and
-    the size of a quiet or closing print."""
-    return _frozen(_stream(seed, (BOOK_STREAM, instrument, _TICK_DRAWS, block)).random((refresh, 3)))
+def _tick_draws(seed: int, instrument: int, block: int, offset: int, refresh: int) -> np.ndarray:
+    """The three uniforms of the sequence ``offset`` into ``block``: whether a quiet tick
+    prints, its side, and the size of a quiet or closing print. The block's stream holds
+    them row by row; they are drawn _DRAW_ROWS rows at a time."""
+    chunk, row = divmod(offset, _DRAW_ROWS)
+    return _draw_rows(seed, instrument, block, chunk, min(_DRAW_ROWS, refresh - chunk * _DRAW_ROWS))[row]
+
+
+# Rows of tick draws made at once: a block of up to 4,096 sequences is drawn in pieces, so
+# a cache entry stays under 2 KB whatever refresh_ticks is (2,048 of them, at most 4 MB).
+_DRAW_ROWS = 64
+
+
+@functools.lru_cache(maxsize=2048)
+def _draw_rows(seed: int, instrument: int, block: int, chunk: int, rows: int) -> np.ndarray:
+    """Rows ``chunk * _DRAW_ROWS`` on of the block's (refresh_ticks, 3) uniforms."""
+    stream = _stream(seed, (BOOK_STREAM, instrument, _TICK_DRAWS, block))
+    stream.bit_generator.advance(3 * _DRAW_ROWS * chunk)  # one 64-bit output per uniform
+    return _frozen(stream.random((rows, 3)))
 
 
 def _stream(seed: int, key: tuple[int, ...]) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=key)))
-
-
-def _fraction(u: float, lots: int) -> int:
-    """A size uniform in [1, lots] from the uniform ``u`` in [0, 1)."""
-    return min(int(lots), 1 + int(u * lots))
-
-
-def _trades(sequence: int, ticks: list[int], lots: list[int], side: Side, tick: float) -> Trades:
-    count = len(ticks)
-    ids = sequence * TRADE_ID_STRIDE + np.arange(count, dtype=np.int64)
-    prices = TickGrid(tick).prices(np.array(ticks, dtype=np.float64))
-    return Trades(
-        sequence,
-        _frozen(ids),
-        _frozen(prices),
-        _frozen(np.array(lots, dtype=np.int64)),
-        _frozen(np.full(count, int(side), dtype=np.int8)),
-    )
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:
@@ -388,13 +747,95 @@ def _frozen(array: np.ndarray) -> np.ndarray:
     return array
 
 
+_NO_IDS = _frozen(np.empty(0, dtype=np.int64))
+_NO_PRICES = _frozen(np.empty(0, dtype=np.float64))
+_NO_SIDES = _frozen(np.empty(0, dtype=np.int8))
+
+
+def _instrument_keys(instruments: Sequence[int]) -> list[int]:
+    keys = list(instruments)
+    if not all(type(key) is int for key in keys) or (
+        keys and not 0 <= min(keys) <= max(keys) <= INSTRUMENT_KEY_MAX
+    ):
+        for i, key in enumerate(keys):
+            try:
+                _check_int("instrument", key, 0, INSTRUMENT_KEY_MAX)
+            except ParameterError as error:
+                raise _entry(error, i) from None
+        keys = [int(key) for key in keys]
+    return keys
+
+
+def _tick_column(tick_sizes: float | Sequence[float], count: int) -> _Grid:
+    """A batch's tick sizes: one for all, or one per instrument."""
+    if isinstance(tick_sizes, (numbers.Real, str, bytes)):
+        return _Grid(_check_tick(tick_sizes))
+    ticks = list(tick_sizes)
+    _check_count("tick_sizes", ticks, count)
+    for i, tick in enumerate(ticks):
+        try:
+            _check_tick(tick)
+        except ParameterError as error:
+            raise _entry(error, i) from None
+    return _Grid(np.array(ticks, dtype=np.float64))
+
+
+def _flag_column(positive: bool | Sequence[bool], count: int) -> np.ndarray:
+    if isinstance(positive, (bool, np.bool_, numbers.Real)):
+        return np.full(count, bool(positive))
+    flags = [bool(flag) for flag in positive]
+    _check_count("positive", flags, count)
+    return np.array(flags, dtype=bool)
+
+
+def _price_column(
+    field: str, prices: Sequence[float] | np.ndarray, grid: _Grid, flags: np.ndarray
+) -> np.ndarray:
+    """A batch's prices as whole ticks (int64), each checked as ``_ticks`` checks one."""
+    values = list(prices.tolist() if isinstance(prices, np.ndarray) else prices)
+    _check_count(f"{field}s", values, len(flags))
+    if all(type(value) is float for value in values):
+        values = np.array(values, dtype=np.float64)
+        with np.errstate(all="ignore"):
+            ratio = values / grid.ticks
+            at = np.rint(ratio)  # half to even, as round()
+            good = np.isfinite(values) & (np.abs(ratio) <= PRICE_TICKS_MAX) & (~flags | (at >= 1))
+        if good.all():
+            return at.astype(np.int64)
+    ticks = np.broadcast_to(grid.ticks, len(flags)).tolist()
+    at = []
+    for i, (value, tick, flag) in enumerate(zip(values, ticks, flags.tolist(), strict=True)):
+        try:
+            at.append(_ticks(value, tick, field, flag))
+        except ParameterError as error:
+            raise _entry(error, i) from None
+    return np.array(at, dtype=np.int64)
+
+
+def _check_count(field: str, values: list, count: int) -> None:
+    if len(values) != count:
+        raise ParameterError(
+            field, f"{field} must have {count} entries, one per instrument, got {len(values)}"
+        )
+
+
+def _entry(error: ParameterError, index: int) -> ParameterError:
+    """``error`` about one instrument's value, named as that entry of the batch's column."""
+    field = f"{error.field}s[{index}]"
+    return ParameterError(field, field + str(error)[len(error.field) :])
+
+
 def _number(field: str, value: object) -> float:
+    if isinstance(value, float):  # float and numpy's float64, the common case
+        return float(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ParameterError(field, f"{field} must be a number, got {quoted(value)}")
     return float(value)
 
 
 def _check_int(field: str, value: object, low: int, high: int) -> int:
+    if type(value) is int and low <= value <= high:  # the common case, before the general check
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not low <= value <= high:
         raise ParameterError(field, f"{field} must be an integer in [{low}, {high}], got {quoted(value)}")
     return int(value)
@@ -406,9 +847,15 @@ def _check_keys(seed: int, instrument: int, sequence: int) -> None:
     _check_int("sequence", sequence, 0, SEQUENCE_MAX)
 
 
+def _check_trade_sequence(sequence: int) -> None:
+    if sequence < 1:
+        raise ParameterError("sequence", f"sequence must be at least 1 for trades, got {sequence}")
+
+
 def _check_tick(tick_size: float) -> float:
     value = _number("tick_size", tick_size)
-    check_range("tick_size", value, TICK_SIZE_MIN, TICK_SIZE_MAX)
+    if not TICK_SIZE_MIN <= value <= TICK_SIZE_MAX:  # the message is only built when needed
+        check_range("tick_size", value, TICK_SIZE_MIN, TICK_SIZE_MAX)
     return value
 
 

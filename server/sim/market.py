@@ -24,6 +24,13 @@ from .ticks import TickGrid
 from .universe import MarketConfig
 
 
+def symbol_key(symbol: str) -> int:
+    """A 64-bit key of ``symbol``: the first 8 bytes of its SHA-256. It names the
+    instrument's random streams (its price for non-GBM models, its book and trades)
+    by symbol rather than by position in the market."""
+    return int.from_bytes(hashlib.sha256(symbol.encode("utf-8")).digest()[:8], "big")
+
+
 def instrument_rng(seed: int, symbol: str) -> np.random.Generator:
     """The random stream of a non-GBM instrument of the market run with ``seed``.
 
@@ -32,8 +39,7 @@ def instrument_rng(seed: int, symbol: str) -> np.random.Generator:
     none of its draws; and independent of the GBM instruments' stream
     (``make_rng(seed)``), so adding it changes none of theirs.
     """
-    key = int.from_bytes(hashlib.sha256(symbol.encode("utf-8")).digest()[:8], "big")
-    return make_rng(seed, stream=key)
+    return make_rng(seed, stream=symbol_key(symbol))
 
 
 # How many values a stepper computes at once when the market moves many ticks in one go

@@ -24,7 +24,7 @@ def check_tick_size(tick: float, field: str = "tick_size") -> None:
 
 
 @functools.lru_cache(maxsize=1024)
-def _decimal_grid(tick_size: float) -> tuple[float, float]:
+def decimal_grid(tick_size: float) -> tuple[float, float]:
     """The tick as an exact decimal: (units, 10^decimals), e.g. 0.05 -> (5, 100)."""
     decimals = max(0, -Decimal(repr(tick_size)).as_tuple().exponent)
     scale = 10.0**decimals
@@ -45,9 +45,9 @@ class TickGrid:
     def __init__(self, tick_size: float | np.ndarray, at_least_one_tick: bool | np.ndarray = False) -> None:
         self.tick_size = tick_size
         if np.ndim(tick_size) == 0:
-            self._units, self._scale = _decimal_grid(float(tick_size))
+            self._units, self._scale = decimal_grid(float(tick_size))
         else:
-            self._units, self._scale = np.array([_decimal_grid(float(t)) for t in tick_size]).T
+            self._units, self._scale = np.array([decimal_grid(float(t)) for t in tick_size]).T
         self._floor = at_least_one_tick
 
     def prices(self, ticks: np.ndarray) -> np.ndarray:

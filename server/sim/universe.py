@@ -14,12 +14,13 @@ import functools
 import numbers
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .book import BookParams
 from .checks import ParameterError, check_range, listed, quoted
 from .correlation import check_correlation
 from .models import DEFAULT_TRADING_DAYS_PER_YEAR, Gbm, Model
@@ -29,6 +30,8 @@ from .ticks import TICK_SIZE_MAX, TICK_SIZE_MIN
 # A trading day of an equity exchange (6.5 hours), to turn simulated seconds into trading days.
 TRADING_SECONDS_PER_DAY = 6.5 * 3600
 SYMBOL_MAX_CHARS = 32
+# Units in one lot: book and trade sizes count lots.
+LOT_SIZE_MAX = 10**9
 # The market ticks at most this often: faster clocks are refused, not chased.
 MIN_WALL_INTERVAL = 0.001
 # The instants a market's epoch may be: from the Unix epoch to the last year whose
@@ -94,6 +97,7 @@ class Instrument:
     tick_size: float = 0.01
     model: str = "gbm"
     parameters: tuple[tuple[str, float], ...] = ()  # empty for GBM means (start_price, mu, sigma)
+    lot_size: int = 1  # units in one lot; book and trade sizes count lots
 
     def __post_init__(self) -> None:
         if not self.symbol or len(self.symbol) > SYMBOL_MAX_CHARS or not self.symbol.isprintable():
@@ -103,6 +107,12 @@ class Instrument:
             )
         # The same grid as a path's: a tick far below 1e-9 overflows the exact decimals.
         check_range("tick_size", self.tick_size, TICK_SIZE_MIN, TICK_SIZE_MAX)
+        lot = self.lot_size
+        if isinstance(lot, bool) or not isinstance(lot, numbers.Integral) or not 1 <= lot <= LOT_SIZE_MAX:
+            raise ParameterError(
+                "lot_size",
+                f"lot_size must be a whole number of units in [1, {LOT_SIZE_MAX}], got {quoted(lot)}",
+            )
         given = dict(self.parameters)
         if self.model == "gbm" and not given:
             given = {"start_price": self.start_price, "mu": self.mu, "sigma": self.sigma}
@@ -119,7 +129,12 @@ class Instrument:
 
     @classmethod
     def of_model(
-        cls, symbol: str, model: str, parameters: Mapping[str, object], tick_size: float = 0.01
+        cls,
+        symbol: str,
+        model: str,
+        parameters: Mapping[str, object],
+        tick_size: float = 0.01,
+        lot_size: int = 1,
     ) -> Instrument:
         """An instrument of ``model`` (one of MODELS) with that model's named parameters.
 
@@ -128,7 +143,7 @@ class Instrument:
         """
         checked = _checked_parameters(model, parameters)
         start_price, mu, sigma = ALL_MODELS[model](**dict(checked)).summary
-        return cls(symbol, start_price, mu, sigma, tick_size, model, checked)
+        return cls(symbol, start_price, mu, sigma, tick_size, model, checked, lot_size)
 
     @property
     def positive(self) -> bool:
@@ -153,7 +168,8 @@ class MarketConfig:
     ``factor`` is the factor of the GBM instruments' correlation, in their order.
     ``epoch`` is the wall time of tick 0 in seconds since 1970-01-01T00:00:00Z (None:
     each server takes the moment it starts); servers given the same universe, seed
-    and epoch publish the same ticks at the same times.
+    and epoch publish the same ticks at the same times, and the same order books and
+    trades, which follow ``book`` (see sim.book).
     """
 
     instruments: tuple[Instrument, ...]
@@ -163,6 +179,7 @@ class MarketConfig:
     simulated_seconds_per_tick: float = 1.0
     speed: float = 1.0
     epoch: float | None = None
+    book: BookParams = field(default_factory=BookParams)
     factor: np.ndarray | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -321,7 +338,7 @@ def parse_epoch(value: object) -> float:
 
 
 # Keys of an [[instrument]] table that are not model parameters.
-_INSTRUMENT_KEYS = ("symbol", "model", "tick_size")
+_INSTRUMENT_KEYS = ("symbol", "model", "tick_size", "lot_size")
 
 
 def parse_market(document: Mapping[str, Any]) -> MarketConfig:
@@ -342,7 +359,10 @@ def parse_market(document: Mapping[str, Any]) -> MarketConfig:
         tick_size = _number(row, "tick_size", where, 0.01)
         parameters = {key: value for key, value in row.items() if key not in _INSTRUMENT_KEYS}
         try:
-            instruments.append(Instrument.of_model(symbol, row.get("model", "gbm"), parameters, tick_size))
+            model = row.get("model", "gbm")
+            instruments.append(
+                Instrument.of_model(symbol, model, parameters, tick_size, row.get("lot_size", 1))
+            )
         except ParameterError as err:
             raise ParameterError(err.field, f"{where}: {err}") from None
     correlation = market.get("correlation")
@@ -363,7 +383,22 @@ def parse_market(document: Mapping[str, Any]) -> MarketConfig:
         simulated_seconds_per_tick=_number(market, "simulated_seconds_per_tick", "[market]", 1.0),
         speed=_number(market, "speed", "[market]", 1.0),
         epoch=None if market.get("epoch") is None else parse_epoch(market["epoch"]),
+        book=_book_params(document.get("book", {})),
     )
+
+
+def _book_params(table: object) -> BookParams:
+    """The [book] table: the order-book model's parameters (sim.book.BookParams), each optional."""
+    if not isinstance(table, Mapping):
+        raise ParameterError("book", "[book] must be a table")
+    names = [f.name for f in fields(BookParams)]
+    unknown = [key for key in table if key not in names]
+    if unknown:
+        raise ParameterError(
+            f"book.{unknown[0]}",
+            f"[book]: {listed(unknown)} not a parameter of the book model, which takes {', '.join(names)}",
+        )
+    return BookParams(**table)
 
 
 def load_market(path: str | Path) -> MarketConfig:

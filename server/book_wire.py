@@ -1,0 +1,270 @@
+"""Order books, trades and candles of the live feed, serialized once per tick.
+
+As ``wire.TickEncoding`` does for prices, ``DepthEncoding`` encodes what a
+tick brings, lazily and once: each symbol's book at each depth asked for
+(whole, or as the levels changed since the last published tick), its trades
+and its forming candles, then each distinct subscription's events, shared by
+every subscriber asking for the same. Packed arrays are written straight
+from numpy; the bytes are what the protobuf classes would write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from marketdata.v1 import market_data_pb2 as pb
+
+from .sim.book import Book, Side, Trades
+from .sim.depth import CANDLE_INTERVALS, Candle, DepthTick, Tape, side_changes, truncated
+from .wire import (
+    _LITTLE_F8,
+    _LITTLE_I8,
+    _LITTLE_U8,
+    market_event,
+    message_field,
+    packed,
+    string_field,
+    uint_field,
+)
+
+
+def _numbers(message: type) -> dict[str, int]:
+    return {f.name: f.number for f in message.DESCRIPTOR.fields}
+
+
+_BOOK = _numbers(pb.OrderBook)
+_TRADES = _numbers(pb.Trades)
+_EVENT = _numbers(pb.MarketEvent)
+_LIST = 1  # OrderBooks.books, TradeBatch.trades, CandleBatch.candles
+assert _numbers(pb.OrderBooks)["books"] == _numbers(pb.TradeBatch)["trades"] == _LIST
+assert _numbers(pb.CandleBatch)["candles"] == _LIST
+assert list(_BOOK.values()) == sorted(_BOOK.values()) and list(_TRADES.values()) == sorted(_TRADES.values())
+
+EVENT_BOOK_SNAPSHOT = _EVENT["book_snapshot"]
+EVENT_BOOK_UPDATE = _EVENT["book_update"]
+EVENT_TOP_OF_BOOK = _EVENT["top_of_book"]
+EVENT_TRADES = _EVENT["trades"]
+EVENT_CANDLES = _EVENT["candles"]
+
+# The proto's Side of the model's aggressor (+1 buy, -1 sell); each value one varint byte.
+_SIDE_BYTES = {int(Side.BUY): pb.BUY, int(Side.SELL): pb.SELL}
+CANDLE_NAMES = {pb.CANDLES_1S: "1s", pb.CANDLES_1M: "1m"}
+CANDLE_ENUMS = {"1s": pb.CANDLE_INTERVAL_1S, "1m": pb.CANDLE_INTERVAL_1M}
+assert set(CANDLE_ENUMS) == set(CANDLE_INTERVALS)
+
+
+def _packed_enum(field_number: int, values: bytes) -> bytes:
+    """A packed repeated enum whose values are all below 128: one byte each."""
+    return message_field(field_number, values) if values else b""
+
+
+def book_entry(
+    symbol: str,
+    sequence: int,
+    previous: int,
+    depth: int,
+    bids: tuple[Sequence[float], Sequence[int]],
+    asks: tuple[Sequence[float], Sequence[int]],
+) -> bytes:
+    """One OrderBook as an entry of OrderBooks.books."""
+    n = _BOOK
+    payload = b"".join(
+        [
+            string_field(n["symbol"], symbol),
+            uint_field(n["sequence"], sequence),
+            uint_field(n["previous_sequence"], previous),
+            *packed(n["bid_prices"], np.asarray(bids[0]), _LITTLE_F8),
+            *packed(n["bid_sizes"], np.asarray(bids[1]), _LITTLE_U8),
+            *packed(n["ask_prices"], np.asarray(asks[0]), _LITTLE_F8),
+            *packed(n["ask_sizes"], np.asarray(asks[1]), _LITTLE_U8),
+            uint_field(n["depth"], depth),
+        ]
+    )
+    return message_field(_LIST, payload)
+
+
+def whole_book(symbol: str, book: Book, depth: int) -> bytes:
+    """A book as a snapshot entry: every level to ``depth``."""
+    book = truncated(book, depth)
+    return book_entry(
+        symbol, book.sequence, 0, depth, (book.bid_prices, book.bid_sizes), (book.ask_prices, book.ask_sizes)
+    )
+
+
+def book_message(symbol: str, book: Book, depth: int) -> pb.OrderBook:
+    """A book as a protobuf OrderBook (unary replies)."""
+    return pb.OrderBook.FromString(_payload(whole_book(symbol, book, depth)))
+
+
+def _payload(entry: bytes) -> bytes:
+    """The message inside a length-delimited entry."""
+    position = 1
+    length = shift = 0
+    while True:
+        byte = entry[position]
+        length |= (byte & 0x7F) << shift
+        position += 1
+        if byte < 0x80:
+            return entry[position : position + length]
+        shift += 7
+
+
+def trades_entry(symbol: str, trades: Trades, time_ns: int) -> bytes:
+    """One instrument's prints of one tick as an entry of TradeBatch.trades."""
+    return message_field(
+        _LIST,
+        trades_payload(
+            symbol, trades.ids, trades.prices, trades.sizes, trades.sides, [time_ns] * len(trades)
+        ),
+    )
+
+
+def trades_payload(
+    symbol: str,
+    ids: Sequence[int],
+    prices: Sequence[float],
+    sizes: Sequence[int],
+    sides: Sequence[int],
+    times: Sequence[int],
+) -> bytes:
+    """A serialized Trades message from parallel sequences (sides as the model's +1/-1)."""
+    n = _TRADES
+    return b"".join(
+        [
+            string_field(n["symbol"], symbol),
+            *packed(n["trade_ids"], np.asarray(ids), _LITTLE_U8),
+            *packed(n["prices"], np.asarray(prices), _LITTLE_F8),
+            *packed(n["sizes"], np.asarray(sizes), _LITTLE_U8),
+            _packed_enum(n["aggressors"], bytes(_SIDE_BYTES[int(s)] for s in sides)),
+            *packed(n["times"], np.asarray(times, dtype=np.int64), _LITTLE_I8),
+        ]
+    )
+
+
+def candle_message(symbol: str, interval: str, candle: Candle) -> pb.Candle:
+    message = pb.Candle(
+        symbol=symbol,
+        interval=CANDLE_ENUMS[interval],
+        open=candle.open,
+        high=candle.high,
+        low=candle.low,
+        close=candle.close,
+        volume=candle.volume,
+        trade_count=candle.count,
+    )
+    message.start_time.FromNanoseconds(candle.start_ns)
+    return message
+
+
+# What a subscription asks of the books and trades: per data type, its symbols' market
+# positions (and, for ORDER_BOOK, each one's depth), in the order subscribed. Hashable, so
+# subscribers asking the same share one encoding.
+DataKey = tuple[tuple[int, tuple[int, ...], tuple[int, ...]], ...]
+
+
+class DepthEncoding:
+    """One tick's books, trades and candles, serialized once per distinct request."""
+
+    def __init__(
+        self,
+        depth: DepthTick,
+        previous: DepthTick | None,
+        symbols: tuple[str, ...],
+        time: bytes,
+        time_ns: int,
+        tape: Tape,
+    ) -> None:
+        self.sequence = depth.sequence
+        self._depth, self._previous, self._symbols = depth, previous, symbols
+        self._time, self._time_ns, self._tape = time, time_ns, tape
+        self._events: dict[tuple[DataKey, bool], list[bytes]] = {}
+        self._entries: dict[tuple, bytes] = {}  # (what, position, depth or interval) -> entry
+
+    def _entry(self, what: str, position: int, arg: object) -> bytes:
+        key = (what, position, arg)
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self._entries[key] = getattr(self, what)(position, arg)
+        return entry
+
+    def _whole(self, position: int, depth: int) -> bytes:
+        return whole_book(self._symbols[position], self._depth.book(position), depth)
+
+    def _update(self, position: int, depth: int) -> bytes:
+        """The changed levels at ``depth`` since the last published tick (perhaps none)."""
+        new = truncated(self._depth.book(position), depth)
+        old = truncated(self._previous.book(position), depth)
+        bids = side_changes(old.bid_prices, old.bid_sizes, new.bid_prices, new.bid_sizes, bids=True)
+        asks = side_changes(old.ask_prices, old.ask_sizes, new.ask_prices, new.ask_sizes, bids=False)
+        # An entry even when nothing changed: each symbol's book sequence moves with every
+        # update, so a client checks previous_sequence against the last one it applied.
+        return book_entry(self._symbols[position], new.sequence, old.sequence, depth, bids, asks)
+
+    def _trades(self, position: int, _: object = None) -> bytes:
+        trades = self._depth.trades[position]
+        if trades is None or not len(trades):
+            return b""
+        return trades_entry(self._symbols[position], trades, self._time_ns)
+
+    def _candle(self, position: int, interval: str) -> bytes:
+        trades = self._depth.trades[position]
+        candle = self._tape.forming(position, interval)
+        if trades is None or not len(trades) or candle is None:
+            return b""
+        return message_field(
+            _LIST, candle_message(self._symbols[position], interval, candle).SerializeToString()
+        )
+
+    def events(self, key: DataKey, snapshot: bool) -> list[bytes]:
+        """The events of this tick for a subscription asking ``key``; with ``snapshot``, whole
+        books instead of changes (a new subscription, or one that skipped ticks)."""
+        cached = self._events.get((key, snapshot))
+        if cached is not None:
+            return cached
+        out = []
+        for kind, positions, depths in key:
+            out += self._events_of(kind, positions, depths, snapshot)
+        self._events[key, snapshot] = out
+        return out
+
+    def _events_of(
+        self, kind: int, positions: tuple[int, ...], depths: tuple[int, ...], snapshot: bool
+    ) -> list[bytes]:
+        if kind == pb.TOP_OF_BOOK:
+            return [self._event(EVENT_TOP_OF_BOOK, [self._entry("_whole", p, 1) for p in positions])]
+        if kind == pb.ORDER_BOOK:
+            if snapshot or self._previous is None:
+                return [
+                    self._event(
+                        EVENT_BOOK_SNAPSHOT,
+                        [self._entry("_whole", p, d) for p, d in zip(positions, depths, strict=True)],
+                    )
+                ]
+            return self._event_if(
+                EVENT_BOOK_UPDATE,
+                [self._entry("_update", p, d) for p, d in zip(positions, depths, strict=True)],
+            )
+        if kind == pb.TRADES:
+            return self._event_if(EVENT_TRADES, [self._entry("_trades", p, None) for p in positions])
+        if kind in CANDLE_NAMES:
+            return self._event_if(
+                EVENT_CANDLES, [self._entry("_candle", p, CANDLE_NAMES[kind]) for p in positions]
+            )
+        raise ValueError(f"no events for data type {kind}")
+
+    def _event(self, kind: int, entries: list[bytes]) -> bytes:
+        return market_event(self.sequence, self._time, kind, b"".join(entries))
+
+    def _event_if(self, kind: int, entries: list[bytes]) -> list[bytes]:
+        """An event of the non-empty entries, or none at all."""
+        body = b"".join(entries)
+        return [market_event(self.sequence, self._time, kind, body)] if body else []
+
+    def snapshot(self, kind: int, positions: tuple[int, ...], depths: tuple[int, ...]) -> list[bytes]:
+        """What a new subscription to ``kind`` gets first: whole books (ORDER_BOOK, TOP_OF_BOOK);
+        nothing for trades and candles, which come as they happen."""
+        if kind in (pb.ORDER_BOOK, pb.TOP_OF_BOOK):
+            return self._events_of(kind, positions, depths, snapshot=True)
+        return []

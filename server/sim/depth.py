@@ -1,0 +1,201 @@
+"""The live market's order books and trades, tick by tick, and the history kept of them.
+
+``MarketDepth`` turns each market tick into every instrument's full book and
+the trades of that tick (sim.book's pure functions, keyed by the market seed
+and each symbol's key). Trades need the price one tick before: a tick that
+follows a gap (the clock passed over ticks it could not compute in time, or
+a replica's catch-up) has no trades, which the trade ids show.
+
+``Tape`` keeps a bounded history for the unary calls: the last prints of each
+instrument, and its one-second and one-minute candles, formed from those
+prints by exchange time. Everything here is pure: no clock, no I/O.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .book import Book, BookModel, Trades
+from .market import MarketTick, symbol_key
+from .universe import MarketConfig
+
+_NS = 1_000_000_000
+# Candle lengths by name, in nanoseconds of exchange time.
+CANDLE_INTERVALS = {"1s": _NS, "1m": 60 * _NS}
+
+
+class DepthTick:
+    """Every instrument's trades at one tick (None for an instrument at a tick whose trades
+    are unknown: the first one, or one after a gap; empty Trades when nothing printed), and
+    its full book, computed when first asked for (``book``): most books of a large market
+    are never watched, and each is a pure function of the tick's price."""
+
+    def __init__(
+        self,
+        sequence: int,
+        prices: list[float],
+        trades: tuple[Trades | None, ...],
+        book_of: Callable[[int, int, float], Book],
+    ) -> None:
+        self.sequence, self.trades = sequence, trades
+        self._prices, self._book_of = prices, book_of
+        self._books: dict[int, Book] = {}
+
+    def add_books(self, books: Iterable[tuple[int, Book]]) -> None:
+        """Books computed ahead, by position (the same as ``book`` would compute)."""
+        self._books.update(books)
+
+    def book(self, position: int) -> Book:
+        """The full book of the instrument at ``position`` (computed once)."""
+        book = self._books.get(position)
+        if book is None:
+            book = self._books[position] = self._book_of(position, self.sequence, self._prices[position])
+        return book
+
+
+class MarketDepth:
+    """Books and trades of a market run with ``seed``; ``next`` is called with each tick in
+    order (gaps allowed) from one thread."""
+
+    def __init__(self, config: MarketConfig, seed: int) -> None:
+        self._model = BookModel(config.book)
+        self._seed = seed
+        self._keys = [symbol_key(i.symbol) for i in config.instruments]
+        self._ticks = [i.tick_size for i in config.instruments]
+        self._positive = [i.positive for i in config.instruments]
+        self._previous: MarketTick | None = None
+
+    def book(self, position: int, sequence: int, price: float) -> Book:
+        """The full book of the instrument at ``position`` at ``sequence``, priced ``price``."""
+        return self._model.book_at(
+            self._seed,
+            self._keys[position],
+            sequence,
+            price,
+            self._ticks[position],
+            positive=self._positive[position],
+        )
+
+    def next(self, tick: MarketTick, books: Iterable[int] = ()) -> DepthTick:
+        """The trades since the tick before ``tick``, if that was the last one given, and its
+        books: those of the positions in ``books`` now, any other when asked for; remembers
+        ``tick`` for the next call."""
+        previous, self._previous = self._previous, tick
+        follows = previous is not None and previous.sequence == tick.sequence - 1 and tick.sequence >= 1
+        prices = tick.prices.tolist()
+        model, seed, sequence = self._model, self._seed, tick.sequence
+        if not follows:
+            trades: list[Trades | None] = [None] * len(prices)
+        else:  # every instrument's in one batch: the same trades as one call each, for less
+            before = previous.prices.tolist()
+            trades = model.trades_of(
+                seed, self._keys, sequence, before, prices, self._ticks, positive=self._positive
+            )
+        depth = DepthTick(tick.sequence, prices, tuple(trades), self.book)
+        watched = sorted(books)
+        if watched:  # in one batch too
+            computed = model.books_at(
+                seed,
+                [self._keys[p] for p in watched],
+                sequence,
+                [prices[p] for p in watched],
+                [self._ticks[p] for p in watched],
+                positive=[self._positive[p] for p in watched],
+            )
+            depth.add_books(zip(watched, computed, strict=True))
+        return depth
+
+
+def truncated(book: Book, depth: int) -> Book:
+    """The first ``depth`` levels a side of ``book`` (views, no copy)."""
+    if len(book.bid_prices) <= depth and len(book.ask_prices) <= depth:
+        return book
+    return Book(
+        book.sequence,
+        book.bid_prices[:depth],
+        book.bid_sizes[:depth],
+        book.ask_prices[:depth],
+        book.ask_sizes[:depth],
+    )
+
+
+def side_changes(
+    old_prices: np.ndarray, old_sizes: np.ndarray, new_prices: np.ndarray, new_sizes: np.ndarray, bids: bool
+) -> tuple[list[float], list[int]]:
+    """The levels of one side that turn the old side into the new: each new or resized
+    level with its size, each vanished level with size 0; best first (bids highest first)."""
+    before = dict(zip(old_prices.tolist(), old_sizes.tolist(), strict=True))
+    changed = {}
+    for price, size in zip(new_prices.tolist(), new_sizes.tolist(), strict=True):
+        if before.pop(price, None) != size:
+            changed[price] = size
+    for price in before:
+        changed[price] = 0
+    order = sorted(changed, reverse=bids)
+    return order, [changed[p] for p in order]
+
+
+@dataclass
+class Candle:
+    """One interval's trades: open, high, low, close, lots and prints."""
+
+    start_ns: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: int
+    count: int
+
+
+class Tape:
+    """The last ``trade_history`` prints of each instrument and its last ``candle_history``
+    candles of each interval in CANDLE_INTERVALS, fed with each tick's trades."""
+
+    def __init__(self, instruments: int, trade_history: int, candle_history: int) -> None:
+        self._prints: list[collections.deque[tuple[int, float, int, int, int]]] = [
+            collections.deque(maxlen=trade_history) for _ in range(instruments)
+        ]
+        self._candles = {
+            name: [collections.deque(maxlen=candle_history) for _ in range(instruments)]
+            for name in CANDLE_INTERVALS
+        }
+
+    def add(self, position: int, trades: Trades, time_ns: int) -> None:
+        """Record one instrument's prints of one tick, all stamped ``time_ns``."""
+        if not len(trades):
+            return
+        ids, prices = trades.ids.tolist(), trades.prices.tolist()
+        sizes, sides = trades.sizes.tolist(), trades.sides.tolist()
+        self._prints[position].extend(zip(ids, prices, sizes, sides, [time_ns] * len(ids), strict=True))
+        volume = sum(sizes)
+        high, low = max(prices), min(prices)
+        for name, length in CANDLE_INTERVALS.items():
+            series = self._candles[name][position]
+            start = time_ns - time_ns % length
+            last = series[-1] if series else None
+            if last is None or last.start_ns != start:
+                series.append(Candle(start, prices[0], high, low, prices[-1], volume, len(ids)))
+            else:
+                last.high, last.low = max(last.high, high), min(last.low, low)
+                last.close = prices[-1]
+                last.volume += volume
+                last.count += len(ids)
+
+    def prints(self, position: int, limit: int) -> list[tuple[int, float, int, int, int]]:
+        """The last ``limit`` prints, oldest first: (id, price, lots, side, time_ns)."""
+        kept = self._prints[position]
+        return list(kept)[-limit:] if limit < len(kept) else list(kept)
+
+    def candles(self, position: int, interval: str, limit: int | None = None) -> list[Candle]:
+        """The last ``limit`` candles (all kept when None), oldest first; the last may be forming."""
+        kept = list(self._candles[interval][position])
+        return kept if limit is None else kept[-limit:]
+
+    def forming(self, position: int, interval: str) -> Candle | None:
+        series = self._candles[interval][position]
+        return series[-1] if series else None
