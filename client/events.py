@@ -90,11 +90,16 @@ class _Layout:
         ]
 
 
+# The canonical reader costs some hundred numpy calls whatever the number of messages, the
+# general one a few microseconds a message: below this many, the general one is quicker.
+CANONICAL_AT_LEAST = 40
+
+
 def _columns(data: bytes, start: int, end: int, layout: _Layout) -> tuple[dict, dict]:
     """Read the messages of field 1 (``books``, ``trades``) of the container at data[start:end]:
     (columns by field name, offsets by array field name)."""
     spans = _message_spans(data, start, end)
-    columns = _canonical_columns(data, spans, layout)
+    columns = _canonical_columns(data, spans, layout) if len(spans) >= CANONICAL_AT_LEAST else None
     return columns if columns is not None else _any_columns(data, spans, layout)
 
 
