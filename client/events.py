@@ -207,7 +207,10 @@ def _canonical_fields(padded: np.ndarray, spans: np.ndarray, layout: _Layout) ->
             found[name] = value if everywhere else np.where(present, value, 0)
             pos = after if everywhere else np.where(present, after, pos)
             continue
-        length = np.minimum(value, size).astype(np.int64)  # a larger one is past the end anyway
+        # A length past the bytes is past its message's end anyway.
+        length = (
+            value.astype(np.int64) if value.dtype == np.uint8 else np.minimum(value, size).astype(np.int64)
+        )
         if not everywhere:
             length = np.where(present, length, 0)
         found[name] = (after, length)
@@ -227,14 +230,15 @@ def _canonical_fields(padded: np.ndarray, spans: np.ndarray, layout: _Layout) ->
 def _varints(
     padded: np.ndarray, pos: np.ndarray, present: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """The varints at ``pos`` (values as uint64, positions after them), where ``present`` (None:
-    everywhere); None when one there is longer than 10 bytes. Elsewhere the values mean nothing."""
+    """The varints at ``pos`` (values as uint64, or uint8 when each is one byte; positions after
+    them), where ``present`` (None: everywhere); None when one there is longer than 10 bytes.
+    Elsewhere the values mean nothing."""
     byte = padded[pos]
     more = byte >= 0x80
     if present is not None:
         more &= present
     if not more.any():  # one byte each, the usual case of lengths and small numbers
-        return byte.astype(np.uint64), pos + 1
+        return byte, pos + 1  # uint8 values
     if present is None and len(pos) > 1:  # the same number everywhere (a book's sequence, say)?
         first = padded[pos[0] : pos[0] + 10]
         width = int(np.argmax(first < 0x80)) + 1
