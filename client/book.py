@@ -1,7 +1,8 @@
 """Order books kept from a subscription's snapshots and incremental updates.
 
     keeper = BookKeeper()
-    with md.subscribe(data=[order_book(["ACME"], depth=10)], numpy=True) as events:
+    data = [data_subscription("order_book", ["ACME"], depth=10)]
+    with md.subscribe(data=data, numpy=True) as events:
         for event in events:
             keeper.apply(event)
             book = keeper["ACME"]
