@@ -151,14 +151,7 @@ def _canonical_columns(data: bytes, spans: np.ndarray, layout: _Layout) -> tuple
     for name in layout.names:
         dtype = layout.dtypes.get(name)
         if dtype is None:  # the string
-            begin, length = found.get(name, nowhere)
-            try:
-                columns[name] = tuple(
-                    str(data[a : a + n], "utf-8")
-                    for a, n in zip(begin.tolist(), length.tolist(), strict=True)
-                )
-            except UnicodeDecodeError as err:
-                raise DecodeError("string field is not valid UTF-8") from err
+            columns[name] = _strings(data, *found.get(name, nowhere))
         elif name not in layout.arrays:
             columns[name] = _frozen(found[name].astype(dtype) if name in found else np.zeros(count, dtype))
         elif dtype == _ENUM:
@@ -179,6 +172,28 @@ def _canonical_columns(data: bytes, spans: np.ndarray, layout: _Layout) -> tuple
         columns[name] = _native(values[bounds[row, 0] : bounds[row, -1]].view(layout.dtypes[name]))
         offsets[name] = relative[row]
     return columns, offsets
+
+
+_TEXTS: dict[bytes, str] = {}  # strings by their bytes: the same symbols come in every event
+_TEXTS_KEPT = 4096
+
+
+def _strings(data: bytes, begin: np.ndarray, length: np.ndarray) -> tuple[str, ...]:
+    """The UTF-8 strings at data[begin:begin + length], for each entry."""
+    texts = _TEXTS
+    if len(texts) > _TEXTS_KEPT:
+        texts.clear()
+    out = []
+    for at, size in zip(begin.tolist(), length.tolist(), strict=True):
+        raw = data[at : at + size]
+        text = texts.get(raw)
+        if text is None:
+            try:
+                text = texts[raw] = str(raw, "utf-8")
+            except UnicodeDecodeError as err:
+                raise DecodeError("string field is not valid UTF-8") from err
+        out.append(text)
+    return tuple(out)
 
 
 def _canonical_fields(padded: np.ndarray, spans: np.ndarray, layout: _Layout) -> dict | None:
@@ -261,8 +276,8 @@ def _gather(every: np.ndarray, begin: np.ndarray, count: np.ndarray, width: int)
     """``count[i]`` values of ``every`` from index ``begin[i]`` in steps of ``width``, for every
     i, end to end."""
     starts = np.cumsum(count) - count  # where each run goes in the result
-    within = np.arange(int(count.sum())) - np.repeat(starts, count)
-    return every[np.repeat(begin, count) + width * within]
+    steps = np.arange(0, width * int(count.sum()), width)
+    return every[np.repeat(begin - width * starts, count) + steps]
 
 
 def _any_columns(data: bytes, spans: np.ndarray, layout: _Layout) -> tuple[dict, dict]:
