@@ -29,6 +29,11 @@ TICKS_PER_SECOND_MIN = 1e-3
 PACED_CHUNK_SECONDS = 0.01
 
 SLOW_POLICIES = ("conflate", "disconnect")
+# GetTrades answers the whole history in one reply: a print costs at most 33 bytes (id,
+# price, size, time and a byte of side), so 100,000 of them stay well inside 4 MiB.
+TRADE_HISTORY_MAX = 100_000
+# GetCandles likewise: a candle of the longest symbol is about 110 bytes.
+CANDLE_HISTORY_MAX = 20_000
 HEARTBEAT_MIN = 0.05
 HEARTBEAT_MAX = 3600.0
 # Connection timings above a day are a typo rather than a choice (and gRPC holds milliseconds as int).
@@ -151,9 +156,16 @@ class FeedLimits:
         "--max-book-subscriptions",
         "order-book and top-of-book subscriptions held at once, one per symbol of each subscriber",
     )
-    trade_history: int = limit(1_000, "--trade-history", "trade prints kept per instrument for GetTrades")
+    trade_history: int = limit(
+        1_000,
+        "--trade-history",
+        f"trade prints kept per instrument for GetTrades, at most {TRADE_HISTORY_MAX:,} "
+        "(one reply holds them all)",
+    )
     candle_history: int = limit(
-        3_600, "--candle-history", "candles kept per instrument and interval (1s, 1m) for GetCandles"
+        3_600,
+        "--candle-history",
+        f"candles kept per instrument and interval (1s, 1m) for GetCandles, at most {CANDLE_HISTORY_MAX:,}",
     )
 
     def __post_init__(self) -> None:
@@ -169,6 +181,12 @@ class FeedLimits:
             "trade_history",
             "candle_history",
         )
+        if self.trade_history > TRADE_HISTORY_MAX:
+            raise ValueError(f"trade_history must be in [1, {TRADE_HISTORY_MAX}], got {self.trade_history}")
+        if self.candle_history > CANDLE_HISTORY_MAX:
+            raise ValueError(
+                f"candle_history must be in [1, {CANDLE_HISTORY_MAX}], got {self.candle_history}"
+            )
         if not 1 <= self.max_book_depth <= MAX_BOOK_LEVELS:
             raise ValueError(f"max_book_depth must be in [1, {MAX_BOOK_LEVELS}], got {self.max_book_depth}")
         if not HEARTBEAT_MIN <= self.heartbeat_seconds <= HEARTBEAT_MAX:

