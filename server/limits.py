@@ -303,18 +303,34 @@ def _positive(limits: object, *names: str) -> None:
             raise ValueError(f"{name} must be > 0, got {getattr(limits, name)}")
 
 
+# A trade print on the wire: its id, price and lots (8 bytes each) and its aggressor (a
+# one-byte varint), and its time (8 more) when the path has time.
+PRINT_BYTES = 25
+# The tags and lengths of the book's fields: bid_size, ask_size, the trades message and its
+# five arrays (at most 5 bytes each).
+BOOK_OVERHEAD_BYTES = 64
+
+
 def bytes_per_period(plan: PathPlan) -> int:
-    """Reply bytes one period of the path costs, for the message-size caps (bars aside):
-    a value per instrument, a timestamp, a bid and an ask."""
-    return 8 * max(1, len(plan.symbols)) + 8 * (plan.time is not None) + 16 * (plan.quotes is not None)
+    """Reply bytes one period of the path costs at most, for the message-size caps (bars
+    aside): a value per instrument, a timestamp, a bid and an ask, the lots at both, and the
+    prints of a move through every level of the book and one more."""
+    size = 8 * max(1, len(plan.symbols)) + 8 * (plan.time is not None) + 16 * (plan.quotes is not None)
+    book = plan.book
+    if book is not None:
+        size += 16 * book.top_of_book
+        if book.trades:
+            size += (book.params.levels + 1) * (PRINT_BYTES + 8 * (plan.time is not None))
+    return size
 
 
 def array_budget(plan: PathPlan) -> int:
     """Bytes of a reply left for the arrays: the limit less everything else, symbols included.
 
     MESSAGE_OVERHEAD_BYTES leaves about 90 bytes to spare, enough for the tags
-    and lengths of timestamps, bid and ask."""
+    and lengths of timestamps, bid and ask; a book's fields have their own."""
     fixed = MESSAGE_OVERHEAD_BYTES + sum(len(s.encode("utf-8")) + 3 for s in plan.symbols)
+    fixed += BOOK_OVERHEAD_BYTES * (plan.book is not None)
     return GRPC_DEFAULT_MAX_MESSAGE_BYTES - fixed
 
 
@@ -327,4 +343,4 @@ def chunk_cap(limits: Limits, plan: PathPlan) -> tuple[int, str]:
         cap = array_budget(plan) // bytes_per_period(plan)
     if cap >= limits.max_chunk_size:
         return limits.max_chunk_size, ""
-    return cap, " (so that a chunk with these timestamps, quotes, bars or assets fits 4 MiB)"
+    return cap, " (so that a chunk with these timestamps, quotes, book, bars or assets fits 4 MiB)"
