@@ -2,7 +2,8 @@
 
 The packed ``prices`` field of a price message is a run of little-endian
 float64 bytes, read with one ``numpy.frombuffer`` instead of one Python float
-per element; timestamps, quotes and bars are packed 8-byte runs too.
+per element; timestamps, quotes, sizes, bars and trades are packed 8-byte
+runs too (a trade's aggressor a run of one-byte varints).
 Everything a conforming protobuf parser accepts is accepted here and gives
 the same values: fields in any order, repeated scalar fields (the last one
 wins), arrays split over several packed runs or sent unpacked, unknown
@@ -24,6 +25,8 @@ _EMPTY = np.empty(0, dtype=np.float64)
 _EMPTY.flags.writeable = False
 _EMPTY_I8 = np.empty(0, dtype=np.int64)
 _EMPTY_I8.flags.writeable = False
+_EMPTY_U8 = np.empty(0, dtype=np.uint64)
+_EMPTY_U8.flags.writeable = False
 
 
 class DecodeError(ValueError):
@@ -88,17 +91,31 @@ def _array(runs: list[np.ndarray], dtype: np.dtype) -> np.ndarray:
     return values
 
 
+def _packed_varints(data: bytes) -> np.ndarray:
+    """A packed run of varints as int64 (a negative enum's ten bytes read back as negative):
+    one numpy read when every value fits one byte, as Side values do."""
+    raw = np.frombuffer(data, dtype=np.uint8)
+    if not (raw & 0x80).any():
+        return raw.astype(np.int64)
+    values, pos = [], 0
+    while pos < len(data):
+        value, pos = _read_varint(data, pos)
+        values.append(value)
+    return np.array(values, dtype=np.uint64).view(np.int64)
+
+
 def _decode(data: bytes, fields: dict[int, tuple[str, str | np.dtype]]) -> dict[str, object]:
     """Read the fields of one message; ``fields`` maps number -> (name, kind).
 
     Kinds: an 8-byte numpy dtype (a packed or unpacked repeated double,
     sfixed64 or fixed64: read-only views of ``data`` when packed in one run),
-    "uint" (varint, the last wins), "string" (the last wins), "strings"
+    "uint" (varint, the last wins), "varints" (a packed or unpacked repeated
+    enum or integer, as int64), "string" (the last wins), "strings"
     (repeated), "message" (occurrences concatenated, which is how protobuf
     merges them). Unknown fields of every wire type are skipped.
     """
     runs: dict[int, list[np.ndarray]] = {
-        n: [] for n, (_, kind) in fields.items() if isinstance(kind, np.dtype)
+        n: [] for n, (_, kind) in fields.items() if isinstance(kind, np.dtype) or kind == "varints"
     }
     found: dict[str, object] = {}
     pos, end = 0, len(data)
@@ -121,6 +138,15 @@ def _decode(data: bytes, fields: dict[int, tuple[str, str | np.dtype]]) -> dict[
             pos += length
         elif kind == "uint" and wire_type == _VARINT:
             found[name], pos = _read_varint(data, pos)
+        elif kind == "varints" and wire_type == _VARINT:
+            value, pos = _read_varint(data, pos)
+            runs[number].append(np.array([value], dtype=np.uint64).view(np.int64))
+        elif kind == "varints" and wire_type == _LEN:
+            length, pos = _read_varint(data, pos)
+            if pos + length > end:
+                raise DecodeError("truncated packed varints")
+            runs[number].append(_packed_varints(data[pos : pos + length]))
+            pos += length
         elif kind in ("string", "strings", "message") and wire_type == _LEN:
             length, pos = _read_varint(data, pos)
             if pos + length > end:
@@ -142,8 +168,11 @@ def _decode(data: bytes, fields: dict[int, tuple[str, str | np.dtype]]) -> dict[
             pos = _skip(data, pos, number, wire_type)
     for number, collected in runs.items():
         name, kind = fields[number]
-        found[name] = _array(collected, kind)
+        found[name] = _array(collected, _VARINTS if kind == "varints" else kind)
     return found
+
+
+_VARINTS = np.dtype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -190,6 +219,53 @@ def decode_bars(data: bytes) -> Bars:
     return Bars(**_decode(data, _BAR_FIELDS))
 
 
+@dataclass(frozen=True)
+class PathTrades:
+    """A path's trade prints as parallel arrays, named as the fields of marketdata.v1.Trades:
+    ``trade_ids`` (period x 64 + index in the period, unsigned), ``prices``, ``sizes`` in lots
+    (unsigned), ``aggressors`` (1 BUY, 2 SELL, as marketdata.v1.Side), ``times`` (UTC ns,
+    empty when the request has no time). A print's period is ``trade_ids // 64``."""
+
+    trade_ids: np.ndarray
+    prices: np.ndarray
+    sizes: np.ndarray
+    aggressors: np.ndarray
+    times: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.trade_ids)
+
+    @property
+    def periods(self) -> np.ndarray:
+        """The period of each print."""
+        return self.trade_ids // 64
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[PathTrades]) -> PathTrades:
+        """The prints of ``parts`` one after the other, field by field."""
+        return cls(
+            **{name: np.concatenate([getattr(t, name) for t in parts]) for name in cls.__dataclass_fields__}
+        )
+
+
+_TRADE_KINDS = {
+    "symbol": "string",
+    "trade_ids": _LITTLE_U8,
+    "prices": _LITTLE_F8,
+    "sizes": _LITTLE_U8,
+    "aggressors": "varints",
+    "times": _LITTLE_I8,
+}
+_TRADE_FIELDS = {f.number: (f.name, _TRADE_KINDS[f.name]) for f in market_data_pb2.Trades.DESCRIPTOR.fields}
+
+
+def decode_path_trades(data: bytes) -> PathTrades:
+    """A serialized marketdata.v1.Trades of a path (empty arrays for empty bytes)."""
+    found = _decode(data, _TRADE_FIELDS)
+    found.pop("symbol", None)
+    return PathTrades(**found)
+
+
 _KINDS = {
     "prices": _LITTLE_F8,
     "offset": "uint",
@@ -200,6 +276,9 @@ _KINDS = {
     "ask": _LITTLE_F8,
     "bars": "message",
     "symbols": "strings",
+    "bid_size": _LITTLE_U8,
+    "ask_size": _LITTLE_U8,
+    "trades": "message",
 }
 
 
@@ -220,7 +299,9 @@ class PricePath:
 
     With several instruments (``symbols`` set) ``prices`` has one column per
     symbol. ``timestamps`` (UTC ns), ``bid``, ``ask`` and ``bars`` are empty
-    unless the request asked for them; with bars, ``prices`` is empty.
+    unless the request asked for them; with bars, ``prices`` is empty. With a
+    book, ``bid_size`` and ``ask_size`` (lots, unsigned) are the sizes at the
+    bid and ask, and ``trades`` the prints (None unless asked for).
     """
 
     prices: np.ndarray
@@ -231,6 +312,9 @@ class PricePath:
     ask: np.ndarray = field(default_factory=lambda: _EMPTY)
     bars: Bars | None = None
     symbols: tuple[str, ...] = ()
+    bid_size: np.ndarray = field(default_factory=lambda: _EMPTY_U8)
+    ask_size: np.ndarray = field(default_factory=lambda: _EMPTY_U8)
+    trades: PathTrades | None = None
 
 
 @dataclass(frozen=True)
@@ -256,6 +340,9 @@ def _common(found: dict[str, object]) -> dict[str, object]:
         "ask": found["ask"],
         "bars": decode_bars(found["bars"]) if "bars" in found else None,
         "symbols": symbols,
+        "bid_size": found["bid_size"],
+        "ask_size": found["ask_size"],
+        "trades": decode_path_trades(found["trades"]) if "trades" in found else None,
     }
 
 
@@ -277,6 +364,7 @@ def join(chunks: Iterable[PriceChunk]) -> PricePath:
         raise ValueError("no chunks to join")
     first = parts[0]
     bars = [c.bars for c in parts if c.bars is not None]
+    trades = [c.trades for c in parts if c.trades is not None]
     return PricePath(
         prices=np.concatenate([c.prices for c in parts]),
         seed=first.seed,
@@ -286,6 +374,9 @@ def join(chunks: Iterable[PriceChunk]) -> PricePath:
         ask=np.concatenate([c.ask for c in parts]),
         bars=Bars.concatenate(bars) if bars else None,
         symbols=first.symbols,
+        bid_size=np.concatenate([c.bid_size for c in parts]),
+        ask_size=np.concatenate([c.ask_size for c in parts]),
+        trades=PathTrades.concatenate(trades) if trades else None,
     )
 
 

@@ -74,11 +74,13 @@ def path_request(
     spread_bps: float | None = None,
     spread_volatility: float | None = None,
     volume_rate: float | None = None,
+    book: pb.PathBook | None = None,
 ) -> pb.PathRequest:
     """A PathRequest for ``model`` (one of MODELS) with its parameters, leaving unset what is None.
 
     ``start_time`` must be time-zone aware; ``calendar`` (e.g. CALENDARS["nyse"])
-    and ``holidays`` need it. The server checks everything else.
+    and ``holidays`` need it; ``book`` (sizes at the quotes, trades) needs a spread.
+    The server checks everything else.
     """
     if model not in MODELS:
         raise ValueError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
@@ -104,6 +106,8 @@ def path_request(
         request.time.calendar.CopyFrom(calendar or pb.TradingCalendar())
         request.time.calendar.holidays.extend(d.isoformat() for d in holidays)
     _set_given(request.quotes, spread_bps=spread_bps, spread_volatility=spread_volatility)
+    if book is not None:
+        request.book.CopyFrom(book)
     return request
 
 

@@ -519,8 +519,15 @@ class _ClientsLeaving(logging.Filter):
 
 
 def _limits(limits: type[T], args: argparse.Namespace) -> T:
-    """A limits object from the flags its fields declare."""
-    return limits(**{spec.name: getattr(args, spec.name) for _, spec in flags(limits)})
+    """A limits object from the flags its fields declare; a refusal names the flag, not the field."""
+    try:
+        return limits(**{spec.name: getattr(args, spec.name) for _, spec in flags(limits)})
+    except ValueError as err:
+        message = str(err)
+        for flag, spec in flags(limits):
+            if message.startswith(f"{spec.name} "):
+                raise ValueError(flag + message[len(spec.name) :]) from None
+        raise
 
 
 def _market(parser: argparse.ArgumentParser, path: str | None) -> MarketConfig:

@@ -48,6 +48,11 @@ EVENT_TOP_OF_BOOK = _EVENT["top_of_book"]
 EVENT_TRADES = _EVENT["trades"]
 EVENT_CANDLES = _EVENT["candles"]
 
+# A tick's books (or trades, or candles) come in as many events of one kind as keep each
+# under this size: whole books of every symbol of a large market at depth 50 would pass gRPC's
+# 4 MiB in one. One book at depth 50 is under 2 kB, so every entry fits.
+MAX_EVENT_BYTES = 1 << 20
+
 # The proto's Side of the model's aggressor (+1 buy, -1 sell); each value one varint byte.
 _SIDE_BYTES = {int(Side.BUY): pb.BUY, int(Side.SELL): pb.SELL}
 CANDLE_NAMES = {pb.CANDLES_1S: "1s", pb.CANDLES_1M: "1m"}
@@ -232,35 +237,40 @@ class DepthEncoding:
     def _events_of(
         self, kind: int, positions: tuple[int, ...], depths: tuple[int, ...], snapshot: bool
     ) -> list[bytes]:
+        if kind in (pb.TOP_OF_BOOK, pb.ORDER_BOOK):  # books not computed yet: in one batch
+            self._depth.prepare(positions)
         if kind == pb.TOP_OF_BOOK:
-            return [self._event(EVENT_TOP_OF_BOOK, [self._entry("_whole", p, 1) for p in positions])]
+            return self._split(EVENT_TOP_OF_BOOK, [self._entry("_whole", p, 1) for p in positions])
         if kind == pb.ORDER_BOOK:
+            pairs = zip(positions, depths, strict=True)
             if snapshot or self._previous is None:
-                return [
-                    self._event(
-                        EVENT_BOOK_SNAPSHOT,
-                        [self._entry("_whole", p, d) for p, d in zip(positions, depths, strict=True)],
-                    )
-                ]
-            return self._event_if(
-                EVENT_BOOK_UPDATE,
-                [self._entry("_update", p, d) for p, d in zip(positions, depths, strict=True)],
-            )
+                return self._split(EVENT_BOOK_SNAPSHOT, [self._entry("_whole", p, d) for p, d in pairs])
+            self._previous.prepare(positions)
+            return self._split(EVENT_BOOK_UPDATE, [self._entry("_update", p, d) for p, d in pairs])
         if kind == pb.TRADES:
-            return self._event_if(EVENT_TRADES, [self._entry("_trades", p, None) for p in positions])
+            return self._split(EVENT_TRADES, [self._entry("_trades", p, None) for p in positions])
         if kind in CANDLE_NAMES:
-            return self._event_if(
+            return self._split(
                 EVENT_CANDLES, [self._entry("_candle", p, CANDLE_NAMES[kind]) for p in positions]
             )
         raise ValueError(f"no events for data type {kind}")
 
-    def _event(self, kind: int, entries: list[bytes]) -> bytes:
-        return market_event(self.sequence, self._time, kind, b"".join(entries))
-
-    def _event_if(self, kind: int, entries: list[bytes]) -> list[bytes]:
-        """An event of the non-empty entries, or none at all."""
-        body = b"".join(entries)
-        return [market_event(self.sequence, self._time, kind, body)] if body else []
+    def _split(self, kind: int, entries: list[bytes]) -> list[bytes]:
+        """Events of ``kind`` holding the non-empty ``entries``, as few as keep each under
+        MAX_EVENT_BYTES (a market of many symbols at depth 50 would pass gRPC's 4 MiB in one);
+        none when every entry is empty."""
+        events, part, size = [], [], 0
+        for entry in entries:
+            if not entry:
+                continue
+            if part and size + len(entry) > MAX_EVENT_BYTES:
+                events.append(market_event(self.sequence, self._time, kind, b"".join(part)))
+                part, size = [], 0
+            part.append(entry)
+            size += len(entry)
+        if part:
+            events.append(market_event(self.sequence, self._time, kind, b"".join(part)))
+        return events
 
     def snapshot(self, kind: int, positions: tuple[int, ...], depths: tuple[int, ...]) -> list[bytes]:
         """What a new subscription to ``kind`` gets first: whole books (ORDER_BOOK, TOP_OF_BOOK);

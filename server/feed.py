@@ -174,24 +174,26 @@ class MarketFeed:
             raise
 
     def first_events(self, subscriber: Subscriber) -> None:
-        """Queue what a new subscription gets first: a snapshot of its prices, its books whole."""
+        """Queue what a new subscription gets first, at once: a snapshot of its prices, its
+        books whole, or a heartbeat when it has neither (trades and candles only), so a
+        client knows it is subscribed."""
         if subscriber.positions:
             subscriber.send(self.encoding.event(subscriber.positions, EVENT_SNAPSHOT))
         for kind, positions, depths in subscriber.data_key:
             subscriber.push(self.depth_encoding.snapshot(kind, positions, depths))
+        if not subscriber.positions and not any(k in BOOK_TYPES for k, _, _ in subscriber.data_key):
+            subscriber.send(self.encoding.heartbeat)
 
     def book_depth(self, depth: int, field: str) -> int:
         """A requested book depth, checked: 0 means DEFAULT_BOOK_DEPTH (or every level the
-        model has, if fewer); more than the model's levels is invalid, more than
-        --max-book-depth refused."""
+        model has, or --max-book-depth, if fewer); more than the model's levels is invalid,
+        more than --max-book-depth refused."""
         levels = self.config.book.levels
+        default = min(DEFAULT_BOOK_DEPTH, levels, self.limits.max_book_depth)
         if depth == 0:
-            depth = min(DEFAULT_BOOK_DEPTH, levels)
+            depth = default
         if not 1 <= depth <= levels:
-            raise ParameterError(
-                field,
-                f"{field} must be in [0, {levels}] (0 means {min(DEFAULT_BOOK_DEPTH, levels)}), got {depth}",
-            )
+            raise ParameterError(field, f"{field} must be in [0, {levels}] (0 means {default}), got {depth}")
         if depth > self.limits.max_book_depth:
             raise LimitExceeded(
                 f"{field} may be at most {self.limits.max_book_depth} levels (server flag --max-book-depth), "
@@ -329,9 +331,11 @@ class MarketFeed:
             subscriber.data[kind] = current
             self._rekey(subscriber)
             self._watch(subscriber, 1)
-            if added:
+            if added:  # queued as a tick is, so a reader that reads nothing holds no more
                 positions = tuple(self.market.index_of(list(added)))
-                subscriber.push(self.depth_encoding.snapshot(kind, positions, tuple(added.values())))
+                self.metrics_conflated(subscriber.make_room())
+                if not subscriber.overflowed:
+                    subscriber.push(self.depth_encoding.snapshot(kind, positions, tuple(added.values())))
         return outcome, None
 
     def status_event(self, outcome: list[tuple[str, int, str]], kind: int = LAST_PRICE) -> bytes:
@@ -404,8 +408,12 @@ class MarketFeed:
                     subscriber.push(self._bundle(subscriber))
         if self.metrics is not None:
             self.metrics.market_sequence.set(tick.sequence)
-            if dropped:
-                self.metrics.conflated.inc(dropped)
+        self.metrics_conflated(dropped)
+
+    def metrics_conflated(self, dropped: int) -> None:
+        """Count ``dropped`` updates conflated away on /metrics."""
+        if dropped and self.metrics is not None:
+            self.metrics.conflated.inc(dropped)
 
     def _bundle(self, subscriber: Subscriber) -> list[bytes]:
         """A subscriber's events of the tick just published: its prices, then books, trades

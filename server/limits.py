@@ -29,6 +29,11 @@ TICKS_PER_SECOND_MIN = 1e-3
 PACED_CHUNK_SECONDS = 0.01
 
 SLOW_POLICIES = ("conflate", "disconnect")
+# GetTrades answers the whole history in one reply: a print costs at most 33 bytes (id,
+# price, size, time and a byte of side), so 100,000 of them stay well inside 4 MiB.
+TRADE_HISTORY_MAX = 100_000
+# GetCandles likewise: a candle of the longest symbol is about 110 bytes.
+CANDLE_HISTORY_MAX = 20_000
 HEARTBEAT_MIN = 0.05
 HEARTBEAT_MAX = 3600.0
 # Connection timings above a day are a typo rather than a choice (and gRPC holds milliseconds as int).
@@ -151,9 +156,16 @@ class FeedLimits:
         "--max-book-subscriptions",
         "order-book and top-of-book subscriptions held at once, one per symbol of each subscriber",
     )
-    trade_history: int = limit(1_000, "--trade-history", "trade prints kept per instrument for GetTrades")
+    trade_history: int = limit(
+        1_000,
+        "--trade-history",
+        f"trade prints kept per instrument for GetTrades, at most {TRADE_HISTORY_MAX:,} "
+        "(one reply holds them all)",
+    )
     candle_history: int = limit(
-        3_600, "--candle-history", "candles kept per instrument and interval (1s, 1m) for GetCandles"
+        3_600,
+        "--candle-history",
+        f"candles kept per instrument and interval (1s, 1m) for GetCandles, at most {CANDLE_HISTORY_MAX:,}",
     )
 
     def __post_init__(self) -> None:
@@ -169,6 +181,12 @@ class FeedLimits:
             "trade_history",
             "candle_history",
         )
+        if self.trade_history > TRADE_HISTORY_MAX:
+            raise ValueError(f"trade_history must be in [1, {TRADE_HISTORY_MAX}], got {self.trade_history}")
+        if self.candle_history > CANDLE_HISTORY_MAX:
+            raise ValueError(
+                f"candle_history must be in [1, {CANDLE_HISTORY_MAX}], got {self.candle_history}"
+            )
         if not 1 <= self.max_book_depth <= MAX_BOOK_LEVELS:
             raise ValueError(f"max_book_depth must be in [1, {MAX_BOOK_LEVELS}], got {self.max_book_depth}")
         if not HEARTBEAT_MIN <= self.heartbeat_seconds <= HEARTBEAT_MAX:
@@ -285,18 +303,34 @@ def _positive(limits: object, *names: str) -> None:
             raise ValueError(f"{name} must be > 0, got {getattr(limits, name)}")
 
 
+# A trade print on the wire: its id, price and lots (8 bytes each) and its aggressor (a
+# one-byte varint), and its time (8 more) when the path has time.
+PRINT_BYTES = 25
+# The tags and lengths of the book's fields: bid_size, ask_size, the trades message and its
+# five arrays (at most 5 bytes each).
+BOOK_OVERHEAD_BYTES = 64
+
+
 def bytes_per_period(plan: PathPlan) -> int:
-    """Reply bytes one period of the path costs, for the message-size caps (bars aside):
-    a value per instrument, a timestamp, a bid and an ask."""
-    return 8 * max(1, len(plan.symbols)) + 8 * (plan.time is not None) + 16 * (plan.quotes is not None)
+    """Reply bytes one period of the path costs at most, for the message-size caps (bars
+    aside): a value per instrument, a timestamp, a bid and an ask, the lots at both, and the
+    prints of a move through every level of the book and one more."""
+    size = 8 * max(1, len(plan.symbols)) + 8 * (plan.time is not None) + 16 * (plan.quotes is not None)
+    book = plan.book
+    if book is not None:
+        size += 16 * book.top_of_book
+        if book.trades:
+            size += (book.params.levels + 1) * (PRINT_BYTES + 8 * (plan.time is not None))
+    return size
 
 
 def array_budget(plan: PathPlan) -> int:
     """Bytes of a reply left for the arrays: the limit less everything else, symbols included.
 
     MESSAGE_OVERHEAD_BYTES leaves about 90 bytes to spare, enough for the tags
-    and lengths of timestamps, bid and ask."""
+    and lengths of timestamps, bid and ask; a book's fields have their own."""
     fixed = MESSAGE_OVERHEAD_BYTES + sum(len(s.encode("utf-8")) + 3 for s in plan.symbols)
+    fixed += BOOK_OVERHEAD_BYTES * (plan.book is not None)
     return GRPC_DEFAULT_MAX_MESSAGE_BYTES - fixed
 
 
@@ -309,4 +343,4 @@ def chunk_cap(limits: Limits, plan: PathPlan) -> tuple[int, str]:
         cap = array_budget(plan) // bytes_per_period(plan)
     if cap >= limits.max_chunk_size:
         return limits.max_chunk_size, ""
-    return cap, " (so that a chunk with these timestamps, quotes, bars or assets fits 4 MiB)"
+    return cap, " (so that a chunk with these timestamps, quotes, book, bars or assets fits 4 MiB)"

@@ -35,10 +35,12 @@ from .limits import (
     chunk_cap,
 )
 from .sim.bars import interval_seconds
+from .sim.book import BookParams
 from .sim.calendar import MAX_HOLIDAYS, TradingCalendar
 from .sim.checks import ParameterError, check_range, check_symbol, quoted
+from .sim.market import symbol_key
 from .sim.models import DEFAULT_TRADING_DAYS_PER_YEAR, MODELS, Gbm, Model, nested
-from .sim.paths import PathPlan
+from .sim.paths import PathBook, PathPlan
 from .sim.quotes import QuoteSpec
 from .sim.seeding import new_seed
 from .sim.ticks import check_tick_size
@@ -334,7 +336,33 @@ def _additions_of(request: market_data_pb2.PathRequest, model: Model) -> dict[st
         "tick_size": request.tick_size,
         "quotes": quotes,
         "volume_rate": volume_rate,
+        "book": _book_of(request) if request.HasField("book") else None,
     }
+
+
+_BOOK_PARAMETERS = (
+    "levels",
+    "touch_lots",
+    "growth",
+    "size_noise",
+    "refresh_ticks",
+    "quiet_print_probability",
+)
+
+
+def _book_of(request: market_data_pb2.PathRequest) -> PathBook:
+    """The book a quoted path asks for: its parameters are the live model's (BookParams),
+    whose errors name them as book.<field> with their range."""
+    book = request.book
+    if not request.HasField("quotes"):
+        raise ParameterError(
+            "book",
+            "book needs quotes (a single-instrument path without bars): their bid and ask are its top",
+        )
+    if not (book.top_of_book or book.trades):
+        raise ParameterError("book", "book: set top_of_book or trades, or both")
+    given = {name: getattr(book, name) for name in _BOOK_PARAMETERS if book.HasField(name)}
+    return PathBook(BookParams(**given), symbol_key(request.symbol), book.top_of_book, book.trades)
 
 
 # ---------------------------------------------------------------- the whole request

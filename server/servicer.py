@@ -241,7 +241,11 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
             await status.abort_invalid(context, err)
         except LimitExceeded as err:
             await status.refuse(context, err)
-        feed.first_events(subscriber)
+        try:
+            feed.first_events(subscriber)
+        except BaseException:  # whatever it took is given back
+            feed.unsubscribe(subscriber)
+            raise
         await pump(feed, subscriber, context, lambda: heartbeat, self._drain, self.limits.stall_seconds)
 
     async def ManageSubscription(

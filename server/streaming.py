@@ -78,10 +78,13 @@ class Drain:
 
 def _heavy(call: CallPlan, periods: int) -> bool:
     """Whether a block of ``periods`` goes to the pool: many values, or few values stamped
-    across many sessions (each session day is worked out in Python)."""
+    across many sessions (each session day is worked out in Python), or any block with a
+    book (a millisecond or more of array work, however few its periods)."""
     time = call.path.time
-    return periods * call.columns >= OFFLOAD_MIN_VALUES or (
-        time is not None and time.sessions_spanned(0, periods) >= OFFLOAD_MIN_SESSIONS
+    return (
+        call.path.book is not None
+        or periods * call.columns >= OFFLOAD_MIN_VALUES
+        or (time is not None and time.sessions_spanned(0, periods) >= OFFLOAD_MIN_SESSIONS)
     )
 
 

@@ -29,7 +29,7 @@ from marketdata.v1 import market_data_pb2
 
 from .sim.bars import Bars
 from .sim.market import MarketTick
-from .sim.paths import Block
+from .sim.paths import Block, Prints
 
 _LENGTH_DELIMITED = 2
 _VARINT = 0
@@ -100,7 +100,38 @@ def encode_bars(bars: Bars) -> bytes:
     )
 
 
-_ENCODING_ORDER = ("prices", "offset", "seed", "symbol", "timestamps", "bid", "ask", "bars", "symbols")
+_ENCODING_ORDER = (
+    "prices",
+    "offset",
+    "seed",
+    "symbol",
+    "timestamps",
+    "bid",
+    "ask",
+    "bars",
+    "symbols",
+    "bid_size",
+    "ask_size",
+    "trades",
+)
+_TRADES = {f.name: f.number for f in market_data_pb2.Trades.DESCRIPTOR.fields}
+assert list(_TRADES) == ["symbol", "trade_ids", "prices", "sizes", "aggressors", "times"]
+assert list(_TRADES.values()) == sorted(_TRADES.values())
+
+
+def encode_prints(prints: Prints) -> bytes:
+    """A serialized marketdata.v1.Trades (no symbol) from a path block's prints. The
+    aggressors are Side numbers below 128: a packed varint each is one byte."""
+    aggressors = np.ascontiguousarray(prints.aggressors, dtype=np.uint8).tobytes()
+    return b"".join(
+        [
+            *packed(_TRADES["trade_ids"], prints.ids, _LITTLE_U8),
+            *packed_doubles(_TRADES["prices"], prints.prices),
+            *packed(_TRADES["sizes"], prints.sizes, _LITTLE_U8),
+            message_field(_TRADES["aggressors"], aggressors) if aggressors else b"",
+            *(packed(_TRADES["times"], prints.times, _LITTLE_I8) if prints.times is not None else ()),
+        ]
+    )
 
 
 @functools.cache
@@ -141,6 +172,11 @@ class PathEncoder:
         if block.bars is not None and len(block.bars):
             parts.append(message_field(n["bars"], encode_bars(block.bars)))
         parts.append(self._symbols)
+        if block.bid_size is not None:
+            parts += packed(n["bid_size"], block.bid_size, _LITTLE_U8)
+            parts += packed(n["ask_size"], block.ask_size, _LITTLE_U8)
+        if block.trades is not None:  # present, even empty, whenever asked for
+            parts.append(message_field(n["trades"], encode_prints(block.trades)))
         return b"".join(parts)
 
 
@@ -219,6 +255,18 @@ class ProtobufPathEncoder:
             )
         if self._symbols:
             reply.symbols[:] = self._symbols
+        if block.bid_size is not None:
+            reply.bid_size[:] = block.bid_size.tolist()
+            reply.ask_size[:] = block.ask_size.tolist()
+        if block.trades is not None:
+            t = block.trades
+            reply.trades.SetInParent()
+            reply.trades.trade_ids[:] = t.ids.tolist()
+            reply.trades.prices[:] = t.prices.tolist()
+            reply.trades.sizes[:] = t.sizes.tolist()
+            reply.trades.aggressors[:] = t.aggressors.tolist()
+            if t.times is not None:
+                reply.trades.times[:] = t.times.tolist()
         return reply.SerializeToString()
 
 

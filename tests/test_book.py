@@ -11,6 +11,7 @@ from server.sim import book as book_module
 from server.sim.book import (
     TRADE_ID_STRIDE,
     Book,
+    BookAlong,
     BookModel,
     BookParams,
     Side,
@@ -446,3 +447,64 @@ def test_the_live_markets_batched_books_and_trades_are_each_instruments_own():
                 )
                 assert _same_trades(computed.trades[position], alone)
         previous = tick
+
+
+def test_a_book_around_the_touch_book_at_places_is_book_ats_book():
+    rng = np.random.default_rng(41)
+    for _ in range(100):
+        case = _random_case(rng)
+        depth = [None, 1, 17][int(rng.integers(0, 3))]
+        args = (case["seed"], case["instrument"], case["sequence"])
+        placed = MODEL.book_at(*args, case["price"], case["tick"], depth)
+        around = MODEL.book_around(*args, placed.bid_prices[0], placed.ask_prices[0], case["tick"], depth)
+        _assert_same_book(around, placed)
+    with pytest.raises(ParameterError) as raised:
+        MODEL.book_around(1, 2, 3, 10.01, 10.01, 0.01)
+    assert raised.value.field == "best_ask" and "above best_bid" in str(raised.value)
+    with pytest.raises(ParameterError) as raised:
+        MODEL.book_around(1, 2, 3, 0.0, 0.01, 0.01)
+    assert raised.value.field == "best_bid"
+
+
+@pytest.mark.parametrize(
+    ("params", "tick", "start", "positive"),
+    [
+        (BookParams(), 0.01, 5_000, True),
+        (BookParams(levels=6, refresh_ticks=3, quiet_print_probability=0.7), 0.25, 30, True),
+        (BookParams(spread_bps=0.0, size_noise=2.0), 0.05, -40, False),
+    ],
+)
+def test_a_paths_book_along_the_live_touch_gives_the_live_books_sizes_and_trades(
+    params, tick, start, positive
+):
+    # With a path's quotes where the live model puts its touch, BookAlong must give the very
+    # sizes and trades of book_at and trades_between, for a whole run of periods at once.
+    model, rng = BookModel(params), np.random.default_rng(43)
+    moves = rng.choice([0, 1, 2, 7, 70], 400) * rng.choice([-1, 1], 400)
+    ticks = start + np.cumsum(moves)
+    if positive:
+        ticks = np.maximum(ticks, 1)
+    prices = TickGrid(tick).prices(ticks.astype(np.float64))
+    sequences = np.arange(1_000, 1_400, dtype=np.int64)
+    books = [
+        model.book_at(4, 77, int(n), p, tick, positive=positive)
+        for n, p in zip(sequences, prices, strict=True)
+    ]
+    bids = np.rint(np.array([b.bid_prices[0] for b in books]) / tick).astype(np.int64)
+    asks = np.rint(np.array([b.ask_prices[0] for b in books]) / tick).astype(np.int64)
+    along = BookAlong(model, 4, 77, positive)
+    bid_lots, ask_lots = along.touch_lots(sequences, bids, asks)
+    assert bid_lots.tolist() == [b.bid_sizes[0] for b in books]
+    assert ask_lots.tolist() == [b.ask_sizes[0] for b in books]
+    prints = along.prints(sequences[1:], ticks[:-1], ticks[1:], bids[:-1], asks[:-1])
+    assert np.all(np.diff(prints.ids) > 0)
+    for i in range(1, 400):
+        alone = model.trades_between(
+            4, 77, int(sequences[i]), prices[i - 1], prices[i], tick, positive=positive
+        )
+        mine = prints.periods == sequences[i]
+        assert np.array_equal(prints.ids[mine], alone.ids)
+        assert np.array_equal(TickGrid(tick).prices(prints.ticks[mine].astype(np.float64)), alone.prices)
+        assert np.array_equal(prints.sizes[mine], alone.sizes) and np.array_equal(
+            prints.sides[mine], alone.sides
+        )

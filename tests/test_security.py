@@ -606,7 +606,7 @@ def test_start_up_mistakes_in_security_flags_are_one_line_and_exit_2(ca, tmp_pat
         (("--auth-tokens", str(tmp_path / "none")), "cannot read it"),
         (("--host", "0.0.0.0", "--auth-tokens", str(short)), "--allow-insecure"),
         (("--health-port", "70000"), "--health-port must be in"),
-        (("--max-connections", "0"), "max_connections must be >= 1"),
+        (("--max-connections", "0"), "--max-connections must be >= 1"),
     ]
     for flags, words in cases:
         with pytest.raises(SystemExit) as stopped:  # the command line's main, as `python -m server` runs it

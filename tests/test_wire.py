@@ -15,8 +15,8 @@ from client.decoding import (
 from marketdata.v1 import market_data_pb2
 from server.limits import MAX_PRICES_PER_MESSAGE
 from server.sim.bars import Bars as ServerBars
-from server.sim.paths import Block
-from server.wire import PathEncoder, varint
+from server.sim.paths import Block, Prints
+from server.wire import PathEncoder, ProtobufPathEncoder, varint
 
 Chunk = market_data_pb2.GbmPriceChunk
 Path = market_data_pb2.GbmPrices
@@ -502,3 +502,95 @@ def test_arrays_decoded_from_several_runs_are_read_only_too():
     path = decode_prices(data)
     assert path.prices.tolist() == [1.0, 2.0]
     assert not path.prices.flags.writeable
+
+
+# --- Prices and PriceChunk: a book's sizes and trades ---------------------------------------------
+
+
+def _prints(count: int, stamped: bool) -> Prints:
+    """``count`` prints with ids, lots and times up to their types' extremes, both aggressors."""
+    rng = np.random.default_rng(8)
+    ids = np.sort(rng.integers(0, 2**62, size=count, dtype=np.int64))
+    times = np.sort(rng.integers(-(2**63), 2**63 - 1, size=count, dtype=np.int64, endpoint=True))
+    if count:
+        ids[-1], times[[0, -1]] = 2**63 - 1, [-(2**63), 2**63 - 1]
+    return Prints(
+        ids,
+        rng.lognormal(size=count),
+        rng.integers(1, 2**40, size=count, dtype=np.int64),
+        rng.choice(np.array([1, 2], dtype=np.int8), size=count),
+        times if stamped else None,
+    )
+
+
+# (sizes at the quotes, prints: None for none asked, else how many, stamped with times)
+BOOK_CASES = {
+    "sizes": (True, None, False),
+    "trades": (False, 40, False),
+    "no-prints": (False, 0, False),
+    "both-with-times": (True, 40, True),
+}
+
+
+def _book_block(book: str, offset: int) -> Block:
+    sizes, prints, stamped = BOOK_CASES[book]
+    values = np.random.default_rng(4).lognormal(size=PERIODS)
+    lots = np.array([1, 10, 2**31, 2**40, 0, 7], dtype=np.int64)  # 0: a period out of the book's range
+    return Block(
+        offset,
+        PERIODS,
+        values,
+        timestamps=TIMESTAMPS if stamped else None,
+        bid=values - 0.25,
+        ask=values + 0.5,
+        bid_size=lots if sizes else None,
+        ask_size=lots[::-1].copy() if sizes else None,
+        trades=None if prints is None else _prints(prints, stamped),
+    )
+
+
+@pytest.mark.parametrize("kind", EXTRA_MESSAGES)
+@pytest.mark.parametrize("book", BOOK_CASES)
+@pytest.mark.parametrize("header", HEADERS)
+def test_a_books_sizes_and_trades_are_the_generated_serializers_bytes_and_decode_back(kind, book, header):
+    message = EXTRA_MESSAGES[kind]
+    seed, symbol, offset = HEADERS[header]
+    block = _book_block(book, offset)
+    fast = PathEncoder(message, seed, symbol).encode(block)
+    assert fast == ProtobufPathEncoder(message, seed, symbol).encode(block)
+    parsed = message.FromString(fast)
+    assert parsed.HasField("trades") == (block.trades is not None)  # present even with no prints
+    mine = DECODERS[kind](fast)
+    empty = np.empty(0)
+    _assert_array(mine.bid_size, block.bid_size if block.bid_size is not None else empty, np.uint64)
+    _assert_array(mine.ask_size, block.ask_size if block.ask_size is not None else empty, np.uint64)
+    assert (mine.trades is None) == (block.trades is None)
+    if block.trades is not None:
+        t = block.trades
+        _assert_array(mine.trades.trade_ids, t.ids, np.uint64)
+        _assert_array(mine.trades.prices, t.prices, np.float64)
+        _assert_array(mine.trades.sizes, t.sizes, np.uint64)
+        _assert_array(mine.trades.aggressors, t.aggressors, np.int64)
+        _assert_array(mine.trades.times, t.times if t.times is not None else empty, np.int64)
+        assert np.array_equal(mine.trades.periods, t.ids // 64)
+        assert list(mine.trades.trade_ids) == list(parsed.trades.trade_ids)
+        assert list(mine.trades.aggressors) == list(parsed.trades.aggressors)
+        assert not mine.trades.trade_ids.flags.writeable
+
+
+def test_trades_decode_from_any_encoding_the_generated_parser_accepts():
+    # Aggressors unpacked, one of them an enum value this client does not know (a negative
+    # one is ten bytes long); the trades field twice, which protobuf merges into one.
+    tag = varint((5 << 3) | 0)
+    first = market_data_pb2.Trades(trade_ids=[64, 65], prices=[1.5, 1.25], sizes=[3, 4]).SerializeToString()
+    first += tag + varint(1) + tag + varint(2**64 - 3)  # -3 as an int32 enum
+    second = market_data_pb2.Trades(trade_ids=[128], prices=[1.75], sizes=[9], aggressors=[2], times=[5])
+    second_bytes = second.SerializeToString()
+    key = varint((market_data_pb2.Prices.DESCRIPTOR.fields_by_name["trades"].number << 3) | 2)
+    data = b"".join(key + varint(len(part)) + part for part in (first, second_bytes))
+    theirs = market_data_pb2.Prices.FromString(data).trades
+    mine = decode_prices(data).trades
+    assert mine.trade_ids.tolist() == list(theirs.trade_ids) == [64, 65, 128]
+    assert mine.aggressors.tolist() == list(theirs.aggressors) == [1, -3, 2]
+    assert mine.sizes.tolist() == list(theirs.sizes) and mine.times.tolist() == list(theirs.times) == [5]
+    assert mine.prices.tolist() == list(theirs.prices)

@@ -14,7 +14,8 @@ The model (``BookParams``, defaults in brackets):
   range 0 to 10,000]: half the spread each side of the price, bid rounded
   down and ask up, at least one tick apart; for positive instruments (the
   default) the bid never goes below one tick. A price on the grid lies in
-  [best bid, best ask), strictly inside when ``spread_bps`` > 0.
+  [best bid, best ask); on the bid when half the spread rounds to nothing
+  (``spread_bps`` = 0, a value at 0, a price at its one-tick floor).
 * Levels: ``levels`` [50, range 1 to 50] a side, one tick apart from the
   touch outwards; bids of a positive instrument stop at one tick, so near
   zero the bid side may hold fewer. A book asked for at ``depth`` is the
@@ -39,8 +40,9 @@ The model (``BookParams``, defaults in brackets):
   first; down, it sells every bid level at or above p(n). If the last of
   those prints is not at p(n) (the price moved only inside the spread, or
   past the book's last level), one more print at p(n) closes the move, sized
-  uniformly in [1, old touch size]. So a move's prints lie within (p(n-1),
-  p(n)] and its last print is at p(n): last price and trades agree. The book
+  uniformly in [1, old touch size]. So a move's prints lie between p(n-1)
+  and p(n) (at p(n-1) only where the old touch sat on it) and its last print
+  is at p(n): last price and trades agree. The book
   at n is the state after those trades and after new orders arrived: it is
   drawn afresh around p(n), not the old book minus the prints.
 * Quiet ticks (p(n) = p(n-1)): with probability ``quiet_print_probability``
@@ -65,6 +67,12 @@ Cost: a live feed should ask for all its instruments at once with
 ``BookModel.books_at`` and ``trades_of`` (bench/book_model.py measures
 them); each instrument then costs a fraction of a ``book_at`` and
 ``trades_between`` of its own, with identical results.
+
+A touch from elsewhere: ``BookModel.book_around`` is the book whose best
+bid and ask are given rather than placed around a price, and ``BookAlong``
+the same model along one instrument's path whose quotes are its touches
+(sequence i being period i): the sizes at the quotes and the trades of each
+move, by the rules above, for a run of periods at once.
 """
 
 from __future__ import annotations
@@ -73,7 +81,7 @@ import enum
 import functools
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import chain, compress, repeat
 from operator import ne
@@ -288,6 +296,31 @@ class BookModel:
         end = _price_column("price", prices, grid, flags)
         return self._trades(seed, keys, sequence, start, end, grid, flags) if keys else []
 
+    def book_around(
+        self,
+        seed: int,
+        instrument: int,
+        sequence: int,
+        best_bid: float,
+        best_ask: float,
+        tick_size: float,
+        depth: int | None = None,
+        *,
+        positive: bool = True,
+    ) -> Book:
+        """The book at ``sequence`` whose best bid and ask are ``best_bid`` and ``best_ask``
+        (prices on the grid of ``tick_size``, the bid below the ask): ``book_at`` once it has
+        placed the touch, for a touch from elsewhere, such as a path's quotes (BookAlong)."""
+        depth = self._depth(depth)
+        _check_keys(seed, instrument, sequence)
+        tick = _check_tick(tick_size)
+        bid, ask = _ticks(best_bid, tick, "best_bid", positive), _ticks(best_ask, tick, "best_ask", positive)
+        if ask <= bid:
+            raise ParameterError(
+                "best_ask", f"best_ask must be above best_bid {quoted(best_bid)}, got {quoted(best_ask)}"
+            )
+        return self._book_from(seed, instrument, sequence, bid, ask, tick, bool(positive), depth)
+
     def _depth(self, depth: int | None) -> int:
         levels = self.params.levels
         return levels if depth is None else _check_int("depth", depth, 1, levels)
@@ -297,8 +330,22 @@ class BookModel:
     ) -> Book:
         """One instrument's book: ``_books`` for a batch of one, in Python scalars where a
         batch has arrays (a single call pays for a dozen array operations, not dozens)."""
+        best_bid, best_ask = _touch(at, tick, self.params.spread_bps, positive)
+        return self._book_from(seed, instrument, sequence, best_bid, best_ask, tick, positive, depth)
+
+    def _book_from(
+        self,
+        seed: int,
+        instrument: int,
+        sequence: int,
+        best_bid: int,
+        best_ask: int,
+        tick: float,
+        positive: bool,
+        depth: int,
+    ) -> Book:
+        """The book whose best levels are at ``best_bid`` and ``best_ask`` ticks."""
         params = self.params
-        best_bid, best_ask = _touch(at, tick, params.spread_bps, positive)
         bids = min(depth, _bid_count(best_bid, params.levels, positive))
         block, offset = divmod(sequence, params.refresh_ticks)
         bid_draws = _window(seed, instrument, Side.BUY, block, best_bid, bids)
@@ -428,12 +475,57 @@ class BookModel:
         flags: np.ndarray,
     ) -> list[Trades]:
         """The trades at ``sequence`` of instruments ``keys`` going from ``start`` to ``end``
-        ticks. A move sizes only the levels it takes, a quiet tick only the touch."""
-        params = self.params
-        refresh = params.refresh_ticks
+        ticks, through their books at ``sequence - 1``."""
+        refresh = self.params.refresh_ticks
         block, offset = divmod(sequence, refresh)
         u = np.array([_tick_draws(seed, key, block, offset, refresh) for key in keys]).reshape(-1, 3)
         best_bid, best_ask = self._touches(start, grid, flags)
+        book_block, book_offset = divmod(sequence - 1, refresh)
+
+        def lots_of(sides: np.ndarray, bests: np.ndarray, counts: np.ndarray) -> np.ndarray:
+            met = zip(keys, sides.tolist(), bests.tolist(), counts.tolist(), strict=True)
+            windows = [_window(seed, key, side, book_block, best, n) for key, side, best, n in met if n]
+            if not windows:
+                return np.empty(0, dtype=np.int64)
+            draws = np.concatenate(windows, axis=1)
+            raw = self._factors(draws[0], draws[1], book_offset)
+            raw *= self._mean[_ranks(counts)]
+            return _whole_lots(raw)
+
+        counts, index, ticks, lots, sides = self._prints(start, end, best_bid, best_ask, flags, u, lots_of)
+        units, scale = grid.at(np.repeat(np.arange(len(keys)), counts))
+        arrays = (
+            _frozen(sequence * TRADE_ID_STRIDE + index),
+            _frozen(ticks.astype(np.float64) * units / scale + 0.0),
+            lots,
+            sides,
+        )
+        trades, begin = [], 0
+        for stop in np.cumsum(counts).tolist():
+            trades.append(Trades(sequence, *(array[begin:stop] for array in arrays)))
+            begin = stop
+        return trades
+
+    def _prints(
+        self,
+        start: np.ndarray,
+        end: np.ndarray,
+        best_bid: np.ndarray,
+        best_ask: np.ndarray,
+        flags: np.ndarray,
+        u: np.ndarray,
+        lots_of: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The prints of moves from ``start`` to ``end`` ticks, one a move, each through a book
+        whose best levels are at ``best_bid`` and ``best_ask`` (the rules of the module
+        docstring, for many moves at once). ``u`` holds each move's three uniforms (quiet
+        print, its side, a fraction of the touch); ``lots_of(sides, bests, counts)`` gives the
+        lots of the first ``counts[j]`` levels of side ``sides[j]`` from tick ``bests[j]``
+        of the books the moves meet, one after another (none where a count is 0).
+
+        Returns the prints per move, then per print: its index in its move, tick, lots and
+        aggressor (int8, read-only)."""
+        params = self.params
         quiet = end == start
         quiet_prints = quiet & (u[:, 0] < params.quiet_print_probability)
         # The aggressor: on a quiet tick a buyer or a seller with even odds; a buyer meets the
@@ -447,43 +539,22 @@ class BookModel:
         # spread, or past the last level), or the quiet tick's print at the touch.
         closes = np.where(quiet, quiet_prints, (taken == 0) | (best + side * (taken - 1) != end))
         close_tick = np.where(quiet, best, end)
-        sized = np.where(quiet, quiet_prints, np.maximum(taken, 1))  # the levels taken, or the touch
-        book_block, book_offset = divmod(sequence - 1, refresh)  # the book the move meets
-        windows = [
-            _window(seed, key, -s, book_block, b, n)
-            for key, s, b, n in zip(keys, side.tolist(), best.tolist(), sized.tolist(), strict=True)
-            if n
-        ]
+        sized = np.where(quiet, quiet_prints, np.maximum(taken, 1)).astype(
+            np.int64
+        )  # levels taken, or the touch
+        lots = lots_of(-side, best, sized)
         lot_start = np.cumsum(sized) - sized
-        level = np.arange(int(sized.sum())) - np.repeat(lot_start, sized)
-        if windows:
-            draws = np.concatenate(windows, axis=1)
-            raw = self._factors(draws[0], draws[1], book_offset)
-            raw *= self._mean[level]
-            lots = _whole_lots(raw)
-        else:
-            lots = np.empty(0, dtype=np.int64)
         # The touch's size where the move sized levels (a placeholder where it did not).
-        touch = lots[np.minimum(lot_start, len(lots) - 1)] if len(lots) else np.ones(len(keys), np.int64)
+        touch = lots[np.minimum(lot_start, len(lots) - 1)] if len(lots) else np.ones(len(start), np.int64)
         close_size = np.minimum(touch, 1 + (u[:, 2] * touch).astype(np.int64))  # uniform in [1, touch]
         counts = taken + closes
-        first = np.cumsum(counts) - counts
-        owner = np.repeat(np.arange(len(keys)), counts)
-        index = np.arange(int(counts.sum())) - first[owner]
+        owner = np.repeat(np.arange(len(start)), counts)
+        index = _ranks(counts)
         at_level = index < taken[owner]
         ticks = np.where(at_level, best[owner] + side[owner] * index, close_tick[owner])
         level_lots = lots[np.where(at_level, lot_start[owner] + index, 0)] if len(lots) else index
-        units, scale = grid.at(owner)
-        arrays = (
-            _frozen(sequence * TRADE_ID_STRIDE + index),
-            _frozen(ticks.astype(np.float64) * units / scale + 0.0),
-            _frozen(np.where(at_level, level_lots, close_size[owner])),
-            _frozen(side[owner].astype(np.int8)),
-        )
-        trades = []
-        for begin, stop in zip(first.tolist(), (first + counts).tolist(), strict=True):
-            trades.append(Trades(sequence, *(array[begin:stop] for array in arrays)))
-        return trades
+        sizes = _frozen(np.where(at_level, level_lots, close_size[owner]))
+        return counts, index, ticks, sizes, _frozen(side[owner].astype(np.int8))
 
     def _factors(self, here: np.ndarray, there: np.ndarray, offset: int) -> np.ndarray:
         """The size factors exp(size_noise * z - size_noise^2 / 2), z going from the draws
@@ -500,6 +571,19 @@ class BookModel:
             z += there
             z /= math.sqrt((1 - w) ** 2 + w * w)
         sigma = params.size_noise
+        z *= sigma
+        z -= sigma * sigma / 2
+        return np.exp(z, out=z)
+
+    def _factors_each(self, here: np.ndarray, there: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        """``_factors`` with an offset for each draw: the same operations, element by element,
+        their weights worked out in Python floats as for one offset (``_weights``)."""
+        near, far, norm = _weights(self.params.refresh_ticks)
+        z = near[offsets] * here
+        z += far[offsets] * there
+        z /= norm[offsets]
+        z = np.where(offsets == 0, here, z)  # the block's own draws, as _factors leaves them
+        sigma = self.params.size_noise
         z *= sigma
         z -= sigma * sigma / 2
         return np.exp(z, out=z)
@@ -521,6 +605,139 @@ class _Grid:
         if np.ndim(self.units) == 0:
             return self.units, self.scale
         return self.units[index], self.scale[index]
+
+
+@dataclass(frozen=True, eq=False)
+class PathPrints:
+    """The prints of a run of a path's periods as parallel arrays, period by period: each
+    print's period, trade id (period * TRADE_ID_STRIDE + index in the period), tick (whole
+    ticks of the path's grid), lots, and aggressor (Side values)."""
+
+    periods: np.ndarray
+    ids: np.ndarray
+    ticks: np.ndarray
+    sizes: np.ndarray
+    sides: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class BookAlong:
+    """The book model along one instrument's path: period i's book is the book at sequence
+    i whose best levels are the path's bid and ask (``BookModel.book_around``), and the
+    prints of period i those of the move from the value before, through the book before,
+    by the rules of ``trades_between``. Asked for consecutive runs of periods, each worked
+    out for the whole run at once (no step per period in Python).
+
+    It keeps the random pages and tick draws of the blocks it last used, which the next run
+    mostly needs again; they are pure functions of their keys, so they change no result,
+    and none of them enters the caches a live market uses."""
+
+    def __init__(self, model: BookModel, seed: int, instrument: int, positive: bool) -> None:
+        _check_int("seed", seed, 0, 2**64 - 1)
+        _check_int("instrument", instrument, 0, INSTRUMENT_KEY_MAX)
+        self._model, self._seed, self._instrument, self._positive = model, seed, instrument, positive
+        self._pages: dict[tuple[int, int, int], np.ndarray] = {}
+        self._uniforms: dict[int, np.ndarray] = {}
+
+    def touch_lots(
+        self, sequences: np.ndarray, best_bids: np.ndarray, best_asks: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Lots at the best bid and at the best ask of the books at ``sequences``, whose best
+        levels are at ``best_bids`` and ``best_asks`` (whole ticks, the bid below the ask,
+        within 2^50 ticks of zero; a positive instrument's bid at least one tick)."""
+        self._forget(sequences)
+        n = len(sequences)
+        sides = np.repeat(np.array([Side.BUY, Side.SELL], dtype=np.int64), n)
+        both = np.concatenate((sequences, sequences))
+        lots = self._lots(both, sides, np.concatenate((best_bids, best_asks)), np.zeros(2 * n, np.int64))
+        return lots[:n], lots[n:]
+
+    def prints(
+        self,
+        sequences: np.ndarray,
+        start: np.ndarray,
+        end: np.ndarray,
+        best_bids: np.ndarray,
+        best_asks: np.ndarray,
+    ) -> PathPrints:
+        """The prints of the moves at ``sequences`` (each at least 1) from ``start`` to ``end``
+        ticks, through the books at ``sequences - 1`` whose best levels are at ``best_bids``
+        and ``best_asks`` (whole ticks, as for ``touch_lots``)."""
+        self._forget(sequences)
+        model = self._model
+        u = self._draws_of(sequences)
+        flags = np.full(len(sequences), self._positive)
+
+        def lots_of(sides: np.ndarray, bests: np.ndarray, counts: np.ndarray) -> np.ndarray:
+            owner, level = np.repeat(np.arange(len(counts)), counts), _ranks(counts)
+            side = sides[owner]
+            ticks = bests[owner] - side * level  # bids from the best down, asks up
+            return self._lots(sequences[owner] - 1, side, ticks, level)
+
+        counts, index, ticks, sizes, sides = model._prints(
+            start, end, best_bids, best_asks, flags, u, lots_of
+        )
+        periods = _frozen(np.repeat(sequences, counts))
+        return PathPrints(periods, _frozen(periods * TRADE_ID_STRIDE + index), _frozen(ticks), sizes, sides)
+
+    def _lots(
+        self, sequences: np.ndarray, sides: np.ndarray, ticks: np.ndarray, levels: np.ndarray
+    ) -> np.ndarray:
+        """Lots of the levels at ``ticks`` of ``sides``, ``levels`` from their touch, in the
+        books at ``sequences``: the sizes the live book gives those levels."""
+        model = self._model
+        if not len(sequences):
+            return _frozen(np.empty(0, dtype=np.int64))
+        blocks, offsets = np.divmod(sequences, model.params.refresh_ticks)
+        pages, columns = np.divmod(ticks, PAGE_TICKS)
+        # One row of draws per (block, page, side) used: numbered by one sort of each column.
+        block_keys, block_at = np.unique(blocks, return_inverse=True)
+        page_keys, page_at = np.unique(pages, return_inverse=True)
+        key = (block_at.reshape(-1) * len(page_keys) + page_at.reshape(-1)) * 2 + (sides == Side.SELL)
+        used, rows = np.unique(key, return_inverse=True)
+        here, there = [], []
+        for block_page, sell in zip(*np.divmod(used, 2), strict=True):
+            block_index, page_index = divmod(int(block_page), len(page_keys))
+            block, page, side = int(block_keys[block_index]), int(page_keys[page_index]), -1 if sell else 1
+            here.append(self._page(side, block, page))
+            there.append(self._page(side, block + 1, page))
+        rows = rows.reshape(-1)
+        raw = model._factors_each(np.stack(here)[rows, columns], np.stack(there)[rows, columns], offsets)
+        raw *= model._mean[levels]
+        return _whole_lots(raw)
+
+    def _page(self, side: int, block: int, page: int) -> np.ndarray:
+        key = (side, block, page)
+        draws = self._pages.get(key)
+        if draws is None:
+            draws = self._pages[key] = _page.__wrapped__(self._seed, self._instrument, side, block, page)
+        return draws
+
+    def _draws_of(self, sequences: np.ndarray) -> np.ndarray:
+        """The (n, 3) uniforms of each sequence (see ``_tick_draws``)."""
+        refresh = self._model.params.refresh_ticks
+        if not len(sequences):
+            return np.empty((0, 3))
+        blocks, offsets = np.divmod(sequences, refresh)
+        keys, where = np.unique(blocks, return_inverse=True)
+        table = []
+        for block in keys.tolist():
+            rows = self._uniforms.get(block)
+            if rows is None:
+                stream = _stream(self._seed, (BOOK_STREAM, self._instrument, _TICK_DRAWS, block))
+                rows = self._uniforms[block] = stream.random((refresh, 3))
+            table.append(rows)
+        return np.stack(table)[where.reshape(-1), offsets]
+
+    def _forget(self, sequences: np.ndarray) -> None:
+        """Drop the draws of blocks before those of ``sequences`` and of the sequence before
+        them: runs come in order, so no later run needs them."""
+        if len(sequences):
+            first = (int(sequences[0]) - 1) // self._model.params.refresh_ticks
+            self._pages = {k: v for k, v in self._pages.items() if k[1] >= first}
+            self._uniforms = {k: v for k, v in self._uniforms.items() if k >= first}
 
 
 def diff(old: Book, new: Book) -> list[LevelChange]:
@@ -630,7 +847,7 @@ def apply_diff(book: Book, changes: list[LevelChange], sequence: int) -> Book:
 def clear_caches() -> None:
     """Empty the caches of random draws and weights: they only save work, results never
     depend on them."""
-    for cached in (_page, _two_pages, _ladder, _draw_rows):
+    for cached in (_page, _two_pages, _ladder, _draw_rows, _weights):
         cached.cache_clear()
 
 
@@ -674,6 +891,12 @@ def _ladder(tick: float, page: int, descending: bool) -> np.ndarray:
     return _frozen(ticks * units / scale + 0.0)
 
 
+def _ranks(counts: np.ndarray) -> np.ndarray:
+    """0, 1, .. counts[j] - 1 for each j, one after another: each item's place in its group."""
+    total = int(counts.sum())
+    return np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+
+
 def _whole_lots(raw: np.ndarray) -> np.ndarray:
     """Mean times factor, rounded to whole lots in [1, LOTS_MAX] (int64, read-only)."""
     np.rint(raw, out=raw)
@@ -715,6 +938,16 @@ def _page(seed: int, instrument: int, side: int, block: int, page: int) -> np.nd
     side_key = 0 if side == Side.BUY else 1
     key = (BOOK_STREAM, instrument, _LEVEL_NOISE, side_key, block, page_key)
     return _frozen(_stream(seed, key).standard_normal(PAGE_TICKS))
+
+
+@functools.lru_cache(maxsize=16)
+def _weights(refresh: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """1 - w, w and sqrt((1 - w)^2 + w^2) for w = offset / refresh, offset 0 to refresh - 1,
+    each worked out in Python floats as ``_factors`` does for one offset."""
+    weights = [offset / refresh for offset in range(refresh)]
+    near = [1 - w for w in weights]
+    norm = [math.sqrt((1 - w) ** 2 + w * w) for w in weights]
+    return _frozen(np.array(near)), _frozen(np.array(weights)), _frozen(np.array(norm))
 
 
 def _tick_draws(seed: int, instrument: int, block: int, offset: int, refresh: int) -> np.ndarray:

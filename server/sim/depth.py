@@ -4,7 +4,9 @@
 the trades of that tick (sim.book's pure functions, keyed by the market seed
 and each symbol's key). Trades need the price one tick before: a tick that
 follows a gap (the clock passed over ticks it could not compute in time, or
-a replica's catch-up) has no trades, which the trade ids show.
+a replica's catch-up) has no trades, which the trade ids show. A price the
+book model cannot place (more than 2^50 ticks from zero: a price that ran
+away) has an empty book and no trades until it comes back.
 
 ``Tape`` keeps a bounded history for the unary calls: the last prints of each
 instrument, and its one-second and one-minute candles, formed from those
@@ -14,12 +16,12 @@ prints by exchange time. Everything here is pure: no clock, no I/O.
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from .book import Book, BookModel, Trades
+from .book import PRICE_TICKS_MAX, Book, BookModel, Trades
 from .market import MarketTick, symbol_key
 from .universe import MarketConfig
 
@@ -39,10 +41,10 @@ class DepthTick:
         sequence: int,
         prices: list[float],
         trades: tuple[Trades | None, ...],
-        book_of: Callable[[int, int, float], Book],
+        books_of: Callable[[int, Sequence[int], Sequence[float]], list[Book]],
     ) -> None:
         self.sequence, self.trades = sequence, trades
-        self._prices, self._book_of = prices, book_of
+        self._prices, self._books_of = prices, books_of
         self._books: dict[int, Book] = {}
 
     def add_books(self, books: Iterable[tuple[int, Book]]) -> None:
@@ -53,8 +55,16 @@ class DepthTick:
         """The full book of the instrument at ``position`` (computed once)."""
         book = self._books.get(position)
         if book is None:
-            book = self._books[position] = self._book_of(position, self.sequence, self._prices[position])
+            self.prepare((position,))
+            book = self._books[position]
         return book
+
+    def prepare(self, positions: Iterable[int]) -> None:
+        """Compute the books of ``positions`` not computed yet, in one batch."""
+        missing = sorted({p for p in positions if p not in self._books})
+        if missing:
+            made = self._books_of(self.sequence, missing, [self._prices[p] for p in missing])
+            self._books.update(zip(missing, made, strict=True))
 
 
 class MarketDepth:
@@ -68,17 +78,36 @@ class MarketDepth:
         self._ticks = [i.tick_size for i in config.instruments]
         self._positive = [i.positive for i in config.instruments]
         self._previous: MarketTick | None = None
+        self._tick_array = np.array(self._ticks)
 
-    def book(self, position: int, sequence: int, price: float) -> Book:
-        """The full book of the instrument at ``position`` at ``sequence``, priced ``price``."""
-        return self._model.book_at(
-            self._seed,
-            self._keys[position],
-            sequence,
-            price,
-            self._ticks[position],
-            positive=self._positive[position],
+    def _placeable(self, prices: np.ndarray, positions: Sequence[int]) -> np.ndarray:
+        """Which of ``prices`` (of the instruments at ``positions``) the book model can place:
+        finite and at most PRICE_TICKS_MAX ticks from zero."""
+        with np.errstate(all="ignore"):
+            ratio = np.abs(np.asarray(prices, dtype=np.float64) / self._tick_array[list(positions)])
+        return np.isfinite(ratio) & (ratio <= PRICE_TICKS_MAX)
+
+    def books(self, sequence: int, positions: Sequence[int], prices: Sequence[float]) -> list[Book]:
+        """The full books of the instruments at ``positions`` at ``sequence``, priced ``prices``,
+        in one batch (empty for a price the model cannot place)."""
+        placeable = self._placeable(np.array(prices, dtype=np.float64), positions)
+        some = [n for n, ok in enumerate(placeable.tolist()) if ok]
+        made = (
+            self._model.books_at(
+                self._seed,
+                [self._keys[positions[n]] for n in some],
+                sequence,
+                [prices[n] for n in some],
+                [self._ticks[positions[n]] for n in some],
+                positive=[self._positive[positions[n]] for n in some],
+            )
+            if some
+            else []
         )
+        books = [_empty(sequence)] * len(positions)
+        for n, book in zip(some, made, strict=True):
+            books[n] = book
+        return books
 
     def next(self, tick: MarketTick, books: Iterable[int] = ()) -> DepthTick:
         """The trades since the tick before ``tick``, if that was the last one given, and its
@@ -88,26 +117,42 @@ class MarketDepth:
         follows = previous is not None and previous.sequence == tick.sequence - 1 and tick.sequence >= 1
         prices = tick.prices.tolist()
         model, seed, sequence = self._model, self._seed, tick.sequence
-        if not follows:
-            trades: list[Trades | None] = [None] * len(prices)
-        else:  # every instrument's in one batch: the same trades as one call each, for less
+        everyone = range(len(prices))
+        here = self._placeable(tick.prices, everyone)
+        trades: list[Trades | None] = [None] * len(prices)
+        if follows:  # every instrument's in one batch: the same trades as one call each, for less
+            both = here & self._placeable(previous.prices, everyone)
+            some = np.flatnonzero(both).tolist()
             before = previous.prices.tolist()
-            trades = model.trades_of(
-                seed, self._keys, sequence, before, prices, self._ticks, positive=self._positive
+            batch = (
+                model.trades_of(
+                    seed,
+                    [self._keys[p] for p in some],
+                    sequence,
+                    [before[p] for p in some],
+                    [prices[p] for p in some],
+                    [self._ticks[p] for p in some],
+                    positive=[self._positive[p] for p in some],
+                )
+                if some
+                else []
             )
-        depth = DepthTick(tick.sequence, prices, tuple(trades), self.book)
-        watched = sorted(books)
-        if watched:  # in one batch too
-            computed = model.books_at(
-                seed,
-                [self._keys[p] for p in watched],
-                sequence,
-                [prices[p] for p in watched],
-                [self._ticks[p] for p in watched],
-                positive=[self._positive[p] for p in watched],
-            )
-            depth.add_books(zip(watched, computed, strict=True))
+            for p, made in zip(some, batch, strict=True):
+                trades[p] = made
+        depth = DepthTick(tick.sequence, prices, tuple(trades), self.books)
+        depth.prepare(books)  # the watched ones now, on the caller's thread
         return depth
+
+
+def _empty(sequence: int) -> Book:
+    """A book without levels, for an instrument whose price the model cannot place."""
+    return Book(sequence, _NO_PRICES, _NO_SIZES, _NO_PRICES, _NO_SIZES)
+
+
+_NO_PRICES = np.empty(0, dtype=np.float64)
+_NO_SIZES = np.empty(0, dtype=np.int64)
+for _array in (_NO_PRICES, _NO_SIZES):
+    _array.setflags(write=False)
 
 
 def truncated(book: Book, depth: int) -> Book:

@@ -51,6 +51,26 @@ def quotes(
     """Bid and ask on the tick grid around ``mid``: a fixed spread in basis points,
     or ``spread_vol`` times the step's volatility ``step_sd``, a fraction of the
     mid, or with ``absolute`` in price units (models whose values may be <= 0)."""
+    bid, ask = quote_ticks(
+        mid, tick_size, spread_bps=spread_bps, spread_vol=spread_vol, step_sd=step_sd, absolute=absolute
+    )
+    grid = TickGrid(tick_size)
+    bid, ask = grid.prices(bid), grid.prices(ask)
+    # Past 2^53 ticks (9e13 with a cent tick) float64 cannot step by one tick: the ask then
+    # takes the next double above the bid, so the two never meet.
+    return bid, np.where(ask > bid, ask, np.nextafter(bid, np.inf))
+
+
+def quote_ticks(
+    mid: np.ndarray,
+    tick_size: float,
+    *,
+    spread_bps: float | None = None,
+    spread_vol: float | None = None,
+    step_sd: float = 0.0,
+    absolute: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``quotes`` as whole numbers of ticks (float64): the bid rounded down, the ask up."""
     if (spread_bps is None) == (spread_vol is None):
         raise ParameterError("spread", "give exactly one of spread_bps and spread_vol")
     if spread_bps is not None:
@@ -62,9 +82,4 @@ def quotes(
     bid = np.floor((mid - half) / tick_size + 1e-9)
     if not absolute:  # a price's bid is a price too: never below one tick
         bid = np.maximum(bid, 1.0)
-    ask = np.maximum(np.ceil((mid + half) / tick_size - 1e-9), bid + 1)
-    grid = TickGrid(tick_size)
-    bid, ask = grid.prices(bid), grid.prices(ask)
-    # Past 2^53 ticks (9e13 with a cent tick) float64 cannot step by one tick: the ask then
-    # takes the next double above the bid, so the two never meet.
-    return bid, np.where(ask > bid, ask, np.nextafter(bid, np.inf))
+    return bid, np.maximum(np.ceil((mid + half) / tick_size - 1e-9), bid + 1)

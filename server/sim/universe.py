@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .book import BookParams
+from .book import PRICE_TICKS_MAX, BookParams
 from .checks import ParameterError, check_range, listed, quoted
 from .correlation import check_correlation
 from .models import DEFAULT_TRADING_DAYS_PER_YEAR, Gbm, Model
@@ -125,6 +125,13 @@ class Instrument:
                 f"start_price, mu and sigma of this {self.model} instrument must be {summary}, "
                 f"as its parameters imply, got {(self.start_price, self.mu, self.sigma)}; "
                 "build it with Instrument.of_model",
+            )
+        if not abs(self.start_price) / self.tick_size <= PRICE_TICKS_MAX:
+            raise ParameterError(
+                "tick_size",
+                f"start_price {self.start_price:g} is {abs(self.start_price) / self.tick_size:.3g} ticks of "
+                f"{self.tick_size:g} from zero; an order book places prices at most 2^50 (about 1.1e15) "
+                "ticks from zero: use a larger tick_size",
             )
 
     @classmethod
