@@ -10,6 +10,7 @@ from numpy; the bytes are what the protobuf classes would write.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,7 +18,7 @@ import numpy as np
 from marketdata.v1 import market_data_pb2 as pb
 
 from .sim.book import Book, Side, Trades
-from .sim.depth import CANDLE_INTERVALS, Candle, DepthTick, Tape, side_changes, truncated
+from .sim.depth import CANDLE_INTERVALS, Candle, DepthTick, Tape, side_changes
 from .wire import (
     _LITTLE_F8,
     _LITTLE_I8,
@@ -27,6 +28,7 @@ from .wire import (
     packed,
     string_field,
     uint_field,
+    varint,
 )
 
 
@@ -65,25 +67,36 @@ def _packed_enum(field_number: int, values: bytes) -> bytes:
     return message_field(field_number, values) if values else b""
 
 
+def _packed_list(key: bytes, values: list, code: str) -> bytes:
+    """A packed repeated field of 8-byte values from a short list (struct beats numpy there)."""
+    if not values:
+        return b""
+    payload = struct.pack(f"<{len(values)}{code}", *values)
+    return key + varint(len(payload)) + payload
+
+
+_KEYS = {name: varint((number << 3) | 2) for name, number in _BOOK.items()}
+
+
 def book_entry(
     symbol: str,
     sequence: int,
     previous: int,
     depth: int,
-    bids: tuple[Sequence[float], Sequence[int]],
-    asks: tuple[Sequence[float], Sequence[int]],
+    bids: tuple[list[float], list[int]],
+    asks: tuple[list[float], list[int]],
 ) -> bytes:
-    """One OrderBook as an entry of OrderBooks.books."""
-    n = _BOOK
+    """One OrderBook as an entry of OrderBooks.books, its levels as lists."""
+    n, k = _BOOK, _KEYS
     payload = b"".join(
         [
             string_field(n["symbol"], symbol),
             uint_field(n["sequence"], sequence),
             uint_field(n["previous_sequence"], previous),
-            *packed(n["bid_prices"], np.asarray(bids[0]), _LITTLE_F8),
-            *packed(n["bid_sizes"], np.asarray(bids[1]), _LITTLE_U8),
-            *packed(n["ask_prices"], np.asarray(asks[0]), _LITTLE_F8),
-            *packed(n["ask_sizes"], np.asarray(asks[1]), _LITTLE_U8),
+            _packed_list(k["bid_prices"], bids[0], "d"),
+            _packed_list(k["bid_sizes"], bids[1], "Q"),
+            _packed_list(k["ask_prices"], asks[0], "d"),
+            _packed_list(k["ask_sizes"], asks[1], "Q"),
             uint_field(n["depth"], depth),
         ]
     )
@@ -92,9 +105,14 @@ def book_entry(
 
 def whole_book(symbol: str, book: Book, depth: int) -> bytes:
     """A book as a snapshot entry: every level to ``depth``."""
-    book = truncated(book, depth)
-    return book_entry(
-        symbol, book.sequence, 0, depth, (book.bid_prices, book.bid_sizes), (book.ask_prices, book.ask_sizes)
+    return book_entry(symbol, book.sequence, 0, depth, *_lists(book, depth))
+
+
+def _lists(book: Book, depth: int) -> tuple[tuple[list[float], list[int]], tuple[list[float], list[int]]]:
+    """The bids and asks of ``book`` to ``depth`` as (prices, sizes) lists."""
+    return (
+        (book.bid_prices[:depth].tolist(), book.bid_sizes[:depth].tolist()),
+        (book.ask_prices[:depth].tolist(), book.ask_sizes[:depth].tolist()),
     )
 
 
@@ -199,10 +217,10 @@ class DepthEncoding:
 
     def _update(self, position: int, depth: int) -> bytes:
         """The changed levels at ``depth`` since the last published tick (perhaps none)."""
-        new = truncated(self._depth.book(position), depth)
-        old = truncated(self._previous.book(position), depth)
-        bids = side_changes(old.bid_prices, old.bid_sizes, new.bid_prices, new.bid_sizes, bids=True)
-        asks = side_changes(old.ask_prices, old.ask_sizes, new.ask_prices, new.ask_sizes, bids=False)
+        new, old = self._depth.book(position), self._previous.book(position)
+        (new_bids, new_asks), (old_bids, old_asks) = _lists(new, depth), _lists(old, depth)
+        bids = side_changes(*old_bids, *new_bids, bids=True)
+        asks = side_changes(*old_asks, *new_asks, bids=False)
         # An entry even when nothing changed: each symbol's book sequence moves with every
         # update, so a client checks previous_sequence against the last one it applied.
         return book_entry(self._symbols[position], new.sequence, old.sequence, depth, bids, asks)

@@ -572,13 +572,30 @@ class _Clock(threading.Thread):
         interval = feed.config.wall_interval
         while not self._stopped.is_set():
             next_due = feed.epoch + (feed.market.last.sequence + 1) * interval
-            if self._stopped.wait(max(0.0, next_due - feed._wall_clock())):
+            # The next tick is computed ahead, half an interval before it is due (its prices and
+            # books depend on nothing but the sequence), so at its time it is only handed over:
+            # what it costs to compute is not a delay every subscriber sees.
+            if self._stopped.wait(max(0.0, next_due - interval / 2 - feed._wall_clock())):
                 return
+            ahead = None
+            if feed.due_sequence(feed._wall_clock()) <= feed.market.last.sequence:
+                tick = feed.market.tick()
+                ahead = tick, feed.depth_at(tick)
+                if self._stopped.wait(max(0.0, next_due - feed._wall_clock())):
+                    return
+                if feed.due_sequence(feed._wall_clock()) == tick.sequence:
+                    if not self._hand_over(tick, next_due, ahead[1]):
+                        return
+                    continue
             # Behind, it publishes at least every PUBLISH_BUDGET of work, with the gap showing.
             due = feed.compute_due(feed._wall_clock(), self._stopped, PUBLISH_BUDGET)
             if due is None:
+                if ahead is not None:  # computed ahead, then nothing more due (a clock step back)
+                    if not self._hand_over(ahead[0], next_due, ahead[1]):
+                        return
                 continue
             tick, exchange_time, skipped = due
+            skipped += ahead is not None  # the tick computed ahead was passed over too
             self._behind += skipped
             if feed.metrics is not None:
                 feed.metrics.ticks_skipped.inc(skipped)
@@ -589,11 +606,16 @@ class _Clock(threading.Thread):
                     self._behind,
                 )
                 self._behind, self._next_warning = 0, time.monotonic() + WARNING_SECONDS
-            depth = feed.depth_at(tick)  # here, not on the event loop
-            try:
-                self._loop.call_soon_threadsafe(feed.publish, tick, exchange_time, depth)
-            except RuntimeError:  # the loop has closed: the server is gone
+            if not self._hand_over(tick, exchange_time, feed.depth_at(tick)):
                 return
+
+    def _hand_over(self, tick: MarketTick, exchange_time: float, depth: DepthTick) -> bool:
+        """Have the event loop publish ``tick``; False once the loop has closed (the server is gone)."""
+        try:
+            self._loop.call_soon_threadsafe(self._feed.publish, tick, exchange_time, depth)
+        except RuntimeError:
+            return False
+        return True
 
 
 class Subscriber:

@@ -155,27 +155,15 @@ for _array in (_NO_PRICES, _NO_SIZES):
     _array.setflags(write=False)
 
 
-def truncated(book: Book, depth: int) -> Book:
-    """The first ``depth`` levels a side of ``book`` (views, no copy)."""
-    if len(book.bid_prices) <= depth and len(book.ask_prices) <= depth:
-        return book
-    return Book(
-        book.sequence,
-        book.bid_prices[:depth],
-        book.bid_sizes[:depth],
-        book.ask_prices[:depth],
-        book.ask_sizes[:depth],
-    )
-
-
 def side_changes(
-    old_prices: np.ndarray, old_sizes: np.ndarray, new_prices: np.ndarray, new_sizes: np.ndarray, bids: bool
+    old_prices: list[float], old_sizes: list[int], new_prices: list[float], new_sizes: list[int], bids: bool
 ) -> tuple[list[float], list[int]]:
-    """The levels of one side that turn the old side into the new: each new or resized
-    level with its size, each vanished level with size 0; best first (bids highest first)."""
-    before = dict(zip(old_prices.tolist(), old_sizes.tolist(), strict=True))
+    """The levels of one side (lists, best first) that turn the old side into the new: each
+    new or resized level with its size, each vanished level with size 0; best first (bids
+    highest first)."""
+    before = dict(zip(old_prices, old_sizes, strict=True))
     changed = {}
-    for price, size in zip(new_prices.tolist(), new_sizes.tolist(), strict=True):
+    for price, size in zip(new_prices, new_sizes, strict=True):
         if before.pop(price, None) != size:
             changed[price] = size
     for price in before:
