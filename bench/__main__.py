@@ -8,7 +8,8 @@ subscribers; what timestamps, quotes, bars and baskets cost on a stream;
 what abusive clients cost others; how soon a replica started a day after its
 market's epoch serves; what /metrics and the access log cost small calls
 and a stream; the HTTP port: the original /gbm URL against Flask, and live
-subscribers over Server-Sent Events.
+subscribers over Server-Sent Events; live order-book subscribers, and the
+client's CPU per book update with and without its numpy path.
 
 Unary load comes from h2load (nghttp2's load generator, written in C), so
 the Python servers, not a Python load generator, are what is measured.
@@ -43,6 +44,7 @@ import grpc
 import numpy as np
 from prometheus_client import CollectorRegistry
 
+from bench import client_book
 from bench.replicas import replica_rows
 from client import CALENDARS, MarketDataClient, path_request
 from marketdata.v1 import market_data_pb2, market_data_pb2_grpc
@@ -316,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rss-prices", type=int, default=100_000_000)
     parser.add_argument(
         "--rows",
-        default="1,2,3,4,5,6,7,8,9,10,11,12,13",
+        default="1,2,3,4,5,6,7,8,9,10,11,12,13,14",
         help="which rows to measure (default %(default)s; rows 2 and 7 measure row 1 too)",
     )
     parser.add_argument(
@@ -370,6 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         11: lambda: http_gbm_rows(args, row),  # the original URL on the HTTP port against Flask
         12: lambda: sse_rows(args, row),  # live subscribers over SSE
         13: lambda: book_rows(row),  # live order-book subscribers
+        14: lambda: client_book_rows(row),  # the client's CPU per book update, numpy path or not
     }
     for number, measure in measurements.items():
         if number in wanted:
@@ -488,6 +491,34 @@ def book_rows(row: Callable[..., None]) -> None:
             )
         finally:
             service.stop()
+
+
+def client_book_rows(row: Callable[..., None]) -> None:
+    """The client's CPU per book update (100 symbols at depth 10 an event), with the generated
+    classes and with the numpy path (issue 13's target: numpy at most 0.5x)."""
+    events = client_book.make_events(100, BOOK_DEPTH, 300)
+    results = client_book.cpu_per_event(
+        {
+            "protobuf + dict": client_book.protobuf_dicts,
+            "protobuf + BookKeeper": client_book.protobuf_keeper,
+            "numpy + BookKeeper": client_book.numpy_keeper,
+        },
+        events,
+        passes=5,
+    )
+    numpy_path = results["numpy + BookKeeper"]
+    for name, spent in results.items():
+        row(
+            f"14. client CPU per book event, 100 symbols x depth {BOOK_DEPTH}: {name}",
+            f"{spent * 1e6:,.0f} us",
+        )
+    ratio = numpy_path / results["protobuf + dict"]
+    row(
+        "14. numpy path / protobuf + dict (target <= 0.5x)",
+        f"{ratio:.2f}x",
+        f"{numpy_path / results['protobuf + BookKeeper']:.2f}x of protobuf + BookKeeper; "
+        f"target {'met' if ratio <= 0.5 else 'MISSED'}",
+    )
 
 
 def gbm_json(port: int) -> dict:
