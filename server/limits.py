@@ -303,6 +303,10 @@ def _positive(limits: object, *names: str) -> None:
             raise ValueError(f"{name} must be > 0, got {getattr(limits, name)}")
 
 
+# The most periods of a path with a book in one reply or chunk: a period's book costs 5 us
+# with the default parameters and up to about 150 us (a volatile price that reaches new
+# levels every period, refresh_ticks = 1), so one message stays a few seconds of work at worst.
+MAX_BOOK_PERIODS_PER_MESSAGE = 16_384
 # A trade print on the wire: its id, price and lots (8 bytes each) and its aggressor (a
 # one-byte varint), and its time (8 more) when the path has time.
 PRINT_BYTES = 25
@@ -334,6 +338,12 @@ def array_budget(plan: PathPlan) -> int:
     return GRPC_DEFAULT_MAX_MESSAGE_BYTES - fixed
 
 
+def book_periods_cap(plan: PathPlan) -> int | None:
+    """The most periods one reply or chunk of this plan may hold for its book's work (None
+    without a book): MAX_BOOK_PERIODS_PER_MESSAGE."""
+    return MAX_BOOK_PERIODS_PER_MESSAGE if plan.book is not None else None
+
+
 def chunk_cap(limits: Limits, plan: PathPlan) -> tuple[int, str]:
     """The largest chunk_size for this plan, and why it is lower than the server's, if it is."""
     if plan.bar_interval_ns is not None:
@@ -341,6 +351,12 @@ def chunk_cap(limits: Limits, plan: PathPlan) -> tuple[int, str]:
         cap = MAX_BARS_PER_MESSAGE - 1
     else:
         cap = array_budget(plan) // bytes_per_period(plan)
+    book = book_periods_cap(plan)
+    if book is not None and book < min(cap, limits.max_chunk_size):
+        return (
+            book,
+            " (a book's work is bounded per message: its sizes and prints cost up to 150 us a period)",
+        )
     if cap >= limits.max_chunk_size:
         return limits.max_chunk_size, ""
     return cap, " (so that a chunk with these timestamps, quotes, book, bars or assets fits 4 MiB)"

@@ -31,6 +31,7 @@ from .limits import (
     LimitExceeded,
     Limits,
     array_budget,
+    book_periods_cap,
     bytes_per_period,
     chunk_cap,
 )
@@ -112,7 +113,11 @@ def plan_get_prices(request: market_data_pb2.PathRequest, limits: Limits) -> Cal
             )
     else:
         most = array_budget(plan) // bytes_per_period(plan)
-        _check_unary_periods(plan.periods, min(limits.max_periods, most), "GetPrices", "StreamPrices")
+        why = ""
+        book = book_periods_cap(plan)
+        if book is not None and book < most:  # a book's work, not only its bytes, bounds one reply
+            most, why = book, f"a path with a book is computed {book:,} periods a reply at most"
+        _check_unary_periods(plan.periods, min(limits.max_periods, most), "GetPrices", "StreamPrices", why)
     return call
 
 
@@ -135,13 +140,10 @@ def _within_stream_time(call: CallPlan, limits: Limits) -> CallPlan:
     return call
 
 
-def _check_unary_periods(periods: int, most: int, rpc: str, stream_rpc: str) -> None:
+def _check_unary_periods(periods: int, most: int, rpc: str, stream_rpc: str, why: str = "") -> None:
     if not 1 <= periods <= most:
-        reason = (
-            f": the reply would exceed gRPC's 4 MiB message limit; use {stream_rpc} for longer paths"
-            if periods > most
-            else ""
-        )
+        why = why or "the reply would exceed gRPC's 4 MiB message limit"
+        reason = f": {why}; use {stream_rpc} for longer paths" if periods > most else ""
         raise ParameterError("periods", f"periods must be in [1, {most}] for {rpc}, got {periods}{reason}")
 
 

@@ -294,3 +294,23 @@ def test_over_http_a_paths_book_is_the_grpc_reply_in_canonical_json():
     assert reply.status_code == 200, reply.text
     assert len(expected.trades.trade_ids) > 32 and len(expected.bid_size) == 300  # arrays written in bulk
     assert reply.json() == json.loads(json_format.MessageToJson(expected))
+
+
+def test_a_books_work_is_bounded_per_reply_and_per_chunk(stub):
+    # Sizes only, so the bytes would allow some 260,000 periods; the book's work allows 16,384.
+    request = _request("seconds", 16_385)
+    request.book.trades = False
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.GetPrices(request)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "periods must be in [1, 16384]" in refused.value.details()
+    assert "computed 16,384 periods a reply at most; use StreamPrices" in refused.value.details()
+    request.periods = 16_384
+    assert len(stub.GetPrices(request).bid_size) == 16_384
+    request.periods, request.chunk_size = 40_000, 16_385
+    with pytest.raises(grpc.RpcError) as refused:
+        next(iter(stub.StreamPrices(request)))
+    assert "chunk_size must be in [1, 16384] (a book's work is bounded per message" in refused.value.details()
+    request.ClearField("chunk_size")  # the default chunk is held to the bound
+    chunks = [len(c.prices) for c in stub.StreamPrices(request)]
+    assert max(chunks) == 16_384 and sum(chunks) == 40_000

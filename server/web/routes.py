@@ -168,7 +168,8 @@ class HttpApi:
             return _connect_stream(reply_type, as_json)
         if reply_type in (pb.PriceChunk, pb.GbmPriceChunk):
             _text_chunks(message)
-        return _stream_format(request, reply_type, bool(getattr(message, "bar_interval", "")))
+        book = reply_type is pb.PriceChunk and message.HasField("book")
+        return _stream_format(request, reply_type, bool(getattr(message, "bar_interval", "")), book)
 
     async def subscribe(self, request: Request) -> Response:
         """The live market as Server-Sent Events (see the module docstring of formats)."""
@@ -241,8 +242,9 @@ def _get_message(request: Request, request_type: type[Message]) -> Message:
     return parse(data, request_type, encoding == "json")
 
 
-def _stream_format(request: Request, reply_type: type[Message], bars: bool) -> Output:
-    """NDJSON (the default) or CSV, by ``?format=`` or the Accept header."""
+def _stream_format(request: Request, reply_type: type[Message], bars: bool, book: bool = False) -> Output:
+    """NDJSON (the default) or CSV, by ``?format=`` or the Accept header. A path with a book
+    is NDJSON only: its sizes and prints have no CSV columns, and are never dropped silently."""
     wanted = request.query_params.get("format")
     if wanted is None:
         accept = request.headers.get("accept", "")
@@ -256,6 +258,10 @@ def _stream_format(request: Request, reply_type: type[Message], bars: bool) -> O
     if wanted == "csv":
         if reply_type not in (pb.PriceChunk, pb.GbmPriceChunk):
             raise invalid(f"format csv is for price streams; {reply_type.DESCRIPTOR.name} comes as ndjson")
+        if book:
+            raise invalid(
+                "book: a path with a book comes as ndjson (its sizes and trades have no CSV columns)"
+            )
         writer = formats.CsvWriter(bars)
         return Output(
             CSV + "; charset=utf-8",
