@@ -3,6 +3,7 @@ the market themselves (the clock is off)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import queue
@@ -19,7 +20,7 @@ from google.protobuf import json_format
 from client import field_violations
 from marketdata.v1 import market_data_pb2 as pb
 from marketdata.v1 import market_data_pb2_grpc
-from server.feed import MarketFeed
+from server.feed import MarketFeed, Subscriber
 from server.limits import FeedLimits
 from server.sim.book import BookParams
 from server.sim.universe import Instrument, MarketConfig
@@ -570,38 +571,20 @@ def test_books_and_trades_over_http_are_the_grpc_replies():
 
 
 def test_snapshots_a_reader_leaves_unread_are_held_no_more_than_its_buffer():
-    # Each change of depth queues whole books; a reader that sends changes and reads nothing
-    # holds at most --subscriber-buffer of them (older ones are conflated away). The books of
-    # 400 symbols at 40 levels and more (about 600 kB a change) fill any flow-control window
-    # at once, so the server cannot hand them all to the connection instead.
-    wide = MarketConfig(
-        instruments=tuple(Instrument(f"S{n:03d}", 100.0, 0.0, 0.2) for n in range(400)), seed=2
-    )
-    srv = ServerThread(market=wide, feed_limits=FeedLimits(buffer_ticks=2))
-    symbols = [i.symbol for i in wide.instruments]
-    try:
-        channel, stub = _stub(srv)
-        with channel:
-            requests: queue.Queue = queue.Queue()
-            call = stub.ManageSubscription(iter(requests.get, None), timeout=60)
-            for depth in range(41, 51):
-                requests.put(
-                    pb.SubscriptionRequest(
-                        subscribe=pb.SymbolList(symbols=symbols, type=pb.ORDER_BOOK, depth=depth)
-                    )
-                )
-            feed = srv.running.servicer.feed
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:  # the server applies the requests as they come
-                subscribers = list(feed._subscribers)
-                if subscribers and set(subscribers[0].data.get(pb.ORDER_BOOK, {}).values()) == {50}:
-                    break
-                time.sleep(0.01)
-            (subscriber,) = feed._subscribers
-            assert set(subscriber.data[pb.ORDER_BOOK].values()) == {50}
+    # Each change of depth queues whole books, as a tick's events are queued: a reader that
+    # reads nothing holds at most --subscriber-buffer of them (older ones are conflated away,
+    # and whole books follow). Over gRPC a reader that sends more requests than that unread
+    # is cut off by the same limit on its statuses; this is the feed's own bound beneath it.
+    feed = MarketFeed(MARKET, limits=FeedLimits(buffer_ticks=2))
+
+    async def changes() -> Subscriber:
+        subscriber = feed.open_managed()
+        for depth in range(1, 9):
+            outcome, _ = feed.change(subscriber, SYMBOLS, (), pb.ORDER_BOOK, depth)
+            assert [code for _, code, _ in outcome] == [pb.SymbolStatus.SUBSCRIBED] * len(SYMBOLS)
             assert len(subscriber._queue) <= 2
-            assert subscriber.resnapshot, "nothing was conflated: the case is not tested"
-            requests.put(None)
-            call.cancel()
-    finally:
-        srv.stop()
+        return subscriber
+
+    subscriber = asyncio.run(changes())
+    assert subscriber.resnapshot and subscriber.skipped >= 6
+    assert [book for tick in subscriber._queue for book in tick]  # the newest books wait, whole
