@@ -4,8 +4,9 @@ As ``wire.TickEncoding`` does for prices, ``DepthEncoding`` encodes what a
 tick brings, lazily and once: each symbol's book at each depth asked for
 (whole, or as the levels changed since the last published tick), its trades
 and its forming candles, then each distinct subscription's events, shared by
-every subscriber asking for the same. Packed arrays are written straight
-from numpy; the bytes are what the protobuf classes would write.
+every subscriber asking for the same. Packed arrays are written with
+struct from a book's short lists and straight from numpy for trades; the
+bytes are what the protobuf classes would write.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The live market's order books and trades, tick by tick, and the history kept of them.
 
-``MarketDepth`` turns each market tick into every instrument's full book and
-the trades of that tick (sim.book's pure functions, keyed by the market seed
-and each symbol's key). Trades need the price one tick before: a tick that
+``MarketDepth`` turns each market tick into the trades of every instrument
+and the full books of those someone follows, each in one batch (sim.book's
+pure functions, keyed by the market seed and each symbol's key); any other
+book is computed when first asked for. Trades need the price one tick before: a tick that
 follows a gap (the clock passed over ticks it could not compute in time, or
 a replica's catch-up) has no trades, which the trade ids show. A price the
 book model cannot place (more than 2^50 ticks from zero: a price that ran
