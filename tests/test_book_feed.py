@@ -588,3 +588,25 @@ def test_snapshots_a_reader_leaves_unread_are_held_no_more_than_its_buffer():
     subscriber = asyncio.run(changes())
     assert subscriber.resnapshot and subscriber.skipped >= 6
     assert [book for tick in subscriber._queue for book in tick]  # the newest books wait, whole
+
+
+def test_book_trade_and_candle_events_are_the_bytes_protobuf_writes():
+    # The feed writes its events by hand (struct and numpy); a protobuf peer must read them,
+    # and re-serializing what it read must give the very same bytes.
+    feed = MarketFeed(MARKET, epoch=0.0, wall_clock=lambda: 0.0)
+    key = (
+        (pb.TOP_OF_BOOK, (0, 1, 2), (0, 0, 0)),
+        (pb.ORDER_BOOK, (2, 0, 1), (3, 20, 7)),
+        (pb.TRADES, (0, 1, 2), (0, 0, 0)),
+        (pb.CANDLES_1S, (0, 1, 2), (0, 0, 0)),
+        (pb.CANDLES_1M, (1,), (0,)),
+    )
+    kinds = set()
+    for n in range(1, 30):
+        feed.advance(exchange_time=1_800_000_000.0 + n / 3)
+        for snapshot in (False, True):
+            for data in feed.depth_encoding.events(key, snapshot):
+                event = pb.MarketEvent.FromString(data)
+                kinds.add(event.WhichOneof("event"))
+                assert event.SerializeToString() == data
+    assert kinds == {"top_of_book", "book_update", "book_snapshot", "trades", "candles"}
