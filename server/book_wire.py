@@ -58,8 +58,10 @@ MAX_EVENT_BYTES = 1 << 20
 
 # The proto's Side of the model's aggressor (+1 buy, -1 sell); each value one varint byte.
 _SIDE_BYTES = {int(Side.BUY): pb.BUY, int(Side.SELL): pb.SELL}
+# Candle intervals by the data type that subscribes to them, by name, and by the enum of requests.
 CANDLE_NAMES = {pb.CANDLES_1S: "1s", pb.CANDLES_1M: "1m"}
 CANDLE_ENUMS = {"1s": pb.CANDLE_INTERVAL_1S, "1m": pb.CANDLE_INTERVAL_1M}
+CANDLE_INTERVAL_NAMES = {enum: name for name, enum in CANDLE_ENUMS.items()}
 assert set(CANDLE_ENUMS) == set(CANDLE_INTERVALS)
 
 
@@ -88,8 +90,20 @@ def book_entry(
     asks: tuple[list[float], list[int]],
 ) -> bytes:
     """One OrderBook as an entry of OrderBooks.books, its levels as lists."""
+    return message_field(_LIST, book_payload(symbol, sequence, previous, depth, bids, asks))
+
+
+def book_payload(
+    symbol: str,
+    sequence: int,
+    previous: int,
+    depth: int,
+    bids: tuple[list[float], list[int]],
+    asks: tuple[list[float], list[int]],
+) -> bytes:
+    """One serialized OrderBook, its levels as lists."""
     n, k = _BOOK, _KEYS
-    payload = b"".join(
+    return b"".join(
         [
             string_field(n["symbol"], symbol),
             uint_field(n["sequence"], sequence),
@@ -101,7 +115,6 @@ def book_entry(
             uint_field(n["depth"], depth),
         ]
     )
-    return message_field(_LIST, payload)
 
 
 def whole_book(symbol: str, book: Book, depth: int) -> bytes:
@@ -119,20 +132,7 @@ def _lists(book: Book, depth: int) -> tuple[tuple[list[float], list[int]], tuple
 
 def book_message(symbol: str, book: Book, depth: int) -> pb.OrderBook:
     """A book as a protobuf OrderBook (unary replies)."""
-    return pb.OrderBook.FromString(_payload(whole_book(symbol, book, depth)))
-
-
-def _payload(entry: bytes) -> bytes:
-    """The message inside a length-delimited entry."""
-    position = 1
-    length = shift = 0
-    while True:
-        byte = entry[position]
-        length |= (byte & 0x7F) << shift
-        position += 1
-        if byte < 0x80:
-            return entry[position : position + length]
-        shift += 7
+    return pb.OrderBook.FromString(book_payload(symbol, book.sequence, 0, depth, *_lists(book, depth)))
 
 
 def trades_entry(symbol: str, trades: Trades, time_ns: int) -> bytes:

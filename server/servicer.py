@@ -18,7 +18,7 @@ from marketdata.v1 import market_data_pb2, market_data_pb2_grpc
 
 from . import status
 from .admission import STREAM, SUBSCRIPTION, UNARY, Admission
-from .book_wire import book_message, candle_message, trades_payload
+from .book_wire import CANDLE_INTERVAL_NAMES, book_message, candle_message, trades_payload
 from .feed import DataRequest, MarketFeed
 from .handlers import run_first
 from .limits import LimitExceeded, Limits
@@ -148,15 +148,14 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
         except LimitExceeded as err:
             await status.refuse(context, err)
         tick = self.feed.last
-        reply = pb.LastPrices(
+        return pb.LastPrices(
             sequence=tick.sequence,
+            exchange_time=exchange_timestamp(self.feed.exchange_time),
             prices=[
                 pb.SymbolPrice(symbol=s, price=float(tick.prices[n]))
                 for s, n in zip(symbols, positions, strict=True)
             ],
         )
-        reply.exchange_time.CopyFrom(exchange_timestamp(self.feed.exchange_time))
-        return reply
 
     async def GetOrderBook(
         self, request: pb.GetOrderBookRequest, context: grpc.aio.ServicerContext
@@ -169,43 +168,39 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
             await status.abort_invalid(context, err)
         except LimitExceeded as err:
             await status.refuse(context, err)
-        reply = pb.GetOrderBookResponse(
+        return pb.GetOrderBookResponse(
             sequence=feed.depth.sequence,
+            exchange_time=exchange_timestamp(feed.exchange_time),
             book=book_message(request.symbol, feed.depth.book(position), depth),
         )
-        reply.exchange_time.CopyFrom(exchange_timestamp(feed.exchange_time))
-        return reply
 
     async def GetTrades(
         self, request: pb.GetTradesRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetTradesResponse:
         feed = self.feed
         most = feed.limits.trade_history
+        default = min(DEFAULT_TRADES, most)
         try:
             position = self._position(request.symbol)
-            check_range(
-                "limit", request.limit, 0, most, unit=f"prints (0 means {min(100, most)}; --trade-history)"
-            )
+            check_range("limit", request.limit, 0, most, unit=f"prints (0 means {default}; --trade-history)")
         except ParameterError as err:
             await status.abort_invalid(context, err)
-        prints = feed.tape.prints(position, request.limit or min(DEFAULT_TRADES, most))
+        prints = feed.tape.prints(position, request.limit or default)
         ids, prices, sizes, sides, times = zip(*prints, strict=True) if prints else ((),) * 5
-        reply = pb.GetTradesResponse(
+        return pb.GetTradesResponse(
             sequence=feed.last.sequence,
+            exchange_time=exchange_timestamp(feed.exchange_time),
             trades=pb.Trades.FromString(trades_payload(request.symbol, ids, prices, sizes, sides, times)),
         )
-        reply.exchange_time.CopyFrom(exchange_timestamp(feed.exchange_time))
-        return reply
 
     async def GetCandles(
         self, request: pb.GetCandlesRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetCandlesResponse:
         feed = self.feed
         most = feed.limits.candle_history
-        names = {pb.CANDLE_INTERVAL_1S: "1s", pb.CANDLE_INTERVAL_1M: "1m"}
         try:
             position = self._position(request.symbol)
-            if request.interval not in names:
+            if request.interval not in CANDLE_INTERVAL_NAMES:
                 raise ParameterError(
                     "interval",
                     f"interval must be CANDLE_INTERVAL_1S or CANDLE_INTERVAL_1M, got {request.interval}",
@@ -213,14 +208,13 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
             check_range("limit", request.limit, 0, most, unit="candles (0 means all kept; --candle-history)")
         except ParameterError as err:
             await status.abort_invalid(context, err)
-        interval = names[request.interval]
+        interval = CANDLE_INTERVAL_NAMES[request.interval]
         candles = feed.tape.candles(position, interval, request.limit or None)
-        reply = pb.GetCandlesResponse(
+        return pb.GetCandlesResponse(
             sequence=feed.last.sequence,
+            exchange_time=exchange_timestamp(feed.exchange_time),
             candles=[candle_message(request.symbol, interval, c) for c in candles],
         )
-        reply.exchange_time.CopyFrom(exchange_timestamp(feed.exchange_time))
-        return reply
 
     def _position(self, symbol: str) -> int:
         """The market position of one requested symbol; ParameterError naming ``symbol``."""

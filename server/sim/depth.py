@@ -222,8 +222,7 @@ class Tape:
 
     def prints(self, position: int, limit: int) -> list[tuple[int, float, int, int, int]]:
         """The last ``limit`` prints, oldest first: (id, price, lots, side, time_ns)."""
-        kept = self._prints[position]
-        return list(kept)[-limit:] if limit < len(kept) else list(kept)
+        return list(self._prints[position])[-limit:]
 
     def candles(self, position: int, interval: str, limit: int | None = None) -> list[Candle]:
         """The last ``limit`` candles (all kept when None), oldest first; the last may be forming."""
