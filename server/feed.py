@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime
+import functools
 import logging
 import threading
 import time
@@ -179,8 +180,8 @@ class MarketFeed:
         client knows it is subscribed."""
         if subscriber.positions:
             subscriber.send(self.encoding.event(subscriber.positions, EVENT_SNAPSHOT))
-        for kind, positions, depths in subscriber.data_key:
-            subscriber.push(self.depth_encoding.snapshot(kind, positions, depths))
+        encoding = self.depth_encoding
+        subscriber.offer(lambda: [e for k, p, d in subscriber.data_key for e in encoding.snapshot(k, p, d)])
         if not subscriber.positions and not any(k in BOOK_TYPES for k, _, _ in subscriber.data_key):
             subscriber.send(self.encoding.heartbeat)
 
@@ -332,10 +333,10 @@ class MarketFeed:
             self._rekey(subscriber)
             self._watch(subscriber, 1)
             if added:  # queued as a tick is, so a reader that reads nothing holds no more
-                positions = tuple(self.market.index_of(list(added)))
-                self.metrics_conflated(subscriber.make_room())
-                if not subscriber.overflowed:
-                    subscriber.push(self.depth_encoding.snapshot(kind, positions, tuple(added.values())))
+                positions, depths = tuple(self.market.index_of(list(added))), tuple(added.values())
+                self._count_conflated(
+                    subscriber.offer(lambda: self.depth_encoding.snapshot(kind, positions, depths))
+                )
         return outcome, None
 
     def status_event(self, outcome: list[tuple[str, int, str]], kind: int = LAST_PRICE) -> bytes:
@@ -403,14 +404,12 @@ class MarketFeed:
         dropped = 0
         for subscriber in self._subscribers:
             if subscriber.positions or subscriber.data_key:
-                dropped += subscriber.make_room()
-                if not subscriber.overflowed:
-                    subscriber.push(self._bundle(subscriber))
+                dropped += subscriber.offer(functools.partial(self._bundle, subscriber))
         if self.metrics is not None:
             self.metrics.market_sequence.set(tick.sequence)
-        self.metrics_conflated(dropped)
+        self._count_conflated(dropped)
 
-    def metrics_conflated(self, dropped: int) -> None:
+    def _count_conflated(self, dropped: int) -> None:
         """Count ``dropped`` updates conflated away on /metrics."""
         if dropped and self.metrics is not None:
             self.metrics.conflated.inc(dropped)
@@ -639,14 +638,19 @@ class Subscriber:
         self.closing = False  # the server is shutting down
         self.skipped = 0  # updates dropped by conflation
 
-    def offer(self, update: bytes) -> int:
-        """Queue one tick's update without ever blocking the market; how many queued ticks it dropped."""
-        dropped = self.make_room()
+    def offer(self, make: Callable[[], Sequence[bytes]]) -> int:
+        """Queue one tick's events without ever blocking the market; how many queued ticks it
+        dropped. ``make()`` makes them once room is made, so a subscriber conflated just now
+        is sent whole books (resnapshot); a subscriber ended by the disconnect policy gets none."""
+        dropped = self._make_room()
         if not self.overflowed:
-            self.push([update])
+            events = make()
+            if events:  # an empty tick queues nothing
+                self._queue.append(collections.deque(events))
+                self._wake.set()
         return dropped
 
-    def make_room(self) -> int:
+    def _make_room(self) -> int:
         """Before a tick is queued: when --subscriber-buffer ticks wait already, drop them all
         (conflate: every tick carries each symbol's latest price, and books come whole after
         it) or mark the subscriber overflowed (disconnect); how many ticks were dropped."""
@@ -661,12 +665,6 @@ class Subscriber:
         self._queue.clear()
         self.resnapshot = True
         return dropped
-
-    def push(self, events: Sequence[bytes]) -> None:
-        """Queue one tick's events (after make_room); an empty tick queues nothing."""
-        if events:
-            self._queue.append(collections.deque(events))
-            self._wake.set()
 
     def send(self, message: bytes) -> None:
         """Queue a control message (a status or snapshot): sent before updates, never dropped.

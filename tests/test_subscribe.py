@@ -162,7 +162,7 @@ def test_conflation_keeps_the_newest_update_and_counts_what_it_skipped():
     async def scenario():
         sub = Subscriber((0,), ("AAA",), FeedLimits(buffer_ticks=3))
         for n in range(10):
-            sub.offer(b"update %d" % n)
+            sub.offer(lambda n=n: [b"update %d" % n])
         got = [await sub.next(0.05) for _ in range(3)]
         return sub, got
 
@@ -178,7 +178,7 @@ def test_disconnect_policy_marks_an_overflowing_subscriber():
     async def scenario():
         sub = Subscriber((0,), ("AAA",), FeedLimits(buffer_ticks=2, slow_policy="disconnect"))
         for n in range(3):
-            sub.offer(b"u%d" % n)
+            sub.offer(lambda n=n: [b"u%d" % n])
         return sub
 
     assert _run(scenario()).overflowed
