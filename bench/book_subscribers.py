@@ -19,9 +19,10 @@ import json
 import time
 
 import grpc
-import numpy as np
 
+from bench.subscribers import hold, lag_percentiles
 from client import decode_market_event
+from client.decoding import _read_varint
 from marketdata.v1 import market_data_pb2
 
 SUBSCRIBERS_PER_CHANNEL = 50
@@ -31,24 +32,7 @@ SUBSCRIBERS_PER_CHANNEL = 50
 SUBSCRIBERS_PER_CHECK = 10
 _SNAPSHOT = market_data_pb2.MarketEvent.DESCRIPTOR.fields_by_name["book_snapshot"].number
 _UPDATE = market_data_pb2.MarketEvent.DESCRIPTOR.fields_by_name["book_update"].number
-
-
-class _Stub:
-    """Subscribe only, its replies decoded by the client's numpy reader."""
-
-    def __init__(self, call) -> None:
-        self.Subscribe = call
-
-
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[pos]
-        value |= (byte & 0x7F) << shift
-        pos += 1
-        if byte < 0x80:
-            return value, pos
-        shift += 7
+_SUBSCRIBE = "/marketdata.v1.MarketDataService/Subscribe"
 
 
 def _header(data: bytes) -> tuple[int, float, int]:
@@ -56,16 +40,16 @@ def _header(data: bytes) -> tuple[int, float, int]:
     bytes as the server writes them (sequence, exchange_time, then the event)."""
     pos, sequence, seconds, nanos = 0, 0, 0, 0
     while True:
-        key, pos = _varint(data, pos)
+        key, pos = _read_varint(data, pos)
         field = key >> 3
         if field == 1:
-            sequence, pos = _varint(data, pos)
+            sequence, pos = _read_varint(data, pos)
         elif field == 2:
-            length, pos = _varint(data, pos)
+            length, pos = _read_varint(data, pos)
             end = pos + length
             while pos < end:
-                inner, pos = _varint(data, pos)
-                value, pos = _varint(data, pos)
+                inner, pos = _read_varint(data, pos)
+                value, pos = _read_varint(data, pos)
                 if inner >> 3 == 1:
                     seconds = value
                 else:
@@ -75,7 +59,7 @@ def _header(data: bytes) -> tuple[int, float, int]:
 
 
 async def _subscriber(
-    stub,
+    subscribe,
     depth: int,
     checks: bool,
     ready: asyncio.Event,
@@ -88,7 +72,7 @@ async def _subscriber(
     request = market_data_pb2.SubscribeRequest(
         data=[market_data_pb2.DataSubscription(type=market_data_pb2.ORDER_BOOK, depth=depth)]
     )
-    call = stub.Subscribe(request)
+    call = subscribe(request)
     sequences: dict[str, int] = {}
     try:
         async for data in call:
@@ -118,48 +102,16 @@ async def _subscriber(
 
 
 async def measure(target: str, subscribers: int, depth: int, seconds: float) -> dict:
-    channels = [
-        grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
-        for _ in range(-(-subscribers // SUBSCRIBERS_PER_CHANNEL))
-    ]
-    subscribe = "/marketdata.v1.MarketDataService/Subscribe"
-    stubs = [
-        _Stub(c.unary_stream(subscribe, market_data_pb2.SubscribeRequest.SerializeToString)) for c in channels
-    ]
-    measuring = asyncio.Event()
     lags: list[float] = []
     counts = [0, 0, 0]  # events, book updates, updates that did not follow
-    readies = [asyncio.Event() for _ in range(subscribers)]
-    tasks = [
-        asyncio.create_task(
-            _subscriber(
-                stubs[n // SUBSCRIBERS_PER_CHANNEL],
-                depth,
-                n % SUBSCRIBERS_PER_CHECK == 0,
-                readies[n],
-                measuring,
-                lags,
-                counts,
-            )
-        )
-        for n in range(subscribers)
-    ]
-    try:
-        await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), timeout=120)
-        await asyncio.sleep(1.0)  # settle after the subscription burst
-        measuring.set()
-        started = time.perf_counter()
-        await asyncio.sleep(seconds)
-        measuring.clear()
-        elapsed = time.perf_counter() - started
-        failed = sum(t.done() for t in tasks)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for channel in channels:
-            await channel.close()
-    lag_ms = np.array(lags) * 1000
+
+    def subscriber(channel: grpc.aio.Channel, n: int, ready: asyncio.Event, measuring: asyncio.Event):
+        # Raw bytes: no deserializer, so each subscriber reads only what it needs.
+        subscribe = channel.unary_stream(_SUBSCRIBE, market_data_pb2.SubscribeRequest.SerializeToString)
+        checks = n % SUBSCRIBERS_PER_CHECK == 0
+        return _subscriber(subscribe, depth, checks, ready, measuring, lags, counts)
+
+    failed, elapsed = await hold(target, subscribers, SUBSCRIBERS_PER_CHANNEL, subscriber, seconds)
     return {
         "subscribers": subscribers,
         "ended_early": failed,
@@ -167,8 +119,7 @@ async def measure(target: str, subscribers: int, depth: int, seconds: float) -> 
         "book_updates": counts[1],
         "book_updates_per_second": counts[1] / elapsed,
         "not_following": counts[2],
-        "p50_ms": float(np.percentile(lag_ms, 50)) if len(lags) else None,
-        "p99_ms": float(np.percentile(lag_ms, 99)) if len(lags) else None,
+        **lag_percentiles(lags),
     }
 
 
