@@ -32,6 +32,37 @@ def run_client(python, *args, timeout=60):
     )
 
 
+def read_terminal(python, *args, stream="stdout", rows=40, columns=120) -> tuple[int, bytes, bytes]:
+    """Run the client with ``stream`` (stdout or stderr) on a pseudo-terminal of ``rows`` x
+    ``columns`` (a real terminal has a size; tqdm draws nothing on a zero-width one): its exit
+    code, what the terminal showed, and stderr when stdout is the terminal (stdout is dropped
+    otherwise)."""
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    on_stdout = stream == "stdout"
+    try:
+        proc = subprocess.Popen(
+            [python, "-m", "client", *args],
+            cwd=REPO_ROOT,
+            stdout=terminal if on_stdout else subprocess.DEVNULL,
+            stderr=subprocess.PIPE if on_stdout else terminal,
+        )
+        os.close(terminal)
+        seen = b""
+        while True:
+            try:
+                data = os.read(controller, 4096)
+            except OSError:  # the terminal closes when the client exits
+                break
+            if not data:
+                break
+            seen += data
+        code = proc.wait(timeout=30)
+        return code, seen, proc.stderr.read() if on_stdout else b""
+    finally:
+        os.close(controller)
+
+
 def test_get_prints_json_shaped_like_the_original_endpoint(python, server):
     done = run_client(
         python,
@@ -193,9 +224,6 @@ def test_ctrl_c_stops_a_stream_cleanly(python, server):
 
 def test_progress_bar_shows_on_a_terminal_only(python, server, tmp_path):
     args = [
-        python,
-        "-m",
-        "client",
         "--target",
         server.target,
         "stream",
@@ -204,28 +232,12 @@ def test_progress_bar_shows_on_a_terminal_only(python, server, tmp_path):
         "--format",
         "npy",
         "-o",
-        str(tmp_path / "p.npy"),
+        tmp_path / "p.npy",
     ]
-    controller, terminal = pty.openpty()
-    # A real terminal has a size; tqdm draws nothing on a zero-width one.
-    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
-    try:
-        proc = subprocess.Popen(args, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=terminal)
-        os.close(terminal)
-        seen = b""
-        while True:
-            try:
-                data = os.read(controller, 4096)
-            except OSError:  # the terminal closes when the client exits
-                break
-            if not data:
-                break
-            seen += data
-        assert proc.wait(timeout=30) == 0
-    finally:
-        os.close(controller)
+    code, seen, _ = read_terminal(python, *args, stream="stderr", rows=24, columns=100)
+    assert code == 0
     assert b"200k/200k" in seen
-    piped = run_client(python, *args[3:])
+    piped = run_client(python, *args)
     assert piped.returncode == 0
     assert "200k/200k" not in piped.stderr
 
@@ -253,28 +265,12 @@ def test_subscribe_prints_json_lines(python):
 def test_subscribe_draws_a_live_table_on_a_terminal(python):
     fast = MarketConfig(instruments=DEFAULT_MARKET.instruments, seed=3, wall_seconds_per_tick=0.01)
     srv = ServerThread(market=fast, market_clock=True)
-    controller, terminal = pty.openpty()
-    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
     try:
-        proc = subprocess.Popen(
-            [python, "-m", "client", "--target", srv.target, "subscribe", "ACME", "--count", "2"],
-            cwd=REPO_ROOT,
-            stdout=terminal,
-            stderr=subprocess.PIPE,
+        code, seen, stderr = read_terminal(
+            python, "--target", srv.target, "subscribe", "ACME", "--count", "2", rows=24, columns=100
         )
-        os.close(terminal)
-        seen = b""
-        while True:
-            try:
-                data = os.read(controller, 4096)
-            except OSError:
-                break
-            if not data:
-                break
-            seen += data
-        assert proc.wait(timeout=30) == 0, proc.stderr.read()
+        assert code == 0, stderr
     finally:
-        os.close(controller)
         srv.stop()
     assert b"\x1b[2J" in seen  # redrawn in place
     assert b"ACME" in seen and b"change" in seen

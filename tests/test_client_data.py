@@ -8,14 +8,9 @@ broken book; it records what each client asked for.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import json
-import os
-import pty
 import signal
-import struct
 import subprocess
-import termios
 
 import grpc
 import pytest
@@ -36,6 +31,7 @@ from client import (
 from marketdata.v1 import market_data_pb2 as pb
 from tests.conftest import REPO_ROOT
 from tests.scripted_server import ScriptedServer
+from tests.test_cli import read_terminal, run_client
 from tests.test_client_book import Market, assert_book
 
 NS = 1_700_000_000_000_000_000
@@ -262,37 +258,6 @@ def test_requests_refuse_what_the_server_would_not_understand():
 
 
 # --- the command line ------------------------------------------------------------------------
-
-
-def run_client(python, *args):
-    return subprocess.run(
-        [python, "-m", "client", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
-    )
-
-
-def read_terminal(python, *args) -> tuple[int, bytes, bytes]:
-    """Run the client with stdout on a pseudo-terminal: its exit code, what the terminal showed,
-    and stderr."""
-    controller, terminal = pty.openpty()
-    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    try:
-        proc = subprocess.Popen(
-            [python, "-m", "client", *args], cwd=REPO_ROOT, stdout=terminal, stderr=subprocess.PIPE
-        )
-        os.close(terminal)
-        seen = b""
-        while True:
-            try:
-                data = os.read(controller, 4096)
-            except OSError:  # the terminal closes when the client exits
-                break
-            if not data:
-                break
-            seen += data
-        code = proc.wait(timeout=30)
-        return code, seen, proc.stderr.read()
-    finally:
-        os.close(controller)
 
 
 def test_book_subscription_prints_json_lines_when_piped(python):
