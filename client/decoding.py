@@ -13,7 +13,8 @@ fields of every wire type (skipped).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Self
 
 import numpy as np
 
@@ -175,8 +176,21 @@ def _decode(data: bytes, fields: dict[int, tuple[str, str | np.dtype]]) -> dict[
 _VARINTS = np.dtype(np.int64)
 
 
+class _Parallel:
+    """Parallel arrays, a dataclass's fields, one entry per row: their length, and parts
+    joined field by field."""
+
+    def __len__(self) -> int:
+        return len(getattr(self, fields(self)[0].name))
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[Self]) -> Self:
+        """The rows of ``parts`` one after the other, field by field."""
+        return cls(**{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)})
+
+
 @dataclass(frozen=True)
-class Bars:
+class Bars(_Parallel):
     """OHLCV bars as parallel arrays, named as the fields of marketdata.v1.Bars.
 
     ``start_time`` is in UTC nanoseconds since the epoch; ``volume`` is unsigned.
@@ -189,20 +203,10 @@ class Bars:
     close: np.ndarray
     volume: np.ndarray
 
-    def __len__(self) -> int:
-        return len(self.start_time)
-
     @classmethod
     def empty(cls) -> Bars:
         """No bars: read-only empty arrays of each field's type."""
         return decode_bars(b"")
-
-    @classmethod
-    def concatenate(cls, parts: Sequence[Bars]) -> Bars:
-        """The bars of ``parts`` one after the other, field by field."""
-        return cls(
-            **{name: np.concatenate([getattr(b, name) for b in parts]) for name in cls.__dataclass_fields__}
-        )
 
 
 _BAR_FIELDS = {
@@ -220,7 +224,7 @@ def decode_bars(data: bytes) -> Bars:
 
 
 @dataclass(frozen=True)
-class PathTrades:
+class PathTrades(_Parallel):
     """A path's trade prints as parallel arrays, named as the fields of marketdata.v1.Trades:
     ``trade_ids`` (period x 64 + index in the period, unsigned), ``prices``, ``sizes`` in lots
     (unsigned), ``aggressors`` (1 BUY, 2 SELL, as marketdata.v1.Side), ``times`` (UTC ns,
@@ -232,20 +236,10 @@ class PathTrades:
     aggressors: np.ndarray
     times: np.ndarray
 
-    def __len__(self) -> int:
-        return len(self.trade_ids)
-
     @property
     def periods(self) -> np.ndarray:
         """The period of each print."""
         return self.trade_ids // 64
-
-    @classmethod
-    def concatenate(cls, parts: Sequence[PathTrades]) -> PathTrades:
-        """The prints of ``parts`` one after the other, field by field."""
-        return cls(
-            **{name: np.concatenate([getattr(t, name) for t in parts]) for name in cls.__dataclass_fields__}
-        )
 
 
 _TRADE_KINDS = {
