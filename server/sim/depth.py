@@ -81,33 +81,35 @@ class MarketDepth:
         self._previous: MarketTick | None = None
         self._tick_array = np.array(self._ticks)
 
-    def _placeable(self, prices: np.ndarray, positions: Sequence[int]) -> np.ndarray:
-        """Which of ``prices`` (of the instruments at ``positions``) the book model can place:
-        finite and at most PRICE_TICKS_MAX ticks from zero."""
+    def _placeable(self, prices: np.ndarray, positions: Sequence[int] | None = None) -> np.ndarray:
+        """Which of ``prices`` (of the instruments at ``positions``, all of them when None) the
+        book model can place: finite and at most PRICE_TICKS_MAX ticks from zero."""
+        ticks = self._tick_array if positions is None else self._tick_array[list(positions)]
         with np.errstate(all="ignore"):
-            ratio = np.abs(np.asarray(prices, dtype=np.float64) / self._tick_array[list(positions)])
+            ratio = np.abs(np.asarray(prices, dtype=np.float64) / ticks)
         return np.isfinite(ratio) & (ratio <= PRICE_TICKS_MAX)
+
+    def _columns(self, positions: Sequence[int]) -> tuple[list[int], list[float], list[bool]]:
+        """The keys, tick sizes and positive flags of the instruments at ``positions``: a batch's columns."""
+        return (
+            [self._keys[p] for p in positions],
+            [self._ticks[p] for p in positions],
+            [self._positive[p] for p in positions],
+        )
 
     def books(self, sequence: int, positions: Sequence[int], prices: Sequence[float]) -> list[Book]:
         """The full books of the instruments at ``positions`` at ``sequence``, priced ``prices``,
         in one batch (empty for a price the model cannot place)."""
-        placeable = self._placeable(np.array(prices, dtype=np.float64), positions)
-        some = [n for n, ok in enumerate(placeable.tolist()) if ok]
-        made = (
-            self._model.books_at(
-                self._seed,
-                [self._keys[positions[n]] for n in some],
-                sequence,
-                [prices[n] for n in some],
-                [self._ticks[positions[n]] for n in some],
-                positive=[self._positive[positions[n]] for n in some],
-            )
-            if some
-            else []
-        )
+        placeable = self._placeable(np.array(prices, dtype=np.float64), positions).tolist()
+        some = [n for n, ok in enumerate(placeable) if ok]
         books = [_empty(sequence)] * len(positions)
-        for n, book in zip(some, made, strict=True):
-            books[n] = book
+        if some:
+            keys, ticks, positive = self._columns([positions[n] for n in some])
+            made = self._model.books_at(
+                self._seed, keys, sequence, [prices[n] for n in some], ticks, positive=positive
+            )
+            for n, book in zip(some, made, strict=True):
+                books[n] = book
         return books
 
     def next(self, tick: MarketTick, books: Iterable[int] = ()) -> DepthTick:
@@ -117,29 +119,24 @@ class MarketDepth:
         previous, self._previous = self._previous, tick
         follows = previous is not None and previous.sequence == tick.sequence - 1 and tick.sequence >= 1
         prices = tick.prices.tolist()
-        model, seed, sequence = self._model, self._seed, tick.sequence
-        everyone = range(len(prices))
-        here = self._placeable(tick.prices, everyone)
         trades: list[Trades | None] = [None] * len(prices)
         if follows:  # every instrument's in one batch: the same trades as one call each, for less
-            both = here & self._placeable(previous.prices, everyone)
+            both = self._placeable(tick.prices) & self._placeable(previous.prices)
             some = np.flatnonzero(both).tolist()
-            before = previous.prices.tolist()
-            batch = (
-                model.trades_of(
-                    seed,
-                    [self._keys[p] for p in some],
-                    sequence,
+            if some:
+                keys, ticks, positive = self._columns(some)
+                before = previous.prices.tolist()
+                made = self._model.trades_of(
+                    self._seed,
+                    keys,
+                    tick.sequence,
                     [before[p] for p in some],
                     [prices[p] for p in some],
-                    [self._ticks[p] for p in some],
-                    positive=[self._positive[p] for p in some],
+                    ticks,
+                    positive=positive,
                 )
-                if some
-                else []
-            )
-            for p, made in zip(some, batch, strict=True):
-                trades[p] = made
+                for p, printed in zip(some, made, strict=True):
+                    trades[p] = printed
         depth = DepthTick(tick.sequence, prices, tuple(trades), self.books)
         depth.prepare(books)  # the watched ones now, on the caller's thread
         return depth
