@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import glob
 import os
 import shutil
 import socket
@@ -383,6 +384,25 @@ def _close_inherited() -> None:
 os.register_at_fork(after_in_child=_close_inherited)
 
 
+class _WorkersCollector(MultiProcessCollector):
+    """prometheus-client's multiprocess collector, minus files with no header yet.
+
+    A worker creates its file empty and sizes it a moment later, and one killed in between
+    leaves it empty for good. The library fails the whole scrape on such a file
+    (prometheus/client_python#1199, open as of 0.26); an empty file holds no samples, so
+    leaving it out loses nothing."""
+
+    def collect(self):
+        return self.merge([f for f in glob.glob(os.path.join(self._path, "*.db")) if _has_header(f)])
+
+
+def _has_header(path: str) -> bool:
+    try:
+        return os.path.getsize(path) >= 8
+    except FileNotFoundError:  # a dead worker's live gauges, removed meanwhile
+        return False
+
+
 @dataclass
 class WorkersMetrics:
     """The parent's side of --workers with --metrics-port: where workers record, and the
@@ -404,7 +424,7 @@ def metrics_for_workers(host: str, port: int) -> Iterator[WorkersMetrics]:
     directory = tempfile.mkdtemp(prefix="marketdata-metrics-")
     try:
         registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=directory)
+        _WorkersCollector(registry, path=directory)
         endpoint = serve_metrics(host, port, registry)
         _INHERITED.append(endpoint)
         try:
