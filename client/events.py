@@ -2,12 +2,16 @@
 
 A book_update of 100 symbols at depth 10 carries some 4,000 numbers. Read
 through the generated classes, each becomes a Python object on its way into
-numpy; ``decode_market_event`` reads the event with the wire reader of
-client.decoding instead, under the same rules (fields in any order, arrays
-packed, unpacked or split over several runs, scalars repeated with the last
-one winning, unknown fields of every wire type skipped, a oneof arm that
-comes twice merged, one replaced by another arm dropped; malformed bytes
-raise DecodeError).
+numpy. ``decode_market_event`` has protobuf's own parser read the books (or
+trades) into shadow classes of the same messages whose arrays are declared
+``bytes``: a packed array is one length-delimited run either way, so each
+book's array arrives as one bytes object, and one numpy call reads every
+book's. Bytes the serializers would not write (an array split or unpacked, a
+field repeated or unknown) are read by a general wire reader instead, under
+protobuf's rules (fields in any order, arrays packed, unpacked or split over
+several runs, scalars repeated with the last one winning, unknown fields of
+every wire type skipped, a oneof arm that comes twice merged, one replaced by
+another arm dropped; malformed bytes raise DecodeError).
 
 The books of one event come out as ``BookColumns``: one entry per book in
 each scalar column (symbol, sequence, ...), and each array field of every
@@ -23,12 +27,13 @@ as ``DecodedEvent.message``.
 from __future__ import annotations
 
 import itertools
+import operator
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from typing import ClassVar
 
 import numpy as np
-from google.protobuf import timestamp_pb2
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, timestamp_pb2
 from google.protobuf.descriptor import FieldDescriptor
 
 from marketdata.v1 import market_data_pb2 as pb
@@ -80,27 +85,50 @@ class _Layout:
         self.empty_row = ["" if name not in self.dtypes else 0 for name in self.names]
         self.array_slots = [self.names.index(name) for name in self.arrays]
         self.arrays8 = [name for name in self.arrays if self.dtypes[name] != _ENUM]
-        # How the generated serializers write each field (number order, arrays packed): the
-        # fields as the canonical reader looks for them.
-        wire = {_STRING: _LEN, _UINT: _VARINT, _PACKED8: _LEN, _PACKED_VARINTS: _LEN}
-        self.canonical = [
-            (self.names[slot], number_and_wire, how)
-            for number_and_wire, (how, slot) in sorted(self.keys.items())
-            if how in wire and number_and_wire & 7 == wire[how]
-        ]
+        self.enums = [name for name in self.arrays if self.dtypes[name] == _ENUM]
+        self.shadow = _shadow(descriptor)
+        self.fields_of = operator.attrgetter(*self.names)  # every field of a message, in one call
 
 
-# The canonical reader costs some hundred numpy calls whatever the number of messages, the
-# general one a few microseconds a message: below this many, the general one is quicker.
-CANONICAL_AT_LEAST = 40
+_SHADOWS = descriptor_pool.DescriptorPool()
+
+
+def _shadow(descriptor) -> type:
+    """A container class (field 1: repeated ``items``) of a copy of message ``descriptor`` whose
+    arrays are declared ``bytes``: a packed array is one length-delimited run on the wire either
+    way, so protobuf's parser hands it over as bytes."""
+    file = descriptor_pb2.FileDescriptorProto(
+        name=f"shadow/{descriptor.name}.proto", package="shadow", syntax="proto3"
+    )
+    message = file.message_type.add()
+    descriptor.CopyToProto(message)
+    for f in message.field:
+        if f.label == FieldDescriptor.LABEL_REPEATED:
+            f.label = FieldDescriptor.LABEL_OPTIONAL
+            f.type = FieldDescriptor.TYPE_BYTES
+            f.ClearField("type_name")
+            f.ClearField("options")
+    file.message_type.add(name=f"{descriptor.name}Container").field.add(
+        name="items",
+        number=1,
+        label=FieldDescriptor.LABEL_REPEATED,
+        type=FieldDescriptor.TYPE_MESSAGE,
+        type_name=f".shadow.{descriptor.name}",
+    )
+    _SHADOWS.Add(file)
+    return message_factory.GetMessageClass(
+        _SHADOWS.FindMessageTypeByName(f"shadow.{descriptor.name}Container")
+    )
 
 
 def _columns(data: bytes, start: int, end: int, layout: _Layout) -> tuple[dict, dict]:
     """Read the messages of field 1 (``books``, ``trades``) of the container at data[start:end]:
     (columns by field name, offsets by array field name)."""
-    spans = _message_spans(data, start, end)
-    columns = _canonical_columns(data, spans, layout) if len(spans) >= CANONICAL_AT_LEAST else None
-    return columns if columns is not None else _any_columns(data, spans, layout)
+    body = data[start:end] if start or end != len(data) else data
+    columns = _fast_columns(body, layout)
+    if columns is not None:
+        return columns
+    return _any_columns(data, _message_spans(data, start, end), layout)
 
 
 def _message_spans(data: bytes, pos: int, end: int) -> np.ndarray:
@@ -129,155 +157,60 @@ def _message_spans(data: bytes, pos: int, end: int) -> np.ndarray:
     return np.array(spans, dtype=np.int64).reshape(-1, 2)
 
 
-_PAD = bytes(16)  # after the bytes, so that reading a varint near the end needs no bounds check
-_SHIFTS = (7 * np.arange(10)).astype(np.uint64)
+def _fast_columns(body: bytes, layout: _Layout) -> tuple[dict, dict] | None:
+    """The columns of a container as the generated serializers write it, read by protobuf's
+    own parser into ``layout.shadow``: the same messages with every array declared ``bytes``,
+    so that each array comes out as one bytes object (never an object per value) and every
+    array of an event is joined and read by one numpy call.
 
-
-def _canonical_columns(data: bytes, spans: np.ndarray, layout: _Layout) -> tuple[dict, dict] | None:
-    """The columns of messages whose fields come as the generated serializers write them: in
-    number order, each at most once, arrays packed, nothing unknown; read field by field for
-    every message at once. None when some message is written otherwise (or is malformed), for
-    the general reader to read (or to say what is wrong)."""
+    None when the bytes say something the shadow cannot hold the same way: an array split
+    over several runs or sent unpacked, a scalar written twice or at its default, an unknown
+    field. Each of those makes the shadow, written back, shorter than ``body`` (a dropped run,
+    a dropped field), and the general reader reads them. Bytes protobuf would refuse are
+    refused here too (DecodeError), or by the general reader."""
     try:
-        found = _canonical_fields(np.frombuffer(data + _PAD, dtype=np.uint8), spans, layout)
-    except IndexError:  # a position ran past the bytes: not canonical, or malformed
+        container = layout.shadow.FromString(body)
+    except Exception:  # the generated parser's own error type; the general reader says what
         return None
-    if found is None:
+    container.DiscardUnknownFields()
+    if container.ByteSize() != len(body):
         return None
-    count = len(spans)
-    nowhere = (np.zeros(count, np.int64), np.zeros(count, np.int64))
+    items = container.items
+    count = len(items)
+    by_field = zip(*map(layout.fields_of, items), strict=True) if count else [()] * len(layout.names)
+    values = dict(zip(layout.names, by_field, strict=True))
     columns: dict[str, object] = {}
     offsets: dict[str, np.ndarray] = {}
     for name in layout.names:
         dtype = layout.dtypes.get(name)
-        if dtype is None:  # the string
-            columns[name] = _strings(data, *found.get(name, nowhere))
+        if dtype is None:  # the string, checked as UTF-8 by the parser
+            columns[name] = tuple(values[name])
         elif name not in layout.arrays:
-            columns[name] = _frozen(found[name].astype(dtype) if name in found else np.zeros(count, dtype))
-        elif dtype == _ENUM:
-            begin, length = found.get(name, nowhere)
-            raw = _gather(np.frombuffer(data, dtype=np.uint8), begin, length, 1)
-            columns[name], counts = _varint_array(raw, np.cumsum(length))
-            offsets[name] = _frozen(np.concatenate(([0], counts)))
-    # Every array of 8-byte values in one gather, from a view with a value at every byte.
+            columns[name] = _frozen(np.array(values[name], dtype=dtype) if count else np.zeros(0, dtype))
+    # The arrays of 8-byte values: one join of their bytes, field after field, and views into it.
     names = layout.arrays8
-    counts = np.concatenate([found.get(name, nowhere)[1] for name in names]) // 8
-    begins = np.concatenate([found.get(name, nowhere)[0] for name in names])
-    every = np.ndarray(shape=(max(len(data) - 7, 0),), dtype="<u8", buffer=data, strides=(1,))
-    values = _frozen(_gather(every, begins, counts, 8))
-    ends = np.concatenate(([0], np.cumsum(counts)))
-    bounds = ends[np.arange(len(names))[:, None] * count + np.arange(count + 1)]  # one row per field
-    relative = _frozen(bounds - bounds[:, :1])
+    parts = list(itertools.chain.from_iterable(values[name] for name in names))
+    lengths = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts)).reshape(len(names), count)
+    if (lengths & 7).any():
+        raise DecodeError("packed 8-byte values of a length that is not a multiple of 8")
+    ends = np.zeros((len(names), count + 1), dtype=np.int64)
+    np.cumsum(lengths // 8, axis=1, out=ends[:, 1:])
+    every = np.frombuffer(b"".join(parts), dtype="<u8")
+    start = 0
     for row, name in enumerate(names):
-        columns[name] = _native(values[bounds[row, 0] : bounds[row, -1]].view(layout.dtypes[name]))
-        offsets[name] = relative[row]
+        stop = start + int(ends[row, -1])
+        columns[name] = _native(every[start:stop].view(layout.dtypes[name]))
+        offsets[name] = _frozen(ends[row])
+        start = stop
+    for name in layout.enums:
+        lengths = np.fromiter(map(len, values[name]), dtype=np.int64, count=count)
+        raw = np.frombuffer(b"".join(values[name]), dtype=np.uint8)
+        stops = np.cumsum(lengths)
+        if (raw[stops[lengths > 0] - 1] >= 0x80).any():
+            raise DecodeError("packed varints end inside a varint")
+        columns[name], counts = _varint_array(raw, stops)
+        offsets[name] = _frozen(np.concatenate(([0], counts)))
     return columns, offsets
-
-
-_TEXTS: dict[bytes, str] = {}  # strings by their bytes: the same symbols come in every event
-_TEXTS_KEPT = 4096
-
-
-def _strings(data: bytes, begin: np.ndarray, length: np.ndarray) -> tuple[str, ...]:
-    """The UTF-8 strings at data[begin:begin + length], for each entry."""
-    texts = _TEXTS
-    if len(texts) > _TEXTS_KEPT:
-        texts.clear()
-    out = []
-    for at, size in zip(begin.tolist(), length.tolist(), strict=True):
-        raw = data[at : at + size]
-        text = texts.get(raw)
-        if text is None:
-            try:
-                text = texts[raw] = str(raw, "utf-8")
-            except UnicodeDecodeError as err:
-                raise DecodeError("string field is not valid UTF-8") from err
-        out.append(text)
-    return tuple(out)
-
-
-def _canonical_fields(padded: np.ndarray, spans: np.ndarray, layout: _Layout) -> dict | None:
-    """Each field of every message, read in number order: (start, length) of strings and
-    arrays, values of scalars; None unless every message ends right after its fields.
-
-    A message lacking a field, or done, is not read at that step. A position only grows, so a
-    message read past its end (a field it lacks matched by the next message's bytes, a length
-    beyond it) never comes back to its end and fails the last check.
-    """
-    size = len(padded) - len(_PAD)
-    pos, ends = spans[:, 0].copy(), spans[:, 1]
-    found: dict[str, object] = {}
-    for name, key, how in layout.canonical:
-        present = padded[pos] == key
-        everywhere = bool(present.all())
-        if not everywhere:
-            present &= pos < ends
-            if not present.any():
-                continue
-        read = _varints(padded, pos + 1, None if everywhere else present)
-        if read is None:
-            return None
-        value, after = read
-        if how == _UINT:
-            found[name] = value if everywhere else np.where(present, value, 0)
-            pos = after if everywhere else np.where(present, after, pos)
-            continue
-        # A length past the bytes is past its message's end anyway.
-        length = (
-            value.astype(np.int64) if value.dtype == np.uint8 else np.minimum(value, size).astype(np.int64)
-        )
-        if not everywhere:
-            length = np.where(present, length, 0)
-        found[name] = (after, length)
-        pos = after + length if everywhere else np.where(present, after + length, pos)
-    if not np.array_equal(pos, ends):
-        return None
-    for name, _, how in layout.canonical:
-        if how == _PACKED8 and name in found and (found[name][1] & 7).any():
-            return None
-        if how == _PACKED_VARINTS and name in found:
-            begin, length = found[name]
-            if (padded[begin + length - 1][length > 0] >= 0x80).any():
-                return None
-    return found
-
-
-def _varints(
-    padded: np.ndarray, pos: np.ndarray, present: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """The varints at ``pos`` (values as uint64, or uint8 when each is one byte; positions after
-    them), where ``present`` (None: everywhere); None when one there is longer than 10 bytes.
-    Elsewhere the values mean nothing."""
-    byte = padded[pos]
-    more = byte >= 0x80
-    if present is not None:
-        more &= present
-    if not more.any():  # one byte each, the usual case of lengths and small numbers
-        return byte, pos + 1  # uint8 values
-    if present is None and len(pos) > 1:  # the same number everywhere (a book's sequence, say)?
-        first = padded[pos[0] : pos[0] + 10]
-        width = int(np.argmax(first < 0x80)) + 1
-        if first[width - 1] < 0x80 and (padded[pos[:, None] + np.arange(width)] == first[:width]).all():
-            value = _read_varint(first[:width].tobytes(), 0)[0]
-            return np.full(len(pos), value, dtype=np.uint64), pos + width
-    value = (byte & 0x7F).astype(np.uint64)
-    after = pos + 1
-    for shift in _SHIFTS[1:]:
-        byte = padded[after]
-        value |= np.where(more, (byte & 0x7F).astype(np.uint64) << shift, 0)
-        after += more
-        more &= byte >= 0x80
-        if not more.any():
-            return value, after
-    return None
-
-
-def _gather(every: np.ndarray, begin: np.ndarray, count: np.ndarray, width: int) -> np.ndarray:
-    """``count[i]`` values of ``every`` from index ``begin[i]`` in steps of ``width``, for every
-    i, end to end."""
-    starts = np.cumsum(count) - count  # where each run goes in the result
-    steps = np.arange(0, width * int(count.sum()), width)
-    return every[np.repeat(begin - width * starts, count) + steps]
 
 
 def _any_columns(data: bytes, spans: np.ndarray, layout: _Layout) -> tuple[dict, dict]:

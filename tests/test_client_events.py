@@ -230,9 +230,8 @@ KINDS = ["book_snapshot", "book_update", "top_of_book", "trades"]
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_events_as_the_server_writes_them_decode_as_protobuf_reads_them(kind, monkeypatch):
-    # All of them are read by the canonical reader (every book at once), none by the general one
-    # (which would read the few books of most of these events, were the threshold left as it is).
-    monkeypatch.setattr(events, "CANONICAL_AT_LEAST", 0)
+    # All of them are read by the fast reader (protobuf's parser into the shadow messages), none
+    # by the general one.
     monkeypatch.setattr(events, "_any_columns", None)
     rng = np.random.default_rng(1)
     for _ in range(40):
@@ -241,8 +240,7 @@ def test_events_as_the_server_writes_them_decode_as_protobuf_reads_them(kind, mo
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_events_written_any_other_way_decode_as_protobuf_reads_them(kind, monkeypatch):
-    monkeypatch.setattr(events, "CANONICAL_AT_LEAST", 0)  # tried first, it gives up on them
-    general = []
+    general = []  # the fast reader is tried first, and gives up on most of them
     read_any_way = events._any_columns
     monkeypatch.setattr(events, "_any_columns", lambda *args: general.append(1) or read_any_way(*args))
     rng = np.random.default_rng(2)
@@ -256,10 +254,42 @@ def test_events_written_any_other_way_decode_as_protobuf_reads_them(kind, monkey
     assert len(general) > 30  # the general reader read most of them
 
 
-@pytest.mark.parametrize("canonical_at_least", [0, 1000])  # both readers
+@pytest.mark.parametrize(
+    "book",
+    [
+        # bid_prices unpacked: to the shadow (bytes) an unknown field that writes back as long
+        key(1, LEN)
+        + varint(1)
+        + b"A"
+        + key(4, I64)
+        + struct.pack("<d", 9.5)
+        + key(4, I64)
+        + struct.pack("<d", 9.0),
+        # bid_sizes in two packed runs: the shadow keeps only the last
+        length_delimited(5, struct.pack("<Q", 3)) + length_delimited(5, struct.pack("<Q", 4)),
+        # sequence twice, the last one winning; depth written at its default
+        key(2, VARINT) + varint(7) + key(2, VARINT) + varint(8) + key(8, VARINT) + varint(0),
+        # an unknown field inside a book, and one in the container
+        key(1, LEN) + varint(1) + b"B" + UNKNOWN[0],
+    ],
+    ids=["unpacked", "split", "repeated-or-default", "unknown"],
+)
+def test_what_the_fast_reader_cannot_hold_goes_to_the_general_reader(book, monkeypatch):
+    general = []
+    read_any_way = events._any_columns
+    monkeypatch.setattr(events, "_any_columns", lambda *args: general.append(1) or read_any_way(*args))
+    books = length_delimited(1, book) + length_delimited(1, key(1, LEN) + varint(1) + b"C")
+    for container in (books, books + UNKNOWN[1]):
+        data = key(1, VARINT) + varint(5) + length_delimited(8, container)  # a book_update
+        assert_same(data)
+    assert general == [1, 1]
+
+
+@pytest.mark.parametrize("fast", [True, False])  # both readers: the fast one first, or the general one alone
 @pytest.mark.parametrize("kind", ["book_update", "trades"])  # the book kinds share one reader
-def test_cut_or_corrupted_events_are_refused_as_protobuf_refuses_them(kind, canonical_at_least, monkeypatch):
-    monkeypatch.setattr(events, "CANONICAL_AT_LEAST", canonical_at_least)
+def test_cut_or_corrupted_events_are_refused_as_protobuf_refuses_them(kind, fast, monkeypatch):
+    if not fast:
+        monkeypatch.setattr(events, "_fast_columns", lambda *args: None)
     rng = np.random.default_rng(3)
     for canonical in (True, False):
         event = random_event(rng, kind)
