@@ -14,7 +14,7 @@ snapshots and updates, ``errors`` reads the fields an error names; ``cli`` is
 the sample command line.
 """
 
-from .aio import AsyncMarketDataClient, AsyncSubscription
+from .aio import AsyncManagedSubscription, AsyncMarketDataClient, AsyncSubscription
 from .api import MarketDataClient
 from .base import DEFAULT_TARGET, DEFAULT_UNARY_TIMEOUT, channel_target
 from .book import Book, BookGap, BookKeeper, InvalidBook
@@ -49,6 +49,7 @@ __all__ = [
     "DEFAULT_UNARY_TIMEOUT",
     "MODELS",
     "AsyncMarketDataClient",
+    "AsyncManagedSubscription",
     "AsyncSubscription",
     "Bars",
     "Book",

@@ -5,6 +5,10 @@ async with AsyncMarketDataClient("127.0.0.1:50051") as md:
         ...
     async for event in md.subscribe(data=[data_subscription("order_book", ["ACME"])], numpy=True):
         keeper.apply(event)  # a client.BookKeeper
+    async with md.manage_subscription(numpy=True) as managed:
+        await managed.subscribe(["ACME"], data_type="order_book", depth=5)
+        async for event in managed:
+            ...
 """
 
 from __future__ import annotations
@@ -20,14 +24,15 @@ from marketdata.v1 import market_data_pb2
 from .base import BaseClient
 from .requests import candle_interval, subscribe_request
 from .security import aio_interceptors
-from .streams import Event, SequenceGaps
+from .streams import Event, SequenceGaps, subscribe_request_of, unsubscribe_request_of
 
 
-class AsyncSubscription(SequenceGaps):
+class AsyncSubscription(SequenceGaps, AbstractAsyncContextManager):
     """Async iterator of one Subscribe call's events (MarketEvents, or DecodedEvents with
-    ``numpy=True``); counts ``gaps`` like Subscription."""
+    ``numpy=True``); counts ``gaps`` like Subscription. Leaving an ``async with`` block
+    cancels the call."""
 
-    def __init__(self, call: grpc.aio.UnaryStreamCall) -> None:
+    def __init__(self, call: grpc.aio.UnaryStreamCall | grpc.aio.StreamStreamCall) -> None:
         self._call = call
 
     def __aiter__(self) -> AsyncIterator[Event]:
@@ -39,6 +44,31 @@ class AsyncSubscription(SequenceGaps):
 
     def cancel(self) -> None:
         self._call.cancel()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.cancel()
+
+
+class AsyncManagedSubscription(AsyncSubscription):
+    """A ManageSubscription call on the event loop, like ManagedSubscription: ``await
+    subscribe(...)`` and ``await unsubscribe(...)`` while another task (or the same one, in
+    between) reads its events with ``async for``. Once the call has ended, the next change
+    raises its error (grpc.aio.AioRpcError), or asyncio.InvalidStateError after a cancel."""
+
+    async def subscribe(
+        self,
+        symbols: Sequence[str],
+        *,
+        data_type: str | int | None = None,
+        depth: int = 0,
+        heartbeat_seconds: float | None = None,
+    ) -> None:
+        """Add ``symbols`` for ``data_type``; ``depth`` levels a side for "order_book" (0: 10)."""
+        await self._call.write(subscribe_request_of(symbols, data_type, depth, heartbeat_seconds))
+
+    async def unsubscribe(self, symbols: Sequence[str], *, data_type: str | int | None = None) -> None:
+        """Remove ``symbols`` from ``data_type``."""
+        await self._call.write(unsubscribe_request_of(symbols, data_type))
 
 
 class AsyncMarketDataClient(BaseClient, AbstractAsyncContextManager):
@@ -103,3 +133,11 @@ class AsyncMarketDataClient(BaseClient, AbstractAsyncContextManager):
         request = subscribe_request(symbols, heartbeat_seconds, data)
         call = self._subscribe_numpy if numpy else self._stub.Subscribe
         return AsyncSubscription(call(request, timeout=timeout))
+
+    def manage_subscription(
+        self, *, timeout: float | None = None, numpy: bool = False
+    ) -> AsyncManagedSubscription:
+        """A subscription whose symbols and data types change while it runs; it starts with none.
+        ``numpy=True`` yields DecodedEvents, as for subscribe."""
+        call = self._manage_numpy if numpy else self._stub.ManageSubscription
+        return AsyncManagedSubscription(call(timeout=timeout))

@@ -192,18 +192,32 @@ class ManagedSubscription(Subscription):
         heartbeat_seconds: float | None = None,
     ) -> None:
         """Add ``symbols`` for ``data_type``; ``depth`` levels a side for "order_book" (0: 10)."""
-        request = market_data_pb2.SubscriptionRequest(subscribe=_symbol_list(symbols, data_type, depth))
-        if heartbeat_seconds is not None:
-            request.heartbeat_seconds = heartbeat_seconds
-        self._requests.put(request)
+        self._requests.put(subscribe_request_of(symbols, data_type, depth, heartbeat_seconds))
 
     def unsubscribe(self, symbols: Sequence[str], *, data_type: str | int | None = None) -> None:
         """Remove ``symbols`` from ``data_type``."""
-        self._requests.put(market_data_pb2.SubscriptionRequest(unsubscribe=_symbol_list(symbols, data_type)))
+        self._requests.put(unsubscribe_request_of(symbols, data_type))
 
     def cancel(self) -> None:
         self._requests.put(self._DONE)
         super().cancel()
+
+
+def subscribe_request_of(
+    symbols: Sequence[str], kind: str | int | None, depth: int, heartbeat_seconds: float | None
+) -> market_data_pb2.SubscriptionRequest:
+    """A ManageSubscription request adding ``symbols`` for data type ``kind``."""
+    request = market_data_pb2.SubscriptionRequest(subscribe=_symbol_list(symbols, kind, depth))
+    if heartbeat_seconds is not None:
+        request.heartbeat_seconds = heartbeat_seconds
+    return request
+
+
+def unsubscribe_request_of(
+    symbols: Sequence[str], kind: str | int | None
+) -> market_data_pb2.SubscriptionRequest:
+    """A ManageSubscription request removing ``symbols`` from data type ``kind``."""
+    return market_data_pb2.SubscriptionRequest(unsubscribe=_symbol_list(symbols, kind))
 
 
 def _symbol_list(

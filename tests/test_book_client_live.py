@@ -7,10 +7,12 @@ import asyncio
 import json
 import subprocess
 
+import grpc
 import numpy as np
 import pytest
 
 from client import AsyncMarketDataClient, BookKeeper, DecodedEvent, MarketDataClient, data_subscription
+from marketdata.v1 import market_data_pb2 as pb
 from server.limits import FeedLimits
 from tests.conftest import REPO_ROOT, ServerThread, server_process
 from tests.test_book_feed import MARKET, SYMBOLS
@@ -70,6 +72,48 @@ def test_the_async_client_decodes_live_books_into_numpy(live):
         reply = md.get_order_book("AAA", 3)
     np.testing.assert_array_equal(book.ask_prices, reply.book.ask_prices)
     assert book.bid_sizes.dtype.kind in "iu" and len(book.bid_prices) == 3
+
+
+def test_the_async_managed_subscription_changes_books_and_ends_with_the_servers_error(live):
+    async def manage() -> tuple[list, grpc.aio.AioRpcError, BaseException]:
+        async with AsyncMarketDataClient(live.target) as md:
+            async with md.manage_subscription(numpy=True) as managed:
+                events = aiter(managed)
+                await managed.subscribe(["AAA", "NOPE"], data_type="order_book", depth=3)
+                seen = [await anext(events), await anext(events)]
+                await managed.subscribe(["AAA"], data_type="order_book", depth=5)
+                seen += [await anext(events), await anext(events)]
+                live.advance_market(1)
+                seen.append(await anext(events))
+                await managed.subscribe(["AAA"], data_type="order_book", depth=99)  # past the model's 50
+                with pytest.raises(grpc.aio.AioRpcError) as ended:
+                    await anext(events)
+                with pytest.raises((grpc.aio.AioRpcError, asyncio.InvalidStateError)) as after:
+                    await managed.unsubscribe(["AAA"], data_type="order_book")
+                return seen, ended.value, after.value
+
+    seen, ended, after = asyncio.run(manage())
+    assert [event.kind for event in seen] == [
+        "status",
+        "book_snapshot",
+        "status",
+        "book_snapshot",
+        "book_update",
+    ]
+    codes = [(s.symbol, s.code) for s in seen[0].message.status.symbols]
+    assert codes == [("AAA", pb.SymbolStatus.SUBSCRIBED), ("NOPE", pb.SymbolStatus.UNKNOWN_SYMBOL)]
+    assert [len(book.bid_prices) for book in seen[1].books] == [3]
+    assert [len(book.bid_prices) for book in seen[3].books] == [5]  # the new depth, snapshotted again
+    keeper = BookKeeper(raise_on_gap=True)
+    for event in seen:
+        keeper.apply(event)
+    with MarketDataClient(live.target) as md:
+        reply = md.get_order_book("AAA", 5)
+    assert keeper["AAA"].sequence == reply.sequence
+    np.testing.assert_array_equal(keeper["AAA"].ask_sizes, reply.book.ask_sizes)
+    assert ended.code() == grpc.StatusCode.INVALID_ARGUMENT and "depth" in ended.details()
+    assert after is not None
+    assert live.running.servicer.feed.book_subscriptions == 0
 
 
 def test_the_cli_ladder_and_trades_follow_a_live_market_as_json_lines(python, tmp_path):
