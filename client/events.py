@@ -182,8 +182,13 @@ def _fast_columns(body: bytes, layout: _Layout) -> tuple[dict, dict] | None:
         return None
     items = container.items
     count = len(items)
-    by_field = zip(*map(layout.fields_of, items), strict=True) if count else [()] * len(layout.names)
-    values = dict(zip(layout.names, by_field, strict=True))
+    # Every field of every message, field by field; a slice of messages at a time, so that the
+    # tuples of a message's fields stay few however many messages come.
+    values: dict[str, list] = {name: [] for name in layout.names}
+    for first in range(0, count, _MESSAGES_AT_ONCE):
+        fields_of = map(layout.fields_of, items[first : first + _MESSAGES_AT_ONCE])
+        for name, column in zip(layout.names, zip(*fields_of, strict=True), strict=True):
+            values[name] += column
     columns: dict[str, object] = {}
     offsets: dict[str, np.ndarray] = {}
     for name in layout.names:
@@ -200,7 +205,7 @@ def _fast_columns(body: bytes, layout: _Layout) -> tuple[dict, dict] | None:
         raise DecodeError("packed 8-byte values of a length that is not a multiple of 8")
     ends = np.zeros((len(names), count + 1), dtype=np.int64)
     np.cumsum(lengths // 8, axis=1, out=ends[:, 1:])
-    every = np.frombuffer(b"".join(parts), dtype="<u8")
+    every = np.frombuffer(_joined(parts), dtype="<u8")
     start = 0
     for row, name in enumerate(names):
         stop = start + int(ends[row, -1])
@@ -209,7 +214,7 @@ def _fast_columns(body: bytes, layout: _Layout) -> tuple[dict, dict] | None:
         start = stop
     for name in layout.enums:
         lengths = np.fromiter(map(len, values[name]), dtype=np.int64, count=count)
-        raw = np.frombuffer(b"".join(values[name]), dtype=np.uint8)
+        raw = np.frombuffer(_joined(values[name]), dtype=np.uint8)
         stops = np.cumsum(lengths)
         if (raw[stops[lengths > 0] - 1] >= 0x80).any():
             raise DecodeError("packed varints end inside a varint")
@@ -218,12 +223,22 @@ def _fast_columns(body: bytes, layout: _Layout) -> tuple[dict, dict] | None:
     return columns, offsets
 
 
+_MESSAGES_AT_ONCE = 1024
+
+
+def _joined(parts: list[bytes]) -> bytes:
+    """The parts end to end. The empty ones are left out first: bytes.join holds 80 bytes of
+    bookkeeping per part, a lot for a 2-byte book of empty arrays."""
+    return b"".join(filter(None, parts))
+
+
 def _any_columns(data: bytes, spans: np.ndarray, layout: _Layout) -> tuple[dict, dict]:
     """The columns of messages written in any valid way: fields read one by one."""
     view = memoryview(data)
     keys = layout.keys
     empty_row = layout.empty_row
-    pieces: dict[int, list] = {slot: [] for slot in layout.array_slots}
+    # Each array's bytes, every message's end to end: one buffer, never an object per value.
+    pieces = {slot: bytearray() for slot in layout.array_slots}
     rows = []
     for pos, stop in spans.tolist():
         row = empty_row.copy()
@@ -241,7 +256,7 @@ def _any_columns(data: bytes, spans: np.ndarray, layout: _Layout) -> tuple[dict,
             if how == _ONE8:
                 if pos + 8 > stop:
                     raise DecodeError("truncated 8-byte value")
-                pieces[slot].append(view[pos : pos + 8])
+                pieces[slot] += view[pos : pos + 8]
                 row[slot] += 8
                 pos += 8
                 continue
@@ -251,7 +266,7 @@ def _any_columns(data: bytes, spans: np.ndarray, layout: _Layout) -> tuple[dict,
                 row[slot] = value
                 continue
             if how == _ONE_VARINT:
-                pieces[slot].append(view[begin:pos])  # one varint is a packed run of one
+                pieces[slot] += view[begin:pos]  # one varint is a packed run of one
                 row[slot] += pos - begin
                 continue
             if pos - begin > 5 or value >= _LONGEST:  # a length, as _read_size reads one
@@ -262,12 +277,12 @@ def _any_columns(data: bytes, spans: np.ndarray, layout: _Layout) -> tuple[dict,
             if how == _PACKED8:
                 if value & 7:
                     raise DecodeError("packed 8-byte values of a length that is not a multiple of 8")
-                pieces[slot].append(view[pos:after])
+                pieces[slot] += view[pos:after]
                 row[slot] += value
             elif how == _PACKED_VARINTS:
                 if value and data[after - 1] >= 0x80:
                     raise DecodeError("packed varints end inside a varint")
-                pieces[slot].append(view[pos:after])
+                pieces[slot] += view[pos:after]
                 row[slot] += value
             else:
                 try:
@@ -279,7 +294,7 @@ def _any_columns(data: bytes, spans: np.ndarray, layout: _Layout) -> tuple[dict,
     return _assemble(layout, rows, pieces)
 
 
-def _assemble(layout: _Layout, rows: list[list], pieces: dict[int, list]) -> tuple[dict, dict]:
+def _assemble(layout: _Layout, rows: list[list], pieces: dict[int, bytearray]) -> tuple[dict, dict]:
     by_field = list(zip(*rows, strict=True)) if rows else [()] * len(layout.names)
     columns: dict[str, object] = {}
     offsets: dict[str, np.ndarray] = {}
@@ -292,8 +307,7 @@ def _assemble(layout: _Layout, rows: list[list], pieces: dict[int, list]) -> tup
             scalars = np.array(values, dtype=np.uint64)
             columns[name] = _frozen(scalars if dtype == np.uint64 else scalars.astype(dtype))
         else:
-            parts = pieces[slot]
-            raw = parts[0] if len(parts) == 1 else b"".join(parts)
+            raw = pieces[slot]
             ends = np.cumsum(np.array(values, dtype=np.int64))
             if dtype == _ENUM:
                 columns[name], counts = _varint_array(np.frombuffer(raw, dtype=np.uint8), ends)
@@ -306,21 +320,30 @@ def _assemble(layout: _Layout, rows: list[list], pieces: dict[int, list]) -> tup
 
 def _varint_array(raw: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Packed varints as int32 (an enum's low 32 bits, as protobuf keeps them), and how many of
-    them end before each byte offset of ``ends``."""
+    them end before each byte offset of ``ends``; ``raw`` ends with the last byte of a varint.
+    Some thousands of varints at a time, so that the scratch arrays (8 bytes a byte) stay small
+    however long the run."""
     last = raw < 0x80  # the last byte of each varint
+    if last.all():  # one byte each: every value below 128
+        return _frozen(raw.astype(np.int32)), ends
     stops = np.flatnonzero(last)
-    starts = np.concatenate(([0], stops[:-1] + 1))
-    lengths = stops - starts + 1
-    if len(lengths) and lengths.max() > 10:
-        raise DecodeError("varint longer than 10 bytes")
-    if len(stops) == len(raw):  # one byte each: every value below 128
-        values = raw.astype(np.int32)
-    else:
-        within = np.arange(len(raw)) - np.repeat(starts, lengths)
-        parts = (raw & 0x7F).astype(np.uint64) << (7 * within).astype(np.uint64)
-        values = np.add.reduceat(parts, starts).astype(np.uint32).view(np.int32)
-    counted = np.concatenate(([0], np.cumsum(last)))
-    return _frozen(values), counted[ends]
+    del last
+    values = np.empty(len(stops), dtype=np.uint32)
+    begin = 0  # where the block's first varint starts
+    for first in range(0, len(stops), _VARINTS_AT_ONCE):
+        block = stops[first : first + _VARINTS_AT_ONCE] - begin
+        starts = np.concatenate(([0], block[:-1] + 1))
+        lengths = block - starts + 1
+        if lengths.max() > 10:
+            raise DecodeError("varint longer than 10 bytes")
+        within = np.arange(int(block[-1]) + 1) - np.repeat(starts, lengths)
+        bits = (raw[begin : begin + len(within)] & 0x7F).astype(np.uint64) << (7 * within).astype(np.uint64)
+        values[first : first + len(block)] = np.add.reduceat(bits, starts).astype(np.uint32)
+        begin += len(within)
+    return _frozen(values.view(np.int32)), np.searchsorted(stops, ends)
+
+
+_VARINTS_AT_ONCE = 1 << 14
 
 
 def _varint_within(data: bytes, pos: int, end: int) -> tuple[int, int]:

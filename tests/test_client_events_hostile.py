@@ -14,6 +14,7 @@ are kept as tests of their own below it.
 from __future__ import annotations
 
 import struct
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -31,6 +32,7 @@ from tests.test_client_events import (
     assert_same,
     key,
     length_delimited,
+    random_book,
     signed_varint,
 )
 
@@ -301,6 +303,21 @@ def test_hostile_events_read_as_protobuf_reads_them_or_are_refused_likewise(monk
     assert all(count > rounds // 100 for count in seen.values()), seen
 
 
+@pytest.mark.parametrize("fast", [True, False])
+def test_many_messages_and_long_enum_runs_read_as_protobuf_reads_them(fast, monkeypatch):
+    # Past the slices the readers work in: the fast one takes 1024 messages at a time, and
+    # packed enums are read 2^14 varints at a time (values of 1, 2, 5 and 10 bytes here).
+    if not fast:
+        monkeypatch.setattr(events, "_fast_columns", lambda *args: None)
+    rng = np.random.default_rng(5)
+    books = [random_book(rng) for _ in range(2100)]
+    assert_same(pb.MarketEvent(book_update=pb.OrderBooks(books=books)).SerializeToString())
+    sides = np.array([1, 2, 300, -1, 2**31 - 1, -(2**31)], dtype=np.int32)
+    trades = [pb.Trades(symbol=f"S{i}", aggressors=rng.choice(sides, size=12000).tolist()) for i in range(3)]
+    trades.insert(1, pb.Trades(symbol="none"))
+    assert_same(pb.MarketEvent(trades=pb.TradeBatch(trades=trades)).SerializeToString())
+
+
 # -- the disagreements the writer found, one by one
 
 BOOK = (
@@ -467,3 +484,42 @@ def test_events_with_groups_give_any_exchange_time_the_wire_carries():
     data = length_delimited(2, stamp) + nested_groups(2) + length_delimited(10, length_delimited(1, TRADES))
     assert_same(data)
     assert decode_market_event(data).exchange_time_ns == -(2**40) * 10**9 - 7
+
+
+# -- memory
+
+MEMORY_CASES = {
+    "enums of a byte": length_delimited(10, length_delimited(1, length_delimited(5, b"\x01" * 2**21))),
+    "enums of 5 bytes": length_delimited(
+        10, length_delimited(1, length_delimited(5, b"\x81\x80\x80\x80\x01" * 2**18))
+    ),
+    "enums mixed": length_delimited(
+        10, length_delimited(1, length_delimited(5, (b"\x01" * 99 + b"\x81\x01") * 2**14))
+    ),
+    "enums unpacked": length_delimited(10, length_delimited(1, (key(5, VARINT) + b"\x01") * 2**15)),
+    "doubles unpacked": length_delimited(10, length_delimited(1, (key(3, I64) + bytes(8)) * 2**13)),
+    "empty books": length_delimited(8, length_delimited(1, b"") * 2**15),
+}
+
+
+@pytest.mark.parametrize("case", MEMORY_CASES)
+def test_reading_holds_a_few_times_what_comes_in_and_goes_out(case):
+    # What the readers allocate (as tracemalloc sees it: numpy's arrays and Python's objects, not
+    # the C parser's own) at its peak, against the bytes read plus the columns made. Reading
+    # packed enums took some 45 bytes a byte (scratch arrays of 8 bytes a byte), unpacked values
+    # a memoryview each (200 bytes), and empty books 80 bytes of bytes.join bookkeeping per array.
+    data = MEMORY_CASES[case]
+    tracemalloc.start()
+    try:
+        decoded = decode_market_event(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    columns = decoded.books if decoded.trades is None else decoded.trades
+    made = sum(
+        column.nbytes
+        for column in (*vars(columns).values(), *columns.offsets.values())
+        if hasattr(column, "nbytes")
+    )
+    made += 8 * len(columns)  # the symbols (the same empty string, referred to once per message)
+    assert peak < 5 * (len(data) + made), (peak, len(data), made)
