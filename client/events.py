@@ -618,8 +618,8 @@ def decode_market_event(data: bytes) -> DecodedEvent:
     generated class (see the module docstring). Raises DecodeError on malformed bytes."""
     try:
         return _decode_event(data)
-    except _Group:  # no serializer writes one: the generated classes read the event
-        return _decoded(_parse(pb.MarketEvent, data, "MarketEvent"))
+    except _Group:  # no serializer writes one
+        return _decode_with_groups(data)
 
 
 def _decode_event(data: bytes) -> DecodedEvent:
@@ -691,14 +691,19 @@ def _parse(message: type, data: bytes, what: str):
         raise DecodeError(f"malformed {what}") from err
 
 
-def _decoded(event: pb.MarketEvent) -> DecodedEvent:
-    """A DecodedEvent of a MarketEvent the generated class read."""
+def _decode_with_groups(data: bytes) -> DecodedEvent:
+    """An event holding a group: protobuf's parser says whether it is well formed, and its
+    bytes written again without unknown fields (groups among them) are read as any others."""
+    event = _parse(pb.MarketEvent, data, "MarketEvent")
     kind = event.WhichOneof("event")
-    books, trades = event_books(event), event_trades(event)
-    message = event if kind is not None and books is None and trades is None else None
+    if kind in _DECODED:
+        event.DiscardUnknownFields()
+        canonical = event.SerializeToString()
+        del event  # not kept while the columns are made
+        return _decode_event(canonical)
     stamp = event.exchange_time  # by hand: ToNanoseconds refuses seconds beyond year 9999
     nanoseconds = stamp.seconds * 1_000_000_000 + stamp.nanos
-    return DecodedEvent(event.sequence, nanoseconds, kind, books, trades, message)
+    return DecodedEvent(event.sequence, nanoseconds, kind, message=event if kind else None)
 
 
 def _timestamp_ns(data: bytes, parts: list[tuple[int, int]]) -> int:

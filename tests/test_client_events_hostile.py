@@ -272,10 +272,10 @@ class HostileWriter:
 
 def test_hostile_events_read_as_protobuf_reads_them_or_are_refused_likewise(monkeypatch):
     # Which reader read each event: the fast one (protobuf's parser into the shadow classes),
-    # the general one, or the generated classes (for groups); and how many were refused. Every
-    # one of them must have had its share, or the writer has stopped reaching it.
-    seen = {"fast": 0, "general": 0, "generated": 0, "refused": 0}
-    fast, general, generated = events._fast_columns, events._any_columns, events._decoded
+    # the general one, or the generated classes first (for groups); and how many were refused.
+    # Every one of them must have had its share, or the writer has stopped reaching it.
+    seen = {"fast": 0, "general": 0, "groups": 0, "refused": 0}
+    fast, general, groups = events._fast_columns, events._any_columns, events._decode_with_groups
 
     def counting(name, read):
         def wrapped(*args):
@@ -287,7 +287,7 @@ def test_hostile_events_read_as_protobuf_reads_them_or_are_refused_likewise(monk
 
     monkeypatch.setattr(events, "_fast_columns", counting("fast", fast))
     monkeypatch.setattr(events, "_any_columns", counting("general", general))
-    monkeypatch.setattr(events, "_decoded", counting("generated", generated))
+    monkeypatch.setattr(events, "_decode_with_groups", counting("groups", groups))
     rng = np.random.default_rng(20240611)
     rounds = 2500
     for i in range(rounds):
@@ -499,6 +499,9 @@ MEMORY_CASES = {
     "enums unpacked": length_delimited(10, length_delimited(1, (key(5, VARINT) + b"\x01") * 2**15)),
     "doubles unpacked": length_delimited(10, length_delimited(1, (key(3, I64) + bytes(8)) * 2**13)),
     "empty books": length_delimited(8, length_delimited(1, b"") * 2**15),
+    "empty books and a group": key(3, SGROUP)
+    + key(3, EGROUP)
+    + length_delimited(8, length_delimited(1, b"") * 2**15),
 }
 
 
