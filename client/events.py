@@ -227,9 +227,10 @@ _MESSAGES_AT_ONCE = 1024
 
 
 def _joined(parts: list[bytes]) -> bytes:
-    """The parts end to end. The empty ones are left out first: bytes.join holds 80 bytes of
-    bookkeeping per part, a lot for a 2-byte book of empty arrays."""
-    return b"".join(filter(None, parts))
+    """The parts end to end. bytes.join holds 80 bytes of bookkeeping per part, a lot for a
+    2-byte book of empty arrays: past some thousands of parts, the empty ones are left out first
+    (which costs more than it saves on the few hundred parts of a usual event)."""
+    return b"".join(parts if len(parts) < 4096 else filter(None, parts))
 
 
 def _any_columns(data: bytes, spans: np.ndarray, layout: _Layout) -> tuple[dict, dict]:
