@@ -9,9 +9,13 @@ book's array arrives as one bytes object, and one numpy call reads every
 book's. Bytes the serializers would not write (an array split or unpacked, a
 field repeated or unknown) are read by a general wire reader instead, under
 protobuf's rules (fields in any order, arrays packed, unpacked or split over
-several runs, scalars repeated with the last one winning, unknown fields of
-every wire type skipped, a oneof arm that comes twice merged, one replaced by
-another arm dropped; malformed bytes raise DecodeError).
+several runs, scalars repeated with the last one winning, unknown fields
+skipped, a oneof arm that comes twice merged, one replaced by another arm
+dropped, each occurrence of a message read on its own, keys and lengths of at
+most 5 bytes; malformed bytes raise DecodeError). An event holding a group
+(wire types 3 and 4, which proto3 serializers never write) is read by the
+generated classes: whether protobuf accepts one depends on how deeply it nests,
+and the limit is the parser's own.
 
 The books of one event come out as ``BookColumns``: one entry per book in
 each scalar column (symbol, sequence, ...), and each array field of every
@@ -38,7 +42,7 @@ from google.protobuf.descriptor import FieldDescriptor
 
 from marketdata.v1 import market_data_pb2 as pb
 
-from .decoding import _I64, _LEN, _VARINT, DecodeError, _read_varint, _skip
+from .decoding import _I32, _I64, _LEN, _SGROUP, _VARINT, DecodeError, _read_varint
 
 # How a field of a columns message is read, by wire key (field number and wire type).
 _STRING, _UINT, _PACKED8, _ONE8, _PACKED_VARINTS, _ONE_VARINT = range(6)
@@ -135,12 +139,13 @@ def _message_spans(data: bytes, pos: int, end: int) -> np.ndarray:
     """(start, end) of each message of field 1 in the container at data[pos:end], in order."""
     spans = []
     while pos < end:
-        key = data[pos]
-        if key != 0x0A:  # not a message of field 1: skipped
-            key, pos = _read_varint(data, pos)
-            pos = _skip_within(data, pos, key, end)
-            continue
-        pos += 1
+        if data[pos] == 0x0A:
+            pos += 1
+        else:  # another field (skipped), or field 1 in a longer key
+            key, pos = _read_key(data, pos, end)
+            if key != 0x0A:
+                pos = _skip_within(data, pos, key, end)
+                continue
         if pos + 1 < end and (low := data[pos]) < 0x80:
             length = low
             pos += 1
@@ -148,7 +153,7 @@ def _message_spans(data: bytes, pos: int, end: int) -> np.ndarray:
             length = (low & 0x7F) | high << 7
             pos += 2
         else:
-            length, pos = _varint_within(data, pos, end)
+            length, pos = _read_size(data, pos)
         stop = pos + length
         if stop > end:
             raise DecodeError("truncated message")
@@ -177,8 +182,13 @@ def _fast_columns(body: bytes, layout: _Layout) -> tuple[dict, dict] | None:
         return None
     items = container.items
     count = len(items)
-    by_field = zip(*map(layout.fields_of, items), strict=True) if count else [()] * len(layout.names)
-    values = dict(zip(layout.names, by_field, strict=True))
+    # Every field of every message, field by field; a slice of messages at a time, so that the
+    # tuples of a message's fields stay few however many messages come.
+    values: dict[str, list] = {name: [] for name in layout.names}
+    for first in range(0, count, _MESSAGES_AT_ONCE):
+        fields_of = map(layout.fields_of, items[first : first + _MESSAGES_AT_ONCE])
+        for name, column in zip(layout.names, zip(*fields_of, strict=True), strict=True):
+            values[name] += column
     columns: dict[str, object] = {}
     offsets: dict[str, np.ndarray] = {}
     for name in layout.names:
@@ -195,7 +205,7 @@ def _fast_columns(body: bytes, layout: _Layout) -> tuple[dict, dict] | None:
         raise DecodeError("packed 8-byte values of a length that is not a multiple of 8")
     ends = np.zeros((len(names), count + 1), dtype=np.int64)
     np.cumsum(lengths // 8, axis=1, out=ends[:, 1:])
-    every = np.frombuffer(b"".join(parts), dtype="<u8")
+    every = np.frombuffer(_joined(parts), dtype="<u8")
     start = 0
     for row, name in enumerate(names):
         stop = start + int(ends[row, -1])
@@ -204,7 +214,7 @@ def _fast_columns(body: bytes, layout: _Layout) -> tuple[dict, dict] | None:
         start = stop
     for name in layout.enums:
         lengths = np.fromiter(map(len, values[name]), dtype=np.int64, count=count)
-        raw = np.frombuffer(b"".join(values[name]), dtype=np.uint8)
+        raw = np.frombuffer(_joined(values[name]), dtype=np.uint8)
         stops = np.cumsum(lengths)
         if (raw[stops[lengths > 0] - 1] >= 0x80).any():
             raise DecodeError("packed varints end inside a varint")
@@ -213,12 +223,23 @@ def _fast_columns(body: bytes, layout: _Layout) -> tuple[dict, dict] | None:
     return columns, offsets
 
 
+_MESSAGES_AT_ONCE = 1024
+
+
+def _joined(parts: list[bytes]) -> bytes:
+    """The parts end to end. bytes.join holds 80 bytes of bookkeeping per part, a lot for a
+    2-byte book of empty arrays: past some thousands of parts, the empty ones are left out first
+    (which costs more than it saves on the few hundred parts of a usual event)."""
+    return b"".join(parts if len(parts) < 4096 else filter(None, parts))
+
+
 def _any_columns(data: bytes, spans: np.ndarray, layout: _Layout) -> tuple[dict, dict]:
     """The columns of messages written in any valid way: fields read one by one."""
     view = memoryview(data)
     keys = layout.keys
     empty_row = layout.empty_row
-    pieces: dict[int, list] = {slot: [] for slot in layout.array_slots}
+    # Each array's bytes, every message's end to end: one buffer, never an object per value.
+    pieces = {slot: bytearray() for slot in layout.array_slots}
     rows = []
     for pos, stop in spans.tolist():
         row = empty_row.copy()
@@ -227,7 +248,7 @@ def _any_columns(data: bytes, spans: np.ndarray, layout: _Layout) -> tuple[dict,
             if key < 0x80:
                 pos += 1
             else:
-                key, pos = _read_varint(data, pos)
+                key, pos = _read_key(data, pos, stop)
             entry = keys.get(key)
             if entry is None:
                 pos = _skip_within(data, pos, key, stop)
@@ -236,7 +257,7 @@ def _any_columns(data: bytes, spans: np.ndarray, layout: _Layout) -> tuple[dict,
             if how == _ONE8:
                 if pos + 8 > stop:
                     raise DecodeError("truncated 8-byte value")
-                pieces[slot].append(view[pos : pos + 8])
+                pieces[slot] += view[pos : pos + 8]
                 row[slot] += 8
                 pos += 8
                 continue
@@ -246,21 +267,23 @@ def _any_columns(data: bytes, spans: np.ndarray, layout: _Layout) -> tuple[dict,
                 row[slot] = value
                 continue
             if how == _ONE_VARINT:
-                pieces[slot].append(view[begin:pos])  # one varint is a packed run of one
+                pieces[slot] += view[begin:pos]  # one varint is a packed run of one
                 row[slot] += pos - begin
                 continue
+            if pos - begin > 5 or value >= _LONGEST:  # a length, as _read_size reads one
+                raise DecodeError("length of more than 5 bytes or not below 2^31 - 1")
             after = pos + value
             if after > stop:
                 raise DecodeError("truncated length-delimited field")
             if how == _PACKED8:
                 if value & 7:
                     raise DecodeError("packed 8-byte values of a length that is not a multiple of 8")
-                pieces[slot].append(view[pos:after])
+                pieces[slot] += view[pos:after]
                 row[slot] += value
             elif how == _PACKED_VARINTS:
                 if value and data[after - 1] >= 0x80:
                     raise DecodeError("packed varints end inside a varint")
-                pieces[slot].append(view[pos:after])
+                pieces[slot] += view[pos:after]
                 row[slot] += value
             else:
                 try:
@@ -272,7 +295,7 @@ def _any_columns(data: bytes, spans: np.ndarray, layout: _Layout) -> tuple[dict,
     return _assemble(layout, rows, pieces)
 
 
-def _assemble(layout: _Layout, rows: list[list], pieces: dict[int, list]) -> tuple[dict, dict]:
+def _assemble(layout: _Layout, rows: list[list], pieces: dict[int, bytearray]) -> tuple[dict, dict]:
     by_field = list(zip(*rows, strict=True)) if rows else [()] * len(layout.names)
     columns: dict[str, object] = {}
     offsets: dict[str, np.ndarray] = {}
@@ -285,8 +308,7 @@ def _assemble(layout: _Layout, rows: list[list], pieces: dict[int, list]) -> tup
             scalars = np.array(values, dtype=np.uint64)
             columns[name] = _frozen(scalars if dtype == np.uint64 else scalars.astype(dtype))
         else:
-            parts = pieces[slot]
-            raw = parts[0] if len(parts) == 1 else b"".join(parts)
+            raw = pieces[slot]
             ends = np.cumsum(np.array(values, dtype=np.int64))
             if dtype == _ENUM:
                 columns[name], counts = _varint_array(np.frombuffer(raw, dtype=np.uint8), ends)
@@ -299,21 +321,30 @@ def _assemble(layout: _Layout, rows: list[list], pieces: dict[int, list]) -> tup
 
 def _varint_array(raw: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Packed varints as int32 (an enum's low 32 bits, as protobuf keeps them), and how many of
-    them end before each byte offset of ``ends``."""
+    them end before each byte offset of ``ends``; ``raw`` ends with the last byte of a varint.
+    Some thousands of varints at a time, so that the scratch arrays (8 bytes a byte) stay small
+    however long the run."""
     last = raw < 0x80  # the last byte of each varint
+    if last.all():  # one byte each: every value below 128
+        return _frozen(raw.astype(np.int32)), ends
     stops = np.flatnonzero(last)
-    starts = np.concatenate(([0], stops[:-1] + 1))
-    lengths = stops - starts + 1
-    if len(lengths) and lengths.max() > 10:
-        raise DecodeError("varint longer than 10 bytes")
-    if len(stops) == len(raw):  # one byte each: every value below 128
-        values = raw.astype(np.int32)
-    else:
-        within = np.arange(len(raw)) - np.repeat(starts, lengths)
-        parts = (raw & 0x7F).astype(np.uint64) << (7 * within).astype(np.uint64)
-        values = np.add.reduceat(parts, starts).astype(np.uint32).view(np.int32)
-    counted = np.concatenate(([0], np.cumsum(last)))
-    return _frozen(values), counted[ends]
+    del last
+    values = np.empty(len(stops), dtype=np.uint32)
+    begin = 0  # where the block's first varint starts
+    for first in range(0, len(stops), _VARINTS_AT_ONCE):
+        block = stops[first : first + _VARINTS_AT_ONCE] - begin
+        starts = np.concatenate(([0], block[:-1] + 1))
+        lengths = block - starts + 1
+        if lengths.max() > 10:
+            raise DecodeError("varint longer than 10 bytes")
+        within = np.arange(int(block[-1]) + 1) - np.repeat(starts, lengths)
+        bits = (raw[begin : begin + len(within)] & 0x7F).astype(np.uint64) << (7 * within).astype(np.uint64)
+        values[first : first + len(block)] = np.add.reduceat(bits, starts).astype(np.uint32)
+        begin += len(within)
+    return _frozen(values.view(np.int32)), np.searchsorted(stops, ends)
+
+
+_VARINTS_AT_ONCE = 1 << 14
 
 
 def _varint_within(data: bytes, pos: int, end: int) -> tuple[int, int]:
@@ -323,11 +354,55 @@ def _varint_within(data: bytes, pos: int, end: int) -> tuple[int, int]:
     return value, pos
 
 
+# The parser refuses lengths from 2^31 - 1 up, and lengths or keys written in more than 5 bytes.
+_LONGEST = 0x7FFFFFFF
+
+
+def _read_size(data: bytes, pos: int) -> tuple[int, int]:
+    """The length of a length-delimited field at data[pos:], as protobuf's parser reads one."""
+    size, after = _read_varint(data, pos)
+    if after - pos > 5 or size >= _LONGEST:
+        raise DecodeError("length of more than 5 bytes or not below 2^31 - 1")
+    return size, after
+
+
+def _read_key(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    """The key of a field at data[pos:end], as protobuf's parser reads one: it refuses a key
+    of more than 5 bytes or of 2^32 and above (field numbers stop below 2^29)."""
+    key = data[pos]
+    if key < 0x80:
+        return key, pos + 1
+    key, after = _read_varint(data, pos)
+    if after - pos > 5 or key > 0xFFFFFFFF:
+        raise DecodeError("field key longer than 5 bytes or above 2^32 - 1")
+    if after > end:
+        raise DecodeError("truncated field key")
+    return key, after
+
+
+class _Group(Exception):
+    """A group (wire type 3) met on the wire: the event goes to the generated classes (see the
+    module docstring)."""
+
+
 def _skip_within(data: bytes, pos: int, key: int, end: int) -> int:
-    number = key >> 3
-    if number == 0:
+    """The position after the value of unknown field ``key`` at data[pos:end]."""
+    if key < 8:
         raise DecodeError("field number 0")
-    pos = _skip(data, pos, number, key & 7)
+    wire_type = key & 7
+    if wire_type == _VARINT:
+        pos = _read_varint(data, pos)[1]
+    elif wire_type == _I64:
+        pos += 8
+    elif wire_type == _LEN:
+        length, pos = _read_size(data, pos)
+        pos += length
+    elif wire_type == _I32:
+        pos += 4
+    elif wire_type == _SGROUP:
+        raise _Group
+    else:  # an end of group outside any, or no such wire type
+        raise DecodeError(f"unexpected wire type {wire_type}")
     if pos > end:
         raise DecodeError("truncated field")
     return pos
@@ -499,7 +574,6 @@ assert [f.name for f in fields(TradeArrays)] == TradeColumns._layout.names
 _ARMS = {f.number: f.name for f in pb.MarketEvent.DESCRIPTOR.oneofs_by_name["event"].fields}
 BOOK_KINDS = ("book_snapshot", "book_update", "top_of_book")
 _DECODED = {name: BookColumns for name in BOOK_KINDS} | {"trades": TradeColumns}
-_ARM_TYPES = {f.name: f.message_type for f in pb.MarketEvent.DESCRIPTOR.fields}
 
 
 @dataclass(frozen=True, eq=False)
@@ -543,35 +617,43 @@ def exchange_time_ns(event: pb.MarketEvent | DecodedEvent) -> int:
 def decode_market_event(data: bytes) -> DecodedEvent:
     """A serialized MarketEvent: books and trades as numpy columns, other kinds parsed by the
     generated class (see the module docstring). Raises DecodeError on malformed bytes."""
+    try:
+        return _decode_event(data)
+    except _Group:  # no serializer writes one
+        return _decode_with_groups(data)
+
+
+def _decode_event(data: bytes) -> DecodedEvent:
     sequence = 0
-    stamp: list[bytes] = []
+    stamp: list[tuple[int, int]] = []
     arm: str | None = None
-    arm_parts: list[tuple[int, int]] = []
-    replaced: list[tuple[str, list[tuple[int, int]]]] = []
+    arm_parts: list[tuple[int, int, int]] = []  # where each occurrence's key, value and end are
+    replaced: list[tuple[str, list[tuple[int, int, int]]]] = []
     pos, end = 0, len(data)
     while pos < end:
-        key, pos = _read_varint(data, pos)
+        at = pos
+        key, pos = _read_key(data, pos, end)
         number, wire_type = key >> 3, key & 7
         if key == 0x08:
             sequence, pos = _read_varint(data, pos)
         elif wire_type == _LEN and (number == 2 or number in _ARMS):
-            length, pos = _read_varint(data, pos)
+            length, pos = _read_size(data, pos)
             if pos + length > end:
                 raise DecodeError("truncated length-delimited field")
             if number == 2:
-                stamp.append(data[pos : pos + length])
+                stamp.append((pos, pos + length))
             elif _ARMS[number] == arm:  # the same arm again: protobuf merges the two
-                arm_parts.append((pos, pos + length))
+                arm_parts.append((at, pos, pos + length))
             else:  # another arm replaces the one before, which must still be well formed
                 if arm is not None:
                     replaced.append((arm, arm_parts))
-                arm, arm_parts = _ARMS[number], [(pos, pos + length)]
+                arm, arm_parts = _ARMS[number], [(at, pos, pos + length)]
             pos += length
         else:
             pos = _skip_within(data, pos, key, end)
     for name, parts in replaced:
         _check_arm(data, name, parts)
-    nanoseconds = _timestamp_ns(b"".join(stamp))
+    nanoseconds = _timestamp_ns(data, stamp)
     decoder = _DECODED.get(arm)
     if decoder is None:
         message = _parse(pb.MarketEvent, data, "MarketEvent") if arm is not None else None
@@ -582,19 +664,25 @@ def decode_market_event(data: bytes) -> DecodedEvent:
     return DecodedEvent(sequence, nanoseconds, arm, books=columns)
 
 
-def _decode_arm(decoder: type[_Columns], data: bytes, parts: list[tuple[int, int]]) -> _Columns:
+def _decode_arm(decoder: type[_Columns], data: bytes, parts: list[tuple[int, int, int]]) -> _Columns:
     if len(parts) == 1:
-        return decoder.decode(data, *parts[0])
-    return decoder.decode(b"".join(data[a:b] for a, b in parts))
+        return decoder.decode(data, *parts[0][1:])
+    # Protobuf reads each occurrence on its own before merging them: a message cut across two
+    # is malformed, so the messages are found occurrence by occurrence.
+    spans = np.concatenate([_message_spans(data, start, stop) for _, start, stop in parts])
+    columns, offsets = _any_columns(data, spans, decoder._layout)
+    return decoder(**columns, offsets=offsets)
 
 
-def _check_arm(data: bytes, name: str, parts: list[tuple[int, int]]) -> None:
-    """Whether an arm that a later one replaced was well formed, as protobuf checks it."""
+def _check_arm(data: bytes, name: str, parts: list[tuple[int, int, int]]) -> None:
+    """Whether an arm that a later one replaced was well formed, as protobuf checks it: each
+    occurrence on its own."""
     decoder = _DECODED.get(name)
-    if decoder is not None:
-        _decode_arm(decoder, data, parts)
-        return
-    _parse(getattr(pb, _ARM_TYPES[name].name), b"".join(data[a:b] for a, b in parts), name)
+    for at, start, stop in parts:
+        if decoder is not None:
+            decoder.decode(data, start, stop)
+        else:  # as a field of an event, so that the parser allows the nesting it allows there
+            _parse(pb.MarketEvent, data[at:stop], name)
 
 
 def _parse(message: type, data: bytes, what: str):
@@ -604,18 +692,34 @@ def _parse(message: type, data: bytes, what: str):
         raise DecodeError(f"malformed {what}") from err
 
 
-def _timestamp_ns(data: bytes) -> int:
-    """A serialized google.protobuf.Timestamp in nanoseconds (seconds int64, nanos int32)."""
+def _decode_with_groups(data: bytes) -> DecodedEvent:
+    """An event holding a group: protobuf's parser says whether it is well formed, and its
+    bytes written again without unknown fields (groups among them) are read as any others."""
+    event = _parse(pb.MarketEvent, data, "MarketEvent")
+    kind = event.WhichOneof("event")
+    if kind in _DECODED:
+        event.DiscardUnknownFields()
+        canonical = event.SerializeToString()
+        del event  # not kept while the columns are made
+        return _decode_event(canonical)
+    stamp = event.exchange_time  # by hand: ToNanoseconds refuses seconds beyond year 9999
+    nanoseconds = stamp.seconds * 1_000_000_000 + stamp.nanos
+    return DecodedEvent(event.sequence, nanoseconds, kind, message=event if kind else None)
+
+
+def _timestamp_ns(data: bytes, parts: list[tuple[int, int]]) -> int:
+    """The google.protobuf.Timestamp (seconds int64, nanos int32) at the data[start:end] of
+    ``parts`` in nanoseconds: each occurrence read on its own, a later value winning."""
     seconds = nanos = 0
-    pos, end = 0, len(data)
-    while pos < end:
-        key, pos = _read_varint(data, pos)
-        if key == 0x08:
-            seconds, pos = _read_varint(data, pos)
-        elif key == 0x10:
-            nanos, pos = _read_varint(data, pos)
-        else:
-            pos = _skip_within(data, pos, key, end)
+    for pos, end in parts:
+        while pos < end:
+            key, pos = _read_key(data, pos, end)
+            if key == 0x08:
+                seconds, pos = _varint_within(data, pos, end)
+            elif key == 0x10:
+                nanos, pos = _varint_within(data, pos, end)
+            else:
+                pos = _skip_within(data, pos, key, end)
     seconds -= (seconds >> 63) << 64  # two's complement
     nanos &= 0xFFFFFFFF
     nanos -= (nanos >> 31) << 32
