@@ -231,9 +231,8 @@ KINDS = ["book_snapshot", "book_update", "top_of_book", "trades"]
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_events_as_the_server_writes_them_decode_as_protobuf_reads_them(kind, monkeypatch):
-    # All of them are read by the fast reader (protobuf's parser into the shadow messages), none
-    # by the general one.
-    monkeypatch.setattr(events, "_any_columns", None)
+    # All of them are read as written (protobuf's parser into the shadow classes), none rewritten.
+    monkeypatch.setattr(events, "_rewritten", None)
     rng = np.random.default_rng(1)
     for _ in range(40):
         assert_same(write_event(random_event(rng, kind), rng, canonical=True))
@@ -241,9 +240,9 @@ def test_events_as_the_server_writes_them_decode_as_protobuf_reads_them(kind, mo
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_events_written_any_other_way_decode_as_protobuf_reads_them(kind, monkeypatch):
-    general = []  # the fast reader is tried first, and gives up on most of them
-    read_any_way = events._any_columns
-    monkeypatch.setattr(events, "_any_columns", lambda *args: general.append(1) or read_any_way(*args))
+    rewritten_ones = []  # read as written is tried first, and gives up on most of them
+    rewritten = events._rewritten
+    monkeypatch.setattr(events, "_rewritten", lambda *args: rewritten_ones.append(1) or rewritten(*args))
     rng = np.random.default_rng(2)
     for _ in range(60):
         event = random_event(rng, kind)
@@ -252,7 +251,7 @@ def test_events_written_any_other_way_decode_as_protobuf_reads_them(kind, monkey
         read.DiscardUnknownFields()
         assert read.SerializeToString() == event.SerializeToString()  # the scrambling keeps the meaning
         assert_same(data)
-    assert len(general) > 30  # the general reader read most of them
+    assert len(rewritten_ones) > 30  # most of them went through the generated classes
 
 
 @pytest.mark.parametrize(
@@ -275,22 +274,22 @@ def test_events_written_any_other_way_decode_as_protobuf_reads_them(kind, monkey
     ],
     ids=["unpacked", "split", "repeated-or-default", "unknown"],
 )
-def test_what_the_fast_reader_cannot_hold_goes_to_the_general_reader(book, monkeypatch):
-    general = []
-    read_any_way = events._any_columns
-    monkeypatch.setattr(events, "_any_columns", lambda *args: general.append(1) or read_any_way(*args))
+def test_what_the_shadow_cannot_hold_is_read_through_the_generated_classes(book, monkeypatch):
+    rewritten_ones = []
+    rewritten = events._rewritten
+    monkeypatch.setattr(events, "_rewritten", lambda *args: rewritten_ones.append(1) or rewritten(*args))
     books = length_delimited(1, book) + length_delimited(1, key(1, LEN) + varint(1) + b"C")
     for container in (books, books + UNKNOWN[1]):
         data = key(1, VARINT) + varint(5) + length_delimited(8, container)  # a book_update
         assert_same(data)
-    assert general == [1, 1]
+    assert rewritten_ones == [1, 1]
 
 
-@pytest.mark.parametrize("fast", [True, False])  # both readers: the fast one first, or the general one alone
+@pytest.mark.parametrize("fast", [True, False])  # as written first, or always through the generated classes
 @pytest.mark.parametrize("kind", ["book_update", "trades"])  # the book kinds share one reader
 def test_cut_or_corrupted_events_are_refused_as_protobuf_refuses_them(kind, fast, monkeypatch):
     if not fast:
-        monkeypatch.setattr(events, "_fast_columns", lambda *args: None)
+        monkeypatch.setattr(events, "_as_written", lambda *args: None)
     rng = np.random.default_rng(3)
     for canonical in (True, False):
         event = random_event(rng, kind)

@@ -271,11 +271,11 @@ class HostileWriter:
 
 
 def test_hostile_events_read_as_protobuf_reads_them_or_are_refused_likewise(monkeypatch):
-    # Which reader read each event: the fast one (protobuf's parser into the shadow classes),
-    # the general one, or the generated classes first (for groups); and how many were refused.
-    # Every one of them must have had its share, or the writer has stopped reaching it.
-    seen = {"fast": 0, "general": 0, "groups": 0, "refused": 0}
-    fast, general, groups = events._fast_columns, events._any_columns, events._decode_with_groups
+    # How each event was read: as written (protobuf's parser into the shadow classes), or
+    # rewritten (the generated classes first, their canonical bytes then); and how many were
+    # refused. Every way must have had its share, or the writer has stopped reaching it.
+    seen = {"as written": 0, "rewritten": 0, "refused": 0}
+    as_written, rewritten = events._as_written, events._rewritten
 
     def counting(name, read):
         def wrapped(*args):
@@ -285,9 +285,8 @@ def test_hostile_events_read_as_protobuf_reads_them_or_are_refused_likewise(monk
 
         return wrapped
 
-    monkeypatch.setattr(events, "_fast_columns", counting("fast", fast))
-    monkeypatch.setattr(events, "_any_columns", counting("general", general))
-    monkeypatch.setattr(events, "_decode_with_groups", counting("groups", groups))
+    monkeypatch.setattr(events, "_as_written", counting("as written", as_written))
+    monkeypatch.setattr(events, "_rewritten", counting("rewritten", rewritten))
     rng = np.random.default_rng(20240611)
     rounds = 2500
     for i in range(rounds):
@@ -305,10 +304,10 @@ def test_hostile_events_read_as_protobuf_reads_them_or_are_refused_likewise(monk
 
 @pytest.mark.parametrize("fast", [True, False])
 def test_many_messages_and_long_enum_runs_read_as_protobuf_reads_them(fast, monkeypatch):
-    # Past the slices the readers work in: the fast one takes 1024 messages at a time, and
-    # packed enums are read 2^14 varints at a time (values of 1, 2, 5 and 10 bytes here).
+    # Past the slices the reader works in: it takes 1024 messages at a time, and packed enums
+    # 2^14 varints at a time (values of 1, 2, 5 and 10 bytes here); as written, or rewritten.
     if not fast:
-        monkeypatch.setattr(events, "_fast_columns", lambda *args: None)
+        monkeypatch.setattr(events, "_as_written", lambda *args: None)
     rng = np.random.default_rng(5)
     books = [random_book(rng) for _ in range(2100)]
     assert_same(pb.MarketEvent(book_update=pb.OrderBooks(books=books)).SerializeToString())
