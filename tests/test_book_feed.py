@@ -20,9 +20,11 @@ from google.protobuf import json_format
 from client import field_violations
 from marketdata.v1 import market_data_pb2 as pb
 from marketdata.v1 import market_data_pb2_grpc
+from server.book_wire import candle_message, candles_payload
 from server.feed import MarketFeed, Subscriber
 from server.limits import FeedLimits
 from server.sim.book import BookParams
+from server.sim.depth import Candle
 from server.sim.universe import Instrument, MarketConfig
 from tests.conftest import ServerThread
 
@@ -610,3 +612,29 @@ def test_book_trade_and_candle_events_are_the_bytes_protobuf_writes():
                 kinds.add(event.WhichOneof("event"))
                 assert event.SerializeToString() == data
     assert kinds == {"top_of_book", "book_update", "book_snapshot", "trades", "candles"}
+
+
+def test_get_candles_replies_are_the_bytes_protobuf_writes():
+    # GetCandles writes every candle at once with numpy; each field of each candle must come
+    # out as the generated class writes it, zeros left out (-0.0 kept), any width of varint.
+    rng = np.random.default_rng(8)
+    starts = [0, -1, -(10**9), 999_999_999, 10**9, 1_800_000_000 * 10**9 + 5, 2**62, -(2**62)]
+    prices = [0.0, -0.0, 1.5, 1e300, math.nan, -math.inf, 123.45]
+    lots = [0, 1, 127, 128, 2**40, 2**63 - 1]
+    for symbol in ("ACME", "X" * 200):  # a candle of 200 more bytes: a 2-byte length
+        for count in (0, 1, 9, 300):
+            candles = [
+                Candle(
+                    int(rng.choice(starts)),
+                    *(float(rng.choice(prices)) for _ in range(4)),
+                    int(rng.choice(lots)),
+                    int(rng.choice(lots)),
+                )
+                for _ in range(count)
+            ]
+            for interval in ("1s", "1m"):
+                expected = pb.GetCandlesResponse(
+                    candles=[candle_message(symbol, interval, c) for c in candles]
+                )
+                field = pb.GetCandlesResponse.DESCRIPTOR.fields_by_name["candles"].number
+                assert candles_payload(field, symbol, interval, candles) == expected.SerializeToString()
