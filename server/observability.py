@@ -88,8 +88,9 @@ def options_from(parser: argparse.ArgumentParser, args: argparse.Namespace) -> O
         parser.error(f"--metrics-port must be in [0, 65535] (0 turns metrics off), got {args.metrics_port}")
     if args.metrics_port and args.metrics_port == args.port:
         parser.error(f"--metrics-port must differ from --port, both are {args.port}")
-    if args.metrics_port and args.metrics_port == getattr(args, "health_port", 0):
-        parser.error(f"--metrics-port must differ from --health-port, both are {args.metrics_port}")
+    for flag in ("--health-port", "--http-port"):
+        if args.metrics_port and args.metrics_port == getattr(args, flag[2:].replace("-", "_"), 0):
+            parser.error(f"--metrics-port must differ from {flag}, both are {args.metrics_port}")
     access_log = args.log_format == "json" if args.access_log is None else args.access_log
     return ObservabilityOptions(metrics_port=args.metrics_port or None, access_log=access_log)
 

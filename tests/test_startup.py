@@ -162,6 +162,10 @@ def test_a_metrics_port_in_use_is_one_line_and_exit_1(python, workers):
             ["--port", "0", "--health-port", "5099", "--metrics-port", "5099"],
             "--metrics-port must differ from --health-port",
         ),
+        (
+            ["--port", "0", "--http-port", "5099", "--metrics-port", "5099"],
+            "--metrics-port must differ from --http-port",
+        ),
         (["--log-format", "xml"], "argument --log-format: invalid choice: 'xml'"),
     ],
 )
