@@ -4,24 +4,31 @@ The packed ``prices`` field of a price message is a run of little-endian
 float64 bytes, read with one ``numpy.frombuffer`` instead of one Python float
 per element; timestamps, quotes, sizes, bars and trades are packed 8-byte
 runs too (a trade's aggressor a run of one-byte varints).
-Everything a conforming protobuf parser accepts is accepted here and gives
-the same values: fields in any order, repeated scalar fields (the last one
-wins), arrays split over several packed runs or sent unpacked, unknown
-fields of every wire type (skipped).
+
+The reader here reads only the form the serializers write: each array in one
+packed run, each sub-message once, keys and lengths within protobuf's limits,
+unknown fields other than groups (skipped). Bytes in any other form (an array
+split or unpacked, a sub-message in two occurrences, a group, a key or length
+written long, ...) or not well formed are parsed by the generated class,
+which decides what they mean and whether they are well formed (DecodeError
+when not); its rewrite of them, without unknown fields, is read instead. So
+any bytes read as the generated class's ``FromString`` reads them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Self
+from typing import Self, TypeVar
 
 import numpy as np
 
 from marketdata.v1 import market_data_pb2
 
-_VARINT, _I64, _LEN, _SGROUP, _EGROUP, _I32 = 0, 1, 2, 3, 4, 5
+_VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
 _LITTLE_F8 = np.dtype("<f8")
+_LITTLE_I8 = np.dtype("<i8")
+_LITTLE_U8 = np.dtype("<u8")
 _EMPTY = np.empty(0, dtype=np.float64)
 _EMPTY.flags.writeable = False
 _EMPTY_I8 = np.empty(0, dtype=np.int64)
@@ -34,146 +41,161 @@ class DecodeError(ValueError):
     """The bytes are not a valid protobuf message."""
 
 
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+class _Unusual(Exception):
+    """Bytes the reader leaves to the generated class: in a form the serializers never write,
+    or not well formed."""
+
+
+def _read_varint(data: bytes, pos: int, longest: int = 10) -> tuple[int, int]:
+    """The varint at ``pos`` (its low 64 bits, as protobuf keeps them) and the position after it.
+    _Unusual when it is longer than ``longest`` bytes or cut off."""
+    if pos < len(data) and data[pos] < 0x80:  # keys and most values: one byte
+        return data[pos], pos + 1
     result = 0
-    shift = 0
-    while True:
-        if pos >= len(data):
-            raise DecodeError("truncated varint")
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
+    for at in range(pos, min(pos + longest, len(data))):
+        byte = data[at]
+        result |= (byte & 0x7F) << 7 * (at - pos)
         if byte < 0x80:
-            return result & 0xFFFFFFFFFFFFFFFF, pos
-        shift += 7
-        if shift >= 70:
-            raise DecodeError("varint longer than 10 bytes")
+            return result & 0xFFFFFFFFFFFFFFFF, at + 1
+    raise _Unusual("a varint too long or cut off")
 
 
-def _skip(data: bytes, pos: int, field_number: int, wire_type: int) -> int:
-    """Position after the value of an unknown field."""
-    if wire_type == _VARINT:
-        return _read_varint(data, pos)[1]
-    if wire_type == _I64:
-        end = pos + 8
-    elif wire_type == _I32:
-        end = pos + 4
-    elif wire_type == _LEN:
-        length, pos = _read_varint(data, pos)
-        end = pos + length
-    elif wire_type == _SGROUP:
-        while True:
-            key, pos = _read_varint(data, pos)
-            if key & 7 == _EGROUP:
-                if key >> 3 != field_number:
-                    raise DecodeError("mismatched end of group")
-                return pos
-            pos = _skip(data, pos, key >> 3, key & 7)
-    else:
-        raise DecodeError(f"invalid wire type {wire_type}")
-    if end > len(data):
-        raise DecodeError("truncated field")
-    return end
-
-
-_LITTLE_I8 = np.dtype("<i8")
-_LITTLE_U8 = np.dtype("<u8")
-
-
-def _array(runs: list[np.ndarray], dtype: np.dtype) -> np.ndarray:
-    if not runs:
-        empty = np.empty(0, dtype=dtype.newbyteorder("="))
-        empty.flags.writeable = False
-        return empty
-    values = runs[0] if len(runs) == 1 else np.concatenate(runs)
+def _frozen(values: np.ndarray) -> np.ndarray:
     if not values.dtype.isnative:  # a big-endian host: convert to native order
         values = values.astype(values.dtype.newbyteorder("="))
     values.flags.writeable = False  # read-only however it arrived, as documented
     return values
 
 
-def _packed_varints(data: bytes) -> np.ndarray:
-    """A packed run of varints as int64 (a negative enum's ten bytes read back as negative):
-    one numpy read when every value fits one byte, as Side values do."""
+def _enums(data: bytes) -> np.ndarray:
+    """A packed run of enum varints as protobuf keeps them, each the low 32 bits of its varint as
+    an int32 (widened to int64 here). One numpy read when every value fits one byte, as Side
+    values do; otherwise a few thousand varints at a time, with no Python object per value."""
     raw = np.frombuffer(data, dtype=np.uint8)
-    if not (raw & 0x80).any():
+    last = raw < 0x80  # the last byte of each varint
+    if last.all():
         return raw.astype(np.int64)
-    values, pos = [], 0
-    while pos < len(data):
-        value, pos = _read_varint(data, pos)
-        values.append(value)
-    return np.array(values, dtype=np.uint64).view(np.int64)
+    if not last[-1]:
+        raise _Unusual("packed varints end inside one")
+    stops = np.flatnonzero(last)
+    del last
+    values = np.empty(len(stops), dtype=np.int64)
+    for first in range(0, len(stops), _VARINTS_AT_ONCE):
+        block = stops[first : first + _VARINTS_AT_ONCE]
+        starts = np.concatenate((stops[first - 1 : first] + 1 if first else [0], block[:-1] + 1))
+        if (block - starts).max() >= 10:
+            raise _Unusual("a varint longer than 10 bytes")
+        low = np.zeros(len(block), dtype=np.uint32)
+        for i in range(5):  # 5 bytes of 7 bits hold the low 32 bits (the uint32 drops the rest)
+            at = starts + i
+            bits = (raw[np.minimum(at, block)] & 0x7F).astype(np.uint32) << np.uint32(7 * i)
+            low |= np.where(at <= block, bits, np.uint32(0))
+        values[first : first + len(block)] = low.view(np.int32)
+    return values
 
 
-def _decode(data: bytes, fields: dict[int, tuple[str, str | np.dtype]]) -> dict[str, object]:
-    """Read the fields of one message; ``fields`` maps number -> (name, kind).
+_VARINTS_AT_ONCE = 1 << 14
+_LONGEST_LENGTH = 2**31 - 2  # the longest a length-delimited field protobuf reads can be
 
-    Kinds: an 8-byte numpy dtype (a packed or unpacked repeated double,
-    sfixed64 or fixed64: read-only views of ``data`` when packed in one run),
-    "uint" (varint, the last wins), "varints" (a packed or unpacked repeated
-    enum or integer, as int64), "string" (the last wins), "strings"
-    (repeated), "message" (occurrences concatenated, which is how protobuf
-    merges them). Unknown fields of every wire type are skipped.
+
+class _Layout:
+    """The fields of one message: number -> (name, kind, dtype), and read-only empty arrays for
+    the arrays a message leaves out.
+
+    Kinds (from ``fields``, which maps number -> (name, kind)): an 8-byte numpy dtype (a packed
+    repeated double, sfixed64 or fixed64, read as a view of the bytes: kind "array"), "uint" (a
+    varint, the last wins), "varints" (a packed repeated enum, as int64), "string" (the last
+    wins), "strings" (repeated), "message" (the bytes of a sub-message).
     """
-    runs: dict[int, list[np.ndarray]] = {
-        n: [] for n, (_, kind) in fields.items() if isinstance(kind, np.dtype) or kind == "varints"
-    }
+
+    def __init__(self, fields: dict[int, tuple[str, str | np.dtype]]) -> None:
+        self.fields: dict[int, tuple[str, str, np.dtype | None]] = {}
+        self.empty: dict[str, np.ndarray] = {}
+        for number, (name, kind) in fields.items():
+            if isinstance(kind, np.dtype):
+                self.fields[number] = (name, "array", kind)
+                self.empty[name] = _frozen(np.empty(0, dtype=kind))
+            else:
+                self.fields[number] = (name, kind, None)
+                if kind == "varints":
+                    self.empty[name] = _frozen(np.empty(0, dtype=np.int64))
+
+
+def _decode(data: bytes, layout: _Layout) -> dict[str, object]:
+    """Read the fields of one message as the serializers write it (see _Layout): arrays as
+    read-only views of ``data``; unknown fields other than groups skipped. _Unusual for any other
+    form, or for bytes not well formed."""
     found: dict[str, object] = {}
     pos, end = 0, len(data)
     while pos < end:
-        key, pos = _read_varint(data, pos)
+        key, pos = _read_varint(data, pos, 5)
         number, wire_type = key >> 3, key & 7
-        if number == 0:
-            raise DecodeError("field number 0")
-        name, kind = fields.get(number, (None, None))
-        if isinstance(kind, np.dtype) and wire_type in (_LEN, _I64):
-            if wire_type == _LEN:
-                length, pos = _read_varint(data, pos)
-                if length % 8 or pos + length > end:
-                    raise DecodeError("packed 8-byte values of a length that is not a multiple of 8")
-            else:
-                length = 8
-                if pos + 8 > end:
-                    raise DecodeError("truncated 8-byte value")
-            runs[number].append(np.frombuffer(data, dtype=kind, count=length // 8, offset=pos))
-            pos += length
-        elif kind == "uint" and wire_type == _VARINT:
-            found[name], pos = _read_varint(data, pos)
-        elif kind == "varints" and wire_type == _VARINT:
+        if not 0 < number < 2**29:
+            raise _Unusual("a field number of 0 or past 2^29 - 1")
+        name, kind, dtype = layout.fields.get(number, _UNKNOWN)
+        if wire_type == _VARINT and kind in ("uint", None):
             value, pos = _read_varint(data, pos)
-            runs[number].append(np.array([value], dtype=np.uint64).view(np.int64))
-        elif kind == "varints" and wire_type == _LEN:
-            length, pos = _read_varint(data, pos)
-            if pos + length > end:
-                raise DecodeError("truncated packed varints")
-            runs[number].append(_packed_varints(data[pos : pos + length]))
-            pos += length
-        elif kind in ("string", "strings", "message") and wire_type == _LEN:
-            length, pos = _read_varint(data, pos)
-            if pos + length > end:
-                raise DecodeError("truncated length-delimited field")
-            value = data[pos : pos + length]
-            pos += length
-            if kind == "message":
-                found[name] = found.get(name, b"") + value
+            if kind == "uint":
+                found[name] = value
+        elif wire_type in (_I64, _I32) and kind is None:
+            pos += 8 if wire_type == _I64 else 4
+            if pos > end:
+                raise _Unusual("a fixed-size value cut off")
+        elif wire_type == _LEN and kind != "uint":
+            length, pos = _read_varint(data, pos, 5)
+            if length > min(end - pos, _LONGEST_LENGTH):
+                raise _Unusual("a length past the end")
+            start, pos = pos, pos + length
+            if kind is None:
                 continue
-            try:
-                text = value.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise DecodeError("string field is not valid UTF-8") from err
-            if kind == "string":
-                found[name] = text
+            if kind in ("string", "strings"):
+                try:
+                    text = data[start:pos].decode("utf-8")
+                except UnicodeDecodeError as err:
+                    raise _Unusual("a string that is not UTF-8") from err
+                if kind == "string":
+                    found[name] = text
+                else:
+                    found.setdefault(name, []).append(text)
+            elif name in found:
+                raise _Unusual("an array or sub-message in more than one occurrence")
+            elif kind == "message":
+                found[name] = data[start:pos]
+            elif kind == "varints":
+                found[name] = _frozen(_enums(data[start:pos]))
+            elif length % 8:
+                raise _Unusual("packed 8-byte values of a length that is not a multiple of 8")
             else:
-                found.setdefault(name, []).append(text)
-        else:
-            pos = _skip(data, pos, number, wire_type)
-    for number, collected in runs.items():
-        name, kind = fields[number]
-        found[name] = _array(collected, _VARINTS if kind == "varints" else kind)
-    return found
+                found[name] = _frozen(np.frombuffer(data, dtype=dtype, count=length // 8, offset=start))
+        else:  # a group, an invalid wire type, or a known field with a wire type not its own
+            raise _Unusual("a field in a form the serializers never write")
+    return {**layout.empty, **found}
 
 
-_VARINTS = np.dtype(np.int64)
+_UNKNOWN = (None, None, None)
+
+
+def _rewritten(message: type, data: bytes) -> bytes:
+    """``data`` as the generated class ``message`` reads it, written again by its serializer
+    without unknown fields; DecodeError when it refuses ``data``."""
+    try:
+        parsed = message.FromString(data)
+    except Exception as err:  # the generated parser's own error type
+        raise DecodeError(f"malformed {message.DESCRIPTOR.name}") from err
+    parsed.DiscardUnknownFields()
+    return parsed.SerializeToString()
+
+
+_T = TypeVar("_T")
+
+
+def _read(message: type, read: Callable[[bytes], _T], data: bytes) -> _T:
+    """``read(data)``; when it meets bytes it leaves to the generated class, ``read`` of their
+    rewrite (see the module docstring)."""
+    try:
+        return read(data)
+    except _Unusual:
+        return read(_rewritten(message, data))
 
 
 class _Parallel:
@@ -209,18 +231,24 @@ class Bars(_Parallel):
         return decode_bars(b"")
 
 
-_BAR_FIELDS = {
-    f.number: (
-        f.name,
-        _LITTLE_U8 if f.name == "volume" else _LITTLE_I8 if f.name == "start_time" else _LITTLE_F8,
-    )
-    for f in market_data_pb2.Bars.DESCRIPTOR.fields
-}
+_BAR_FIELDS = _Layout(
+    {
+        f.number: (
+            f.name,
+            _LITTLE_U8 if f.name == "volume" else _LITTLE_I8 if f.name == "start_time" else _LITTLE_F8,
+        )
+        for f in market_data_pb2.Bars.DESCRIPTOR.fields
+    }
+)
+
+
+def _bars(data: bytes) -> Bars:
+    return Bars(**_decode(data, _BAR_FIELDS))
 
 
 def decode_bars(data: bytes) -> Bars:
     """A serialized marketdata.v1.Bars (empty arrays for empty bytes)."""
-    return Bars(**_decode(data, _BAR_FIELDS))
+    return _read(market_data_pb2.Bars, _bars, data)
 
 
 @dataclass(frozen=True)
@@ -250,14 +278,20 @@ _TRADE_KINDS = {
     "aggressors": "varints",
     "times": _LITTLE_I8,
 }
-_TRADE_FIELDS = {f.number: (f.name, _TRADE_KINDS[f.name]) for f in market_data_pb2.Trades.DESCRIPTOR.fields}
+_TRADE_FIELDS = _Layout(
+    {f.number: (f.name, _TRADE_KINDS[f.name]) for f in market_data_pb2.Trades.DESCRIPTOR.fields}
+)
+
+
+def _path_trades(data: bytes) -> PathTrades:
+    found = _decode(data, _TRADE_FIELDS)
+    found.pop("symbol", None)
+    return PathTrades(**found)
 
 
 def decode_path_trades(data: bytes) -> PathTrades:
     """A serialized marketdata.v1.Trades of a path (empty arrays for empty bytes)."""
-    found = _decode(data, _TRADE_FIELDS)
-    found.pop("symbol", None)
-    return PathTrades(**found)
+    return _read(market_data_pb2.Trades, _path_trades, data)
 
 
 _KINDS = {
@@ -276,15 +310,15 @@ _KINDS = {
 }
 
 
-def _fields(message: type) -> dict[int, tuple[str, str | np.dtype]]:
-    return {f.number: (f.name, _KINDS[f.name]) for f in message.DESCRIPTOR.fields}
+def _fields(message: type) -> _Layout:
+    return _Layout({f.number: (f.name, _KINDS[f.name]) for f in message.DESCRIPTOR.fields})
 
 
 _PATH = _fields(market_data_pb2.Prices)
 _CHUNK = _fields(market_data_pb2.PriceChunk)
 # GbmPrices and GbmPriceChunk are the first fields of Prices and PriceChunk: one decoder serves both.
-assert all(_PATH[n] == v for n, v in _fields(market_data_pb2.GbmPrices).items())
-assert all(_CHUNK[n] == v for n, v in _fields(market_data_pb2.GbmPriceChunk).items())
+assert all(_PATH.fields[n] == v for n, v in _fields(market_data_pb2.GbmPrices).fields.items())
+assert all(_CHUNK.fields[n] == v for n, v in _fields(market_data_pb2.GbmPriceChunk).fields.items())
 
 
 @dataclass(frozen=True)
@@ -332,23 +366,31 @@ def _common(found: dict[str, object]) -> dict[str, object]:
         "timestamps": found["timestamps"],
         "bid": found["bid"],
         "ask": found["ask"],
-        "bars": decode_bars(found["bars"]) if "bars" in found else None,
+        "bars": _bars(found["bars"]) if "bars" in found else None,
         "symbols": symbols,
         "bid_size": found["bid_size"],
         "ask_size": found["ask_size"],
-        "trades": decode_path_trades(found["trades"]) if "trades" in found else None,
+        "trades": _path_trades(found["trades"]) if "trades" in found else None,
     }
+
+
+def _prices(data: bytes) -> PricePath:
+    return PricePath(**_common(_decode(data, _PATH)))
+
+
+def _price_chunk(data: bytes) -> PriceChunk:
+    found = _decode(data, _CHUNK)
+    return PriceChunk(**_common(found), offset=found.get("offset", 0))
 
 
 def decode_prices(data: bytes) -> PricePath:
     """A serialized Prices or GbmPrices as a PricePath (arrays read-only)."""
-    return PricePath(**_common(_decode(data, _PATH)))
+    return _read(market_data_pb2.Prices, _prices, data)
 
 
 def decode_price_chunk(data: bytes) -> PriceChunk:
     """A serialized PriceChunk or GbmPriceChunk as a PriceChunk (arrays read-only)."""
-    found = _decode(data, _CHUNK)
-    return PriceChunk(**_common(found), offset=found.get("offset", 0))
+    return _read(market_data_pb2.PriceChunk, _price_chunk, data)
 
 
 def join(chunks: Iterable[PriceChunk]) -> PricePath:
