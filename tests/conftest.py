@@ -100,6 +100,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def call_on_new_connections(target: str, done, most: int = 64) -> int:
+    """GetGbmPrices calls on ``target``, each on a connection of its own, until ``done()`` says
+    enough or ``most`` were made; how many were made. Workers sharing a port each get the new
+    connections the kernel gives them; without a local subchannel pool, gRPC could carry the
+    calls of successive clients on one connection."""
+    calls = 0
+    while calls < most and not done():
+        with MarketDataClient(target, options=[("grpc.use_local_subchannel_pool", 1)]) as md:
+            assert md.get_gbm_prices(periods=5, start_price=70, mu=0.05, sigma=0.3).prices[0] == 70.0
+        calls += 1
+    return calls
+
+
 def http_off(args: tuple[str, ...] | list[str]) -> tuple[str, ...]:
     """Server flags with the HTTP port off unless they set it: its default, 8080, is one port
     for every server of the suite (and of anyone else on the machine)."""

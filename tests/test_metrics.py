@@ -409,7 +409,7 @@ def test_with_workers_one_scrape_sees_every_workers_calls(python):
         calls = 0
         # Each connection goes to one worker, chosen by the kernel: call until both have served.
         while calls < 64 and set(map(int, re.findall(ACCESS, server.log))) != pids:
-            with MarketDataClient(target) as md:
+            with MarketDataClient(target, options=[("grpc.use_local_subchannel_pool", 1)]) as md:
                 md.get_gbm_prices(periods=5, start_price=70, mu=0.05, sigma=0.3)
             calls += 1
             server.wait_for(ACCESS, count=calls)

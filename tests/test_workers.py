@@ -13,10 +13,10 @@ import signal
 import time
 from pathlib import Path
 
-from client import MarketDataClient
 from server.app import TEST_WORKER_HOST, ServerOptions, start_server
 from server.sim.universe import DEFAULT_MARKET
 from server.workers import RestartPolicy, Supervisor
+from tests.conftest import call_on_new_connections
 from tests.server_process import ServerProcess
 
 LISTENING = r"\[(\d+)\] server\.app: listening on 127\.0\.0\.1:(\d+)"
@@ -36,13 +36,11 @@ def test_a_killed_worker_is_restarted_on_the_same_port_and_all_stop_on_sigterm(p
         assert new not in pids
         server.wait_for(rf"\[{new}\] server\.app: listening on 127\.0\.0\.1:{port}\n")
         # Each new connection goes to one of the two workers, chosen by the kernel.
-        for _ in range(32):
-            with MarketDataClient(f"127.0.0.1:{port}") as md:
-                assert md.get_gbm_prices(periods=5, start_price=70, mu=0.05, sigma=0.3).prices[0] == 70.0
-
+        served = f"[{new}] server.servicer: whole path"
+        call_on_new_connections(f"127.0.0.1:{port}", lambda: served in server.log)
         assert server.stop() == 0
         log = server.log
-        assert f"[{new}] server.servicer: whole path" in log, "32 connections and none reached the new worker"
+        assert served in log, "64 connections and none reached the new worker"
         for pid in (pids[1], new):
             assert f"(pid {pid}) exited with status 0" in log
         assert "all workers stopped\n" in log
