@@ -400,6 +400,16 @@ def busy_market(folder: Path) -> Path:
     return market
 
 
+def run_subscribers(service, module: str, *args: str) -> tuple[dict, float]:
+    """Run load generator ``module`` against ``service`` for 5 s: the JSON it prints, and the
+    server's CPU meanwhile as a share of one core."""
+    cpu_before, started = service.cpu_seconds(), time.perf_counter()
+    command = [sys.executable, "-m", module, "--target", f"127.0.0.1:{service.port}", *args, "--seconds", "5"]
+    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=600)
+    cpu = (service.cpu_seconds() - cpu_before) / (time.perf_counter() - started)
+    return json.loads(done.stdout), cpu
+
+
 def subscriber_rows(row: Callable[..., None]) -> None:
     """How many all-symbol subscribers of a 100-instrument, 10-tick/s market keep p99 lag under 50 ms."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -408,27 +418,7 @@ def subscriber_rows(row: Callable[..., None]) -> None:
         try:
             best = 0
             for count in (100, 250, 500, 750, 1000, 1500, 2000, 3000):
-                cpu_before, started = service.cpu_seconds(), time.perf_counter()
-                done = subprocess.run(
-                    [
-                        sys.executable,
-                        "-m",
-                        "bench.subscribers",
-                        "--target",
-                        f"127.0.0.1:{service.port}",
-                        "--subscribers",
-                        str(count),
-                        "--seconds",
-                        "5",
-                    ],
-                    cwd=REPO_ROOT,
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                    timeout=600,
-                )
-                cpu = (service.cpu_seconds() - cpu_before) / (time.perf_counter() - started)
-                result = json.loads(done.stdout)
+                result, cpu = run_subscribers(service, "bench.subscribers", "--subscribers", str(count))
                 row(
                     f"6. live feed, 100 symbols x 10 ticks/s, {count} subscribers",
                     f"p99 lag {result['p99_ms']:.1f} ms",
@@ -455,29 +445,8 @@ def book_rows(row: Callable[..., None]) -> None:
         market = busy_market(Path(tmp))
         service = launch_server("--market", str(market))
         try:
-            cpu_before, started = service.cpu_seconds(), time.perf_counter()
-            done = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "bench.book_subscribers",
-                    "--target",
-                    f"127.0.0.1:{service.port}",
-                    "--subscribers",
-                    str(BOOK_SUBSCRIBERS),
-                    "--depth",
-                    str(BOOK_DEPTH),
-                    "--seconds",
-                    "5",
-                ],
-                cwd=REPO_ROOT,
-                capture_output=True,
-                text=True,
-                check=True,
-                timeout=600,
-            )
-            cpu = (service.cpu_seconds() - cpu_before) / (time.perf_counter() - started)
-            result = json.loads(done.stdout)
+            args = ("--subscribers", str(BOOK_SUBSCRIBERS), "--depth", str(BOOK_DEPTH))
+            result, cpu = run_subscribers(service, "bench.book_subscribers", *args)
             met = (
                 not result["ended_early"] and result["p99_ms"] is not None and result["p99_ms"] < BOOK_P99_MS
             )
