@@ -84,18 +84,6 @@ def _packed_list(key: bytes, values: list, code: str) -> bytes:
 _KEYS = {name: varint((number << 3) | 2) for name, number in _BOOK.items()}
 
 
-def book_entry(
-    symbol: str,
-    sequence: int,
-    previous: int,
-    depth: int,
-    bids: tuple[list[float], list[int]],
-    asks: tuple[list[float], list[int]],
-) -> bytes:
-    """One OrderBook as an entry of OrderBooks.books, its levels as lists."""
-    return message_field(_LIST, book_payload(symbol, sequence, previous, depth, bids, asks))
-
-
 def book_payload(
     symbol: str,
     sequence: int,
@@ -121,8 +109,8 @@ def book_payload(
 
 
 def whole_book(symbol: str, book: Book, depth: int) -> bytes:
-    """A book as a snapshot entry: every level to ``depth``."""
-    return book_entry(symbol, book.sequence, 0, depth, *_lists(book, depth))
+    """A serialized OrderBook of every level of ``book`` to ``depth``."""
+    return book_payload(symbol, book.sequence, 0, depth, *_lists(book, depth))
 
 
 def _lists(book: Book, depth: int) -> tuple[tuple[list[float], list[int]], tuple[list[float], list[int]]]:
@@ -135,7 +123,7 @@ def _lists(book: Book, depth: int) -> tuple[tuple[list[float], list[int]], tuple
 
 def book_message(symbol: str, book: Book, depth: int) -> pb.OrderBook:
     """A book as a protobuf OrderBook (unary replies)."""
-    return pb.OrderBook.FromString(book_payload(symbol, book.sequence, 0, depth, *_lists(book, depth)))
+    return pb.OrderBook.FromString(whole_book(symbol, book, depth))
 
 
 def trades_entry(symbol: str, trades: Trades, time_ns: int) -> bytes:
@@ -298,7 +286,7 @@ class DepthEncoding:
         return entry
 
     def _whole(self, position: int, depth: int) -> bytes:
-        return whole_book(self._symbols[position], self._depth.book(position), depth)
+        return message_field(_LIST, whole_book(self._symbols[position], self._depth.book(position), depth))
 
     def _update(self, position: int, depth: int) -> bytes:
         """The changed levels at ``depth`` since the last published tick (perhaps none)."""
@@ -308,7 +296,8 @@ class DepthEncoding:
         asks = side_changes(*old_asks, *new_asks, bids=False)
         # An entry even when nothing changed: each symbol's book sequence moves with every
         # update, so a client checks previous_sequence against the last one it applied.
-        return book_entry(self._symbols[position], new.sequence, old.sequence, depth, bids, asks)
+        payload = book_payload(self._symbols[position], new.sequence, old.sequence, depth, bids, asks)
+        return message_field(_LIST, payload)
 
     def _trades(self, position: int, _: object = None) -> bytes:
         trades = self._depth.trades[position]
