@@ -22,9 +22,9 @@ from grpc_health.v1 import health_pb2
 from marketdata.v1 import market_data_pb2
 
 from .base import BaseClient
-from .requests import candle_interval, subscribe_request
+from .requests import add_symbols_request, candle_interval, remove_symbols_request, subscribe_request
 from .security import aio_interceptors
-from .streams import Event, SequenceGaps, subscribe_request_of, unsubscribe_request_of
+from .streams import Event, SequenceGaps
 
 
 class AsyncSubscription(SequenceGaps, AbstractAsyncContextManager):
@@ -64,11 +64,11 @@ class AsyncManagedSubscription(AsyncSubscription):
         heartbeat_seconds: float | None = None,
     ) -> None:
         """Add ``symbols`` for ``data_type``; ``depth`` levels a side for "order_book" (0: 10)."""
-        await self._call.write(subscribe_request_of(symbols, data_type, depth, heartbeat_seconds))
+        await self._call.write(add_symbols_request(symbols, data_type, depth, heartbeat_seconds))
 
     async def unsubscribe(self, symbols: Sequence[str], *, data_type: str | int | None = None) -> None:
         """Remove ``symbols`` from ``data_type``."""
-        await self._call.write(unsubscribe_request_of(symbols, data_type))
+        await self._call.write(remove_symbols_request(symbols, data_type))
 
 
 class AsyncMarketDataClient(BaseClient, AbstractAsyncContextManager):

@@ -177,6 +177,31 @@ def subscribe_request(
     return request
 
 
+def add_symbols_request(
+    symbols: Sequence[str],
+    kind: str | int | None = None,
+    depth: int = 0,
+    heartbeat_seconds: float | None = None,
+) -> pb.SubscriptionRequest:
+    """A ManageSubscription request adding ``symbols`` for data type ``kind`` (None: last
+    prices); ``depth`` levels a side for "order_book" (0: the server's default)."""
+    request = pb.SubscriptionRequest(subscribe=_symbol_list(symbols, kind, depth))
+    _set_given(request, heartbeat_seconds=heartbeat_seconds)
+    return request
+
+
+def remove_symbols_request(symbols: Sequence[str], kind: str | int | None = None) -> pb.SubscriptionRequest:
+    """A ManageSubscription request removing ``symbols`` from data type ``kind``."""
+    return pb.SubscriptionRequest(unsubscribe=_symbol_list(symbols, kind))
+
+
+def _symbol_list(symbols: Sequence[str], kind: str | int | None, depth: int = 0) -> pb.SymbolList:
+    listed = pb.SymbolList(symbols=list(symbols), depth=depth)
+    if kind is not None:
+        listed.type = data_type(kind)
+    return listed
+
+
 def candle_interval(interval: str | int) -> int:
     """A CandleInterval from "1s" or "1m", or the value itself."""
     if isinstance(interval, str):

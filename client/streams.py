@@ -20,7 +20,7 @@ from marketdata.v1 import market_data_pb2
 
 from .decoding import PriceChunk
 from .events import DecodedEvent, event_kind, exchange_time_ns
-from .requests import data_type
+from .requests import add_symbols_request, remove_symbols_request
 
 Event = market_data_pb2.MarketEvent | DecodedEvent
 # Events a new subscription starts over with: its books follow its own snapshot (the book
@@ -192,38 +192,12 @@ class ManagedSubscription(Subscription):
         heartbeat_seconds: float | None = None,
     ) -> None:
         """Add ``symbols`` for ``data_type``; ``depth`` levels a side for "order_book" (0: 10)."""
-        self._requests.put(subscribe_request_of(symbols, data_type, depth, heartbeat_seconds))
+        self._requests.put(add_symbols_request(symbols, data_type, depth, heartbeat_seconds))
 
     def unsubscribe(self, symbols: Sequence[str], *, data_type: str | int | None = None) -> None:
         """Remove ``symbols`` from ``data_type``."""
-        self._requests.put(unsubscribe_request_of(symbols, data_type))
+        self._requests.put(remove_symbols_request(symbols, data_type))
 
     def cancel(self) -> None:
         self._requests.put(self._DONE)
         super().cancel()
-
-
-def subscribe_request_of(
-    symbols: Sequence[str], kind: str | int | None, depth: int, heartbeat_seconds: float | None
-) -> market_data_pb2.SubscriptionRequest:
-    """A ManageSubscription request adding ``symbols`` for data type ``kind``."""
-    request = market_data_pb2.SubscriptionRequest(subscribe=_symbol_list(symbols, kind, depth))
-    if heartbeat_seconds is not None:
-        request.heartbeat_seconds = heartbeat_seconds
-    return request
-
-
-def unsubscribe_request_of(
-    symbols: Sequence[str], kind: str | int | None
-) -> market_data_pb2.SubscriptionRequest:
-    """A ManageSubscription request removing ``symbols`` from data type ``kind``."""
-    return market_data_pb2.SubscriptionRequest(unsubscribe=_symbol_list(symbols, kind))
-
-
-def _symbol_list(
-    symbols: Sequence[str], kind: str | int | None, depth: int = 0
-) -> market_data_pb2.SymbolList:
-    listed = market_data_pb2.SymbolList(symbols=list(symbols), depth=depth)
-    if kind is not None:
-        listed.type = data_type(kind)
-    return listed
