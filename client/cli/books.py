@@ -24,6 +24,7 @@ from ..book import Book, BookKeeper, InvalidBook
 from ..events import BOOK_KINDS, TradeArrays, event_books, event_kind, event_trades
 from ..requests import data_subscription
 from ..streams import Event
+from .output import iso_times
 
 SIDES = {1: "BUY", 2: "SELL"}  # marketdata.v1.Side
 RECENT_TRADES = 10  # prints kept under the ladder
@@ -97,7 +98,7 @@ def _book_json(book: Book) -> dict:
 
 
 def _trade_json(trades: TradeArrays) -> list[dict]:
-    times = _iso(trades.times)
+    times = iso_times(trades.times, "ms")
     return [
         {"trade_id": trade_id, "price": price, "size": size, "side": SIDES.get(side, str(side)), "time": time}
         for trade_id, price, size, side, time in zip(
@@ -109,10 +110,6 @@ def _trade_json(trades: TradeArrays) -> list[dict]:
             strict=True,
         )
     ]
-
-
-def _iso(nanoseconds: np.ndarray) -> list[str]:
-    return [t + "Z" for t in np.datetime_as_string(nanoseconds.astype("datetime64[ns]"), unit="ms")]
 
 
 def trade_line(symbol: str, trade: dict) -> str:

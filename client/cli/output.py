@@ -22,6 +22,11 @@ FORMATS = ("json", "csv", "npy")
 BAR_VALUES = tuple(f.name for f in fields(Bars) if f.name != "start_time")
 
 
+def iso_times(nanoseconds: np.ndarray, unit: str) -> list[str]:
+    """UTC nanoseconds as ISO 8601 texts to ``unit`` (a numpy datetime unit: "s", "ms", ...)."""
+    return [t + "Z" for t in np.datetime_as_string(as_datetime64(nanoseconds), unit=unit)]
+
+
 @dataclass(frozen=True)
 class Columns:
     """What the command line added to the bare path, and how it is written out."""
@@ -51,7 +56,7 @@ class Columns:
         if not (self.time or self.bars):
             return []
         nanoseconds = (chunk.bars or Bars.empty()).start_time if self.bars else chunk.timestamps
-        return [t + "Z" for t in np.datetime_as_string(as_datetime64(nanoseconds), unit=self.time_unit)]
+        return iso_times(nanoseconds, self.time_unit)
 
     def csv_columns(self, chunk: PriceChunk, times: list[str]) -> list[list[str]]:
         if self.bars:
