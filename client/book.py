@@ -116,16 +116,14 @@ class Book:
     @property
     def mid(self) -> float | None:
         """Halfway between the best bid and ask; None while a side is empty."""
-        if not (len(self.bid_prices) and len(self.ask_prices)):
-            return None
-        return (float(self.bid_prices[0]) + float(self.ask_prices[0])) / 2
+        bid, ask = self.best_bid, self.best_ask
+        return None if bid is None or ask is None else (bid + ask) / 2
 
     @property
     def spread(self) -> float | None:
         """Best ask minus best bid; None while a side is empty."""
-        if not (len(self.bid_prices) and len(self.ask_prices)):
-            return None
-        return float(self.ask_prices[0]) - float(self.bid_prices[0])
+        bid, ask = self.best_bid, self.best_ask
+        return None if bid is None or ask is None else ask - bid
 
     @classmethod
     def of(cls, book: pb.OrderBook | BookArrays) -> Book:
