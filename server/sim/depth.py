@@ -48,10 +48,6 @@ class DepthTick:
         self._prices, self._books_of = prices, books_of
         self._books: dict[int, Book] = {}
 
-    def add_books(self, books: Iterable[tuple[int, Book]]) -> None:
-        """Books computed ahead, by position (the same as ``book`` would compute)."""
-        self._books.update(books)
-
     def book(self, position: int) -> Book:
         """The full book of the instrument at ``position`` (computed once)."""
         book = self._books.get(position)
