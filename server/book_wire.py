@@ -21,8 +21,8 @@ from google.protobuf import timestamp_pb2
 
 from marketdata.v1 import market_data_pb2 as pb
 
-from .sim.book import Book, Side, Trades
-from .sim.depth import CANDLE_INTERVALS, Candle, DepthTick, Tape, side_changes
+from .sim.book import Book, LevelChange, Side, Trades, side_changes
+from .sim.depth import CANDLE_INTERVALS, Candle, DepthTick, Tape
 from .wire import (
     _LITTLE_F8,
     _LITTLE_I8,
@@ -119,6 +119,11 @@ def _lists(book: Book, depth: int) -> tuple[tuple[list[float], list[int]], tuple
         (book.bid_prices[:depth].tolist(), book.bid_sizes[:depth].tolist()),
         (book.ask_prices[:depth].tolist(), book.ask_sizes[:depth].tolist()),
     )
+
+
+def _prices_and_sizes(changes: list[LevelChange]) -> tuple[list[float], list[int]]:
+    """One side's level changes as the (prices, sizes) lists book_payload writes."""
+    return [c.price for c in changes], [c.size for c in changes]
 
 
 def book_message(symbol: str, book: Book, depth: int) -> pb.OrderBook:
@@ -292,8 +297,8 @@ class DepthEncoding:
         """The changed levels at ``depth`` since the last published tick (perhaps none)."""
         new, old = self._depth.book(position), self._previous.book(position)
         (new_bids, new_asks), (old_bids, old_asks) = _lists(new, depth), _lists(old, depth)
-        bids = side_changes(*old_bids, *new_bids, bids=True)
-        asks = side_changes(*old_asks, *new_asks, bids=False)
+        bids = _prices_and_sizes(side_changes(Side.BUY, *old_bids, *new_bids))
+        asks = _prices_and_sizes(side_changes(Side.SELL, *old_asks, *new_asks))
         # An entry even when nothing changed: each symbol's book sequence moves with every
         # update, so a client checks previous_sequence against the last one it applied.
         payload = book_payload(self._symbols[position], new.sequence, old.sequence, depth, bids, asks)

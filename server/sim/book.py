@@ -745,13 +745,13 @@ def diff(old: Book, new: Book) -> list[LevelChange]:
     in ``old`` at the same size, and size 0 for every level of ``old`` gone from ``new``
     (moved away, crossed, or out of the depth). Bids first, then asks, each best first.
     Both books' sides are in their documented order, best first, as the model makes them."""
-    return _side_changes(
+    return side_changes(
         Side.BUY,
         old.bid_prices.tolist(),
         old.bid_sizes.tolist(),
         new.bid_prices.tolist(),
         new.bid_sizes.tolist(),
-    ) + _side_changes(
+    ) + side_changes(
         Side.SELL,
         old.ask_prices.tolist(),
         old.ask_sizes.tolist(),
@@ -760,13 +760,13 @@ def diff(old: Book, new: Book) -> list[LevelChange]:
     )
 
 
-def _side_changes(
+def side_changes(
     side: Side, old_prices: list, old_sizes: list, new_prices: list, new_sizes: list
 ) -> list[LevelChange]:
-    """One side's changes, both lists best first. A model's book is a run of consecutive
-    ticks, so after a move the new levels are mostly the old ones shifted: one lookup finds
-    the run the two share, whose sizes are then compared pairwise; other books are merged
-    level by level."""
+    """One side's changes as ``diff`` gives them (best first), from two lists of its levels,
+    best first. A model's book is a run of consecutive ticks, so after a move the new levels
+    are mostly the old ones shifted: one lookup finds the run the two share, whose sizes are
+    then compared pairwise; other books are merged level by level."""
     if old_prices == new_prices:  # the same levels: only sizes may differ
         return list(
             map(_change, compress(zip(repeat(side), new_prices, new_sizes), map(ne, new_sizes, old_sizes)))

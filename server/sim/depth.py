@@ -149,23 +149,6 @@ for _array in (_NO_PRICES, _NO_SIZES):
     _array.setflags(write=False)
 
 
-def side_changes(
-    old_prices: list[float], old_sizes: list[int], new_prices: list[float], new_sizes: list[int], bids: bool
-) -> tuple[list[float], list[int]]:
-    """The levels of one side (lists, best first) that turn the old side into the new: each
-    new or resized level with its size, each vanished level with size 0; best first (bids
-    highest first)."""
-    before = dict(zip(old_prices, old_sizes, strict=True))
-    changed = {}
-    for price, size in zip(new_prices, new_sizes, strict=True):
-        if before.pop(price, None) != size:
-            changed[price] = size
-    for price in before:
-        changed[price] = 0
-    order = sorted(changed, reverse=bids)
-    return order, [changed[p] for p in order]
-
-
 @dataclass
 class Candle:
     """One interval's trades: open, high, low, close, lots and prints."""
