@@ -23,17 +23,7 @@ from marketdata.v1 import market_data_pb2 as pb
 
 from .sim.book import Book, LevelChange, Side, Trades, side_changes
 from .sim.depth import CANDLE_INTERVALS, Candle, DepthTick, Tape
-from .wire import (
-    _LITTLE_F8,
-    _LITTLE_I8,
-    _LITTLE_U8,
-    market_event,
-    message_field,
-    packed,
-    string_field,
-    uint_field,
-    varint,
-)
+from .wire import encode_trades, market_event, message_field, string_field, uint_field, varint
 
 
 def _numbers(message: type) -> dict[str, int]:
@@ -41,12 +31,11 @@ def _numbers(message: type) -> dict[str, int]:
 
 
 _BOOK = _numbers(pb.OrderBook)
-_TRADES = _numbers(pb.Trades)
 _EVENT = _numbers(pb.MarketEvent)
 _LIST = 1  # OrderBooks.books, TradeBatch.trades, CandleBatch.candles
 assert _numbers(pb.OrderBooks)["books"] == _numbers(pb.TradeBatch)["trades"] == _LIST
 assert _numbers(pb.CandleBatch)["candles"] == _LIST
-assert list(_BOOK.values()) == sorted(_BOOK.values()) and list(_TRADES.values()) == sorted(_TRADES.values())
+assert list(_BOOK.values()) == sorted(_BOOK.values())
 
 EVENT_BOOK_SNAPSHOT = _EVENT["book_snapshot"]
 EVENT_BOOK_UPDATE = _EVENT["book_update"]
@@ -66,11 +55,6 @@ CANDLE_NAMES = {pb.CANDLES_1S: "1s", pb.CANDLES_1M: "1m"}
 CANDLE_ENUMS = {"1s": pb.CANDLE_INTERVAL_1S, "1m": pb.CANDLE_INTERVAL_1M}
 CANDLE_INTERVAL_NAMES = {enum: name for name, enum in CANDLE_ENUMS.items()}
 assert set(CANDLE_ENUMS) == set(CANDLE_INTERVALS)
-
-
-def _packed_enum(field_number: int, values: bytes) -> bytes:
-    """A packed repeated enum whose values are all below 128: one byte each."""
-    return message_field(field_number, values) if values else b""
 
 
 def _packed_list(key: bytes, values: list, code: str) -> bytes:
@@ -150,16 +134,13 @@ def trades_payload(
     times: Sequence[int],
 ) -> bytes:
     """A serialized Trades message from parallel sequences (sides as the model's +1/-1)."""
-    n = _TRADES
-    return b"".join(
-        [
-            string_field(n["symbol"], symbol),
-            *packed(n["trade_ids"], np.asarray(ids), _LITTLE_U8),
-            *packed(n["prices"], np.asarray(prices), _LITTLE_F8),
-            *packed(n["sizes"], np.asarray(sizes), _LITTLE_U8),
-            _packed_enum(n["aggressors"], bytes(_SIDE_BYTES[int(s)] for s in sides)),
-            *packed(n["times"], np.asarray(times, dtype=np.int64), _LITTLE_I8),
-        ]
+    return encode_trades(
+        np.asarray(ids),
+        np.asarray(prices),
+        np.asarray(sizes),
+        bytes(_SIDE_BYTES[int(s)] for s in sides),
+        np.asarray(times, dtype=np.int64),
+        symbol,
     )
 
 

@@ -120,16 +120,29 @@ assert list(_TRADES.values()) == sorted(_TRADES.values())
 
 
 def encode_prints(prints: Prints) -> bytes:
-    """A serialized marketdata.v1.Trades (no symbol) from a path block's prints. The
-    aggressors are Side numbers below 128: a packed varint each is one byte."""
+    """A serialized marketdata.v1.Trades (no symbol) from a path block's prints."""
     aggressors = np.ascontiguousarray(prints.aggressors, dtype=np.uint8).tobytes()
+    return encode_trades(prints.ids, prints.prices, prints.sizes, aggressors, prints.times)
+
+
+def encode_trades(
+    ids: np.ndarray,
+    prices: np.ndarray,
+    sizes: np.ndarray,
+    aggressors: bytes,
+    times: np.ndarray | None,
+    symbol: str = "",
+) -> bytes:
+    """A serialized marketdata.v1.Trades from parallel arrays; ``aggressors`` one byte each
+    (Side numbers below 128: a packed varint each is one byte), ``times`` None for none."""
     return b"".join(
         [
-            *packed(_TRADES["trade_ids"], prints.ids, _LITTLE_U8),
-            *packed_doubles(_TRADES["prices"], prints.prices),
-            *packed(_TRADES["sizes"], prints.sizes, _LITTLE_U8),
+            string_field(_TRADES["symbol"], symbol),
+            *packed(_TRADES["trade_ids"], ids, _LITTLE_U8),
+            *packed_doubles(_TRADES["prices"], prices),
+            *packed(_TRADES["sizes"], sizes, _LITTLE_U8),
             message_field(_TRADES["aggressors"], aggressors) if aggressors else b"",
-            *(packed(_TRADES["times"], prints.times, _LITTLE_I8) if prints.times is not None else ()),
+            *(packed(_TRADES["times"], times, _LITTLE_I8) if times is not None else ()),
         ]
     )
 
