@@ -19,13 +19,13 @@ import grpc
 from marketdata.v1 import market_data_pb2
 
 from .decoding import PriceChunk
-from .events import DecodedEvent, event_kind, exchange_time_ns
+from .events import BOOK_KINDS, DecodedEvent, event_kind, exchange_time_ns
 from .requests import add_symbols_request, remove_symbols_request
 
 Event = market_data_pb2.MarketEvent | DecodedEvent
 # Events a new subscription starts over with: its books follow its own snapshot (the book
 # sequence says whether an update follows), and status answers its own requests.
-_STARTS_OVER = frozenset({"book_snapshot", "book_update", "top_of_book", "status"})
+_STARTS_OVER = frozenset({*BOOK_KINDS, "status"})
 # Events whose every tick counts (prints, candle changes): a replayed tick is dropped by kind.
 _BY_KIND = frozenset({"trades", "candles"})
 
