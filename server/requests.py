@@ -15,7 +15,7 @@ import math
 import operator
 import re
 from collections.abc import Callable, MutableSequence, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from google.protobuf.message import Message
@@ -342,13 +342,10 @@ def _additions_of(request: market_data_pb2.PathRequest, model: Model) -> dict[st
     }
 
 
-_BOOK_PARAMETERS = (
-    "levels",
-    "touch_lots",
-    "growth",
-    "size_noise",
-    "refresh_ticks",
-    "quiet_print_probability",
+# The fields of PathRequest.book that are the book model's parameters (its spread is the quotes').
+_MODEL_PARAMETERS = {f.name for f in fields(BookParams)}
+_BOOK_PARAMETERS = tuple(
+    f.name for f in market_data_pb2.PathBook.DESCRIPTOR.fields if f.name in _MODEL_PARAMETERS
 )
 
 
